@@ -1,0 +1,1 @@
+"""Prompter's core: everything that is not a widget. Never imports streamlit."""

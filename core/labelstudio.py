@@ -1,0 +1,362 @@
+"""The one door to Label Studio: every call Prompter makes to it goes through here.
+
+It uses label-studio-sdk, and its HTTP client for the endpoints the SDK does not wrap (the export,
+model versions, and the Data Manager action that turns predictions into annotations). Callers get
+plain dataclasses back and, when something is wrong, a ``LabelStudioError`` whose message is one
+sentence saying what is wrong and what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+PREDICTION_CHUNK = 500
+EXPORT_IDS_PER_REQUEST = 200  # keeps the query string well under common URL limits
+
+
+class LabelStudioError(Exception):
+    """Something went wrong talking to Label Studio; ``str(error)`` is meant for the user."""
+
+
+class Unreachable(LabelStudioError):
+    pass
+
+
+class TokenRejected(LabelStudioError):
+    pass
+
+
+class ProjectNotFound(LabelStudioError):
+    pass
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    title: str
+    task_count: int
+    annotated_count: int
+    ground_truth_count: int
+    prediction_count: int
+
+
+@dataclass(frozen=True)
+class Annotation:
+    id: int
+    result: list[dict[str, Any]]
+    ground_truth: bool
+    was_cancelled: bool
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    data: dict[str, Any]
+    annotations: tuple[Annotation, ...] = ()
+    prediction_ids: tuple[int, ...] = ()
+
+    @property
+    def ground_truth(self) -> Annotation | None:
+        """The task's most recent ground-truth annotation, if any."""
+        marked = [a for a in self.annotations if a.ground_truth and not a.was_cancelled]
+        return max(marked, key=lambda a: (a.updated_at, a.id), default=None)
+
+
+@dataclass(frozen=True)
+class NewPrediction:
+    task_id: int
+    result: list[dict[str, Any]]
+    model_version: str
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    prediction_count: int
+
+
+@dataclass(frozen=True)
+class NewTask:
+    data: dict[str, Any]
+    annotations: Sequence[tuple[list[dict[str, Any]], bool]] = field(default_factory=tuple)
+    """(result, ground_truth) pairs to import with the task."""
+
+
+class LabelStudioClient:
+    """A connection to one Label Studio server.
+
+    >>> ls = LabelStudioClient("http://127.0.0.1:8080", token)  # doctest: +SKIP
+    >>> [p.title for p in ls.projects()]  # doctest: +SKIP
+    """
+
+    def __init__(self, url: str, api_key: str, *, timeout: float = 60.0):
+        url = (url or "").strip().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise LabelStudioError(
+                f"The Label Studio URL {url!r} has no http:// or https:// scheme; "
+                "write it in full, e.g. http://127.0.0.1:8080."
+            )
+        if not (api_key or "").strip():
+            raise TokenRejected(
+                "No Label Studio API token is set; copy it from Label Studio's Account & Settings "
+                "page into LABEL_STUDIO_API_KEY (or the Keys page)."
+            )
+        self.url = url
+        self._sdk = LabelStudio(base_url=url, api_key=api_key.strip(), timeout=timeout)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"LabelStudioClient({self.url!r})"
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def check(self) -> str:
+        """Check the URL and token; return Label Studio's version or raise LabelStudioError."""
+        response = self._http("GET", "api/version", retries=0)
+        if response.status_code == 404:
+            raise LabelStudioError(
+                f"{self.url} answered but has no Label Studio API (GET /api/version gave 404); "
+                "check that LABEL_STUDIO_URL is the address of Label Studio itself."
+            )
+        self._raise_for_status(response)
+        self._call(lambda: self._sdk.users.whoami(), retries=0)
+        try:
+            version = response.json().get("release") or response.json().get("label-studio-os-package", {})
+        except ValueError:
+            version = None
+        return version if isinstance(version, str) else "unknown version"
+
+    # -- projects -----------------------------------------------------------------------------
+
+    def projects(self) -> list[Project]:
+        """Every project the token can see, newest first, with task and annotation counts."""
+        return [_project(p) for p in self._call(lambda: list(self._sdk.projects.list(page_size=100)))]
+
+    def project(self, project_id: int) -> Project:
+        return _project(self._call(lambda: self._sdk.projects.get(project_id), project_id=project_id))
+
+    def label_config(self, project_id: int) -> str:
+        found = self._call(lambda: self._sdk.projects.get(project_id), project_id=project_id)
+        return found.label_config or ""
+
+    def create_project(self, title: str, label_config: str, description: str = "") -> Project:
+        created = self._call(
+            lambda: self._sdk.projects.create(
+                title=title, label_config=label_config, description=description
+            )
+        )
+        return self.project(created.id)
+
+    def delete_project(self, project_id: int) -> None:
+        self._call(lambda: self._sdk.projects.delete(project_id), project_id=project_id)
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    def import_tasks(self, project_id: int, tasks: Iterable[NewTask]) -> list[int]:
+        """Import tasks (with their annotations) in one request; return the new task ids in order."""
+        payload = [
+            {
+                "data": t.data,
+                "annotations": [{"result": r, "ground_truth": gt} for r, gt in t.annotations],
+            }
+            for t in tasks
+        ]
+        response = self._call(
+            lambda: self._sdk.projects.import_tasks(
+                project_id, request=payload, return_task_ids=True
+            ),
+            project_id=project_id,
+        )
+        return list(response.task_ids or [])
+
+    def tasks(self, project_id: int, *, ids: Iterable[int] | None = None) -> Iterator[Task]:
+        """Every task of a project with its annotations and predictions (or only ``ids``).
+
+        Reads the export endpoint, which returns all tasks in about half the time that paging
+        through the task list takes.
+        """
+        if ids is None:
+            return map(_task, self._export(project_id, None))
+        wanted = sorted(set(int(i) for i in ids))
+        batches = [wanted[i : i + EXPORT_IDS_PER_REQUEST] for i in range(0, len(wanted), EXPORT_IDS_PER_REQUEST)]
+        return (_task(t) for batch in batches for t in self._export(project_id, batch))
+
+    def _export(self, project_id: int, ids: list[int] | None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"exportType": "JSON", "download_all_tasks": "true"}
+        if ids is not None:
+            params["ids[]"] = ids
+        response = self._http("GET", f"api/projects/{project_id}/export", params=params)
+        self._raise_for_status(response, project_id=project_id)
+        return response.json()
+
+    # -- predictions --------------------------------------------------------------------------
+
+    def import_predictions(
+        self, project_id: int, predictions: Iterable[NewPrediction], *, chunk_size: int = PREDICTION_CHUNK
+    ) -> int:
+        """Bulk-import predictions in chunks; return how many Label Studio created."""
+        created = 0
+        chunk: list[dict[str, Any]] = []
+        for prediction in predictions:
+            chunk.append(_prediction_payload(prediction))
+            if len(chunk) >= chunk_size:
+                created += self._import_chunk(project_id, chunk)
+                chunk = []
+        if chunk:
+            created += self._import_chunk(project_id, chunk)
+        return created
+
+    def _import_chunk(self, project_id: int, chunk: list[dict[str, Any]]) -> int:
+        response = self._call(
+            lambda: self._sdk.projects.import_predictions(project_id, request=chunk),
+            project_id=project_id,
+        )
+        return int(response.created or 0)
+
+    def model_versions(self, project_id: int) -> list[ModelVersion]:
+        """The project's prediction model versions with their prediction counts, largest first."""
+        response = self._http("GET", f"api/projects/{project_id}/model-versions/")
+        self._raise_for_status(response, project_id=project_id)
+        counts = response.json()
+        return sorted(
+            (ModelVersion(name, int(n)) for name, n in counts.items()),
+            key=lambda v: (-v.prediction_count, v.name),
+        )
+
+    def delete_model_version(self, project_id: int, model_version: str) -> int:
+        """Delete one model version's predictions (and only those); return how many went."""
+        response = self._http(
+            "DELETE",
+            f"api/projects/{project_id}/model-versions/",
+            json={"model_version": model_version},
+        )
+        self._raise_for_status(response, project_id=project_id)
+        return int(response.json().get("deleted_predictions", 0))
+
+    def predictions_to_annotations(self, project_id: int, model_version: str) -> int:
+        """Turn every prediction of ``model_version`` into an annotation; return how many were made."""
+        response = self._http(
+            "POST",
+            "api/dm/actions",
+            params={"id": "predictions_to_annotations", "project": project_id},
+            json={"selectedItems": {"all": True, "excluded": []}, "model_version": model_version},
+        )
+        self._raise_for_status(response, project_id=project_id)
+        detail = str(response.json().get("detail", ""))
+        digits = [int(word) for word in detail.split() if word.isdigit()]
+        return digits[0] if digits else 0
+
+    def task_url(self, project_id: int, task_id: int) -> str:
+        return f"{self.url}/projects/{project_id}/data?task={task_id}"
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _http(self, method: str, path: str, *, retries: int | None = None, **kwargs) -> httpx.Response:
+        options = {"max_retries": retries} if retries is not None else None
+        return self._call(
+            lambda: self._sdk._client_wrapper.httpx_client.request(
+                path, method=method, request_options=options, **kwargs
+            ),
+            retries=retries,
+        )
+
+    def _call(self, action, *, project_id: int | None = None, retries: int | None = None):
+        try:
+            return action()
+        except ApiError as error:
+            raise self._explain(error.status_code, error.body, project_id) from None
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            raise Unreachable(
+                f"Cannot reach Label Studio at {self.url} ({_reason(error)}); start it with "
+                "`make run`, or set LABEL_STUDIO_URL to the address of a running one."
+            ) from None
+        except httpx.TimeoutException:
+            raise Unreachable(
+                f"Label Studio at {self.url} did not answer in time; check that it is running and "
+                "not overloaded, then try again."
+            ) from None
+        except httpx.HTTPError as error:
+            raise Unreachable(
+                f"Talking to Label Studio at {self.url} failed ({_reason(error)}); check LABEL_STUDIO_URL."
+            ) from None
+
+    def _raise_for_status(self, response: httpx.Response, *, project_id: int | None = None) -> None:
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = response.text[:200]
+            raise self._explain(response.status_code, body, project_id)
+
+    def _explain(self, status: int | None, body: Any, project_id: int | None) -> LabelStudioError:
+        if status in (401, 403):
+            return TokenRejected(
+                f"Label Studio at {self.url} rejected the API token (HTTP {status}); copy a valid "
+                "token from Label Studio's Account & Settings page into LABEL_STUDIO_API_KEY "
+                "(or the Keys page)."
+            )
+        if status == 404 and project_id is not None:
+            return ProjectNotFound(
+                f"Label Studio at {self.url} has no project {project_id} that this token can see; "
+                "pick a project from the list on the home page."
+            )
+        detail = body.get("detail") if isinstance(body, dict) else None
+        detail = detail or (body if isinstance(body, str) else "") or "no detail given"
+        return LabelStudioError(
+            f"Label Studio at {self.url} answered HTTP {status}: {str(detail)[:200]}"
+        )
+
+
+def _reason(error: Exception) -> str:
+    text = str(error) or type(error).__name__
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "unknown host name"
+    return text[:120]
+
+
+def _project(p: Any) -> Project:
+    return Project(
+        id=int(p.id),
+        title=p.title or f"Project {p.id}",
+        task_count=int(p.task_number or 0),
+        annotated_count=int(p.finished_task_number or 0),
+        ground_truth_count=int(p.ground_truth_number or 0),
+        prediction_count=int(p.total_predictions_number or 0),
+    )
+
+
+def _task(raw: dict[str, Any]) -> Task:
+    return Task(
+        id=int(raw["id"]),
+        data=raw.get("data") or {},
+        annotations=tuple(
+            Annotation(
+                id=int(a["id"]),
+                result=a.get("result") or [],
+                ground_truth=bool(a.get("ground_truth")),
+                was_cancelled=bool(a.get("was_cancelled")),
+                created_at=a.get("created_at") or "",
+                updated_at=a.get("updated_at") or a.get("created_at") or "",
+            )
+            for a in raw.get("annotations") or []
+        ),
+        prediction_ids=tuple(
+            int(p["id"]) if isinstance(p, dict) else int(p) for p in raw.get("predictions") or []
+        ),
+    )
+
+
+def _prediction_payload(p: NewPrediction) -> dict[str, Any]:
+    payload: dict[str, Any] = {"task": p.task_id, "result": p.result, "model_version": p.model_version}
+    if p.score is not None:
+        payload["score"] = p.score
+    return payload

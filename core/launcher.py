@@ -1,0 +1,80 @@
+"""`make run`: Label Studio (ours, unless one is configured), the demo project, then the dashboard."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+from core import connection, demo, settings, store
+from core.local_labelstudio import LocalLabelStudio
+
+
+def run() -> int:
+    conf = settings.load()
+    store.engine()  # create or upgrade the database before anything reads it
+    server = None
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        if conf.uses_external_labelstudio:
+            _report_external()
+        else:
+            server = LocalLabelStudio(
+                conf.local_labelstudio_dir, conf.local_labelstudio_port, conf.local_labelstudio_venv
+            )
+            _say(f"Starting Label Studio on {server.url} (the first start takes about 30 s) ...")
+            server.start()
+            project, created = demo.ensure_project(connection.client())
+            _say(
+                f"Label Studio is up at {server.url}: log in as {server.credentials.username} "
+                f"(password in {conf.local_labelstudio_dir / 'credentials.json'})."
+            )
+            _say(
+                f"Demo project {'created' if created else 'found'}: #{project.id} {project.title!r}, "
+                f"{project.task_count} tasks, {project.ground_truth_count} ground truth."
+            )
+        _say(f"Prompter dashboard: http://127.0.0.1:{conf.dashboard_port}  (Ctrl-C stops everything)")
+        return _serve_dashboard(conf.dashboard_port)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server is not None and server.started_here:
+            _say("Stopping Label Studio ...")
+            server.stop()
+
+
+def _serve_dashboard(port: int) -> int:
+    dashboard = subprocess.Popen(
+        [
+            sys.executable, "-m", "streamlit", "run", str(settings.REPO_ROOT / "app.py"),
+            "--server.address", "127.0.0.1",
+            "--server.port", str(port),
+            "--server.headless", "true",
+        ],
+        cwd=settings.REPO_ROOT,
+    )
+    try:
+        return dashboard.wait()
+    finally:
+        if dashboard.poll() is None:
+            dashboard.terminate()
+            try:
+                dashboard.wait(10)
+            except subprocess.TimeoutExpired:
+                dashboard.kill()
+
+
+def _report_external() -> None:
+    status = connection.status()
+    if status.ok:
+        _say(f"Using Label Studio {status.version} at {status.url} ({len(status.projects)} projects).")
+    else:
+        _say(f"Warning: {status.error}")
+
+
+def _stop_on_sigterm(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _say(message: str) -> None:
+    print(f"[prompter] {message}", flush=True)

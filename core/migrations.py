@@ -1,0 +1,172 @@
+"""Append-only, numbered schema migrations for Prompter's database.
+
+Each migration is a list of SQL statements applied in one transaction, and its number is recorded in
+``schema_migrations``. Never edit a migration that has shipped: add the next number instead. The
+SQLModel tables in ``core.store`` describe the schema after the last migration, and a test checks
+that the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "keys, Label Studio connection, prompts and their versions",
+        (
+            """
+            CREATE TABLE provider_keys (
+                id INTEGER PRIMARY KEY,
+                name VARCHAR NOT NULL UNIQUE,
+                provider VARCHAR NOT NULL,
+                base_url VARCHAR,
+                organization VARCHAR,
+                endpoint VARCHAR,
+                deployment VARCHAR,
+                api_version VARCHAR,
+                api_key_encrypted VARCHAR,
+                extra_headers_encrypted VARCHAR,
+                created_at DATETIME NOT NULL,
+                updated_at DATETIME NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE labelstudio_connections (
+                id INTEGER PRIMARY KEY,
+                url VARCHAR NOT NULL,
+                api_key_encrypted VARCHAR NOT NULL,
+                updated_at DATETIME NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE prompts (
+                id INTEGER PRIMARY KEY,
+                project_id INTEGER NOT NULL,
+                name VARCHAR NOT NULL,
+                created_at DATETIME NOT NULL,
+                UNIQUE (project_id, name)
+            )
+            """,
+            """
+            CREATE TABLE prompt_versions (
+                id INTEGER PRIMARY KEY,
+                prompt_id INTEGER NOT NULL REFERENCES prompts (id) ON DELETE CASCADE,
+                number INTEGER NOT NULL,
+                template TEXT NOT NULL,
+                system_message TEXT,
+                controls JSON NOT NULL,
+                provider_key VARCHAR NOT NULL,
+                model VARCHAR NOT NULL,
+                temperature FLOAT NOT NULL,
+                max_output_tokens INTEGER,
+                note TEXT,
+                created_at DATETIME NOT NULL,
+                UNIQUE (prompt_id, number)
+            )
+            """,
+        ),
+    ),
+    Migration(
+        2,
+        "runs and their items",
+        (
+            """
+            CREATE TABLE runs (
+                id INTEGER PRIMARY KEY,
+                prompt_version_id INTEGER NOT NULL REFERENCES prompt_versions (id) ON DELETE CASCADE,
+                kind VARCHAR NOT NULL,
+                subset JSON NOT NULL,
+                status VARCHAR NOT NULL,
+                status_reason TEXT,
+                total INTEGER NOT NULL,
+                done INTEGER NOT NULL,
+                failed INTEGER NOT NULL,
+                input_tokens INTEGER NOT NULL,
+                output_tokens INTEGER NOT NULL,
+                cost_usd FLOAT,
+                concurrency INTEGER NOT NULL,
+                max_cost_usd FLOAT,
+                worker_pid INTEGER,
+                heartbeat_at DATETIME,
+                created_at DATETIME NOT NULL,
+                started_at DATETIME,
+                finished_at DATETIME
+            )
+            """,
+            "CREATE INDEX ix_runs_prompt_version_id ON runs (prompt_version_id)",
+            """
+            CREATE TABLE run_items (
+                id INTEGER PRIMARY KEY,
+                run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+                task_id INTEGER NOT NULL,
+                status VARCHAR NOT NULL,
+                call_hash VARCHAR NOT NULL,
+                messages_hash VARCHAR NOT NULL,
+                raw_output TEXT,
+                parsed JSON,
+                regions JSON,
+                input_tokens INTEGER,
+                output_tokens INTEGER,
+                cost_usd FLOAT,
+                latency_ms FLOAT,
+                score FLOAT,
+                error TEXT,
+                from_cache BOOLEAN NOT NULL,
+                written_to_labelstudio BOOLEAN NOT NULL,
+                created_at DATETIME NOT NULL,
+                UNIQUE (run_id, task_id)
+            )
+            """,
+            "CREATE INDEX ix_run_items_call_hash ON run_items (call_hash)",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(connection: Connection) -> int:
+    connection.exec_driver_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at DATETIME NOT NULL)"
+    )
+    found = connection.exec_driver_sql("SELECT MAX(version) FROM schema_migrations").scalar()
+    return int(found or 0)
+
+
+def upgrade(connection: Connection, target: int = LATEST_VERSION) -> list[int]:
+    """Apply every migration above the database's version up to ``target``; return those applied.
+
+    The caller owns the transaction, so a failing migration leaves the database as it was.
+    """
+    start = current_version(connection)
+    if start > LATEST_VERSION:
+        raise RuntimeError(
+            f"The database is at schema version {start}, newer than this Prompter ({LATEST_VERSION}). "
+            "Update Prompter, or point PROMPTER_HOME at another folder."
+        )
+    applied = []
+    for migration in MIGRATIONS:
+        if start < migration.version <= target:
+            for statement in migration.statements:
+                connection.exec_driver_sql(statement)
+            connection.execute(
+                text(
+                    "INSERT INTO schema_migrations (version, name, applied_at)"
+                    " VALUES (:v, :n, datetime('now'))"
+                ),
+                {"v": migration.version, "n": migration.name},
+            )
+            applied.append(migration.version)
+    return applied

@@ -1,0 +1,62 @@
+"""Settings read from the environment, with the defaults a fresh clone runs on.
+
+Every setting is documented in the README's "Settings" table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    labelstudio_url: str | None
+    labelstudio_api_key: str | None
+    local_labelstudio_port: int
+    local_labelstudio_venv: Path
+    dashboard_port: int
+
+    @property
+    def database_path(self) -> Path:
+        return self.home / "prompter.db"
+
+    @property
+    def database_url(self) -> str:
+        return os.environ.get("PROMPTER_DATABASE_URL") or f"sqlite:///{self.database_path}"
+
+    @property
+    def local_labelstudio_dir(self) -> Path:
+        return self.home / "labelstudio"
+
+    @property
+    def uses_external_labelstudio(self) -> bool:
+        return bool(self.labelstudio_url)
+
+
+def load() -> Settings:
+    """Read the settings now (not at import time, so tests can change the environment)."""
+    home = Path(os.environ.get("PROMPTER_HOME") or REPO_ROOT / "data").expanduser().resolve()
+    return Settings(
+        home=home,
+        labelstudio_url=(os.environ.get("LABEL_STUDIO_URL") or "").strip().rstrip("/") or None,
+        labelstudio_api_key=(os.environ.get("LABEL_STUDIO_API_KEY") or "").strip() or None,
+        local_labelstudio_port=_port("PROMPTER_LABEL_STUDIO_PORT", 8080),
+        local_labelstudio_venv=Path(
+            os.environ.get("PROMPTER_LABEL_STUDIO_VENV") or REPO_ROOT / ".venv-labelstudio"
+        ),
+        dashboard_port=_port("PROMPTER_PORT", 8501),
+    )
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"{name} must be a port number between 1 and 65535, not {raw!r}.")
+    return int(raw)

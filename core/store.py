@@ -1,0 +1,210 @@
+"""Prompter's database: the SQLModel tables and the engine that opens them.
+
+The file lives in ``PROMPTER_HOME`` (``./data/prompter.db`` by default). SQLite runs in WAL mode with
+a busy timeout, so the dashboard can read while a run's worker writes, from another thread or
+process. The schema is created and upgraded by the numbered migrations in ``core.migrations``.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from sqlalchemy import JSON, Column, Engine, UniqueConstraint, event
+from sqlalchemy.engine import make_url
+from sqlmodel import Field, Session, SQLModel, create_engine
+
+from core import migrations, settings
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ProviderKey(SQLModel, table=True):
+    """A model provider the user saved under a name of their choosing. Secrets are encrypted."""
+
+    __tablename__ = "provider_keys"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    provider: str  # "openai" | "azure" | "openai-compatible"
+    base_url: Optional[str] = None
+    organization: Optional[str] = None
+    endpoint: Optional[str] = None
+    deployment: Optional[str] = None
+    api_version: Optional[str] = None
+    api_key_encrypted: Optional[str] = None
+    extra_headers_encrypted: Optional[str] = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class LabelStudioConnection(SQLModel, table=True):
+    """The saved Label Studio URL and token (the environment's, when set, wins over this)."""
+
+    __tablename__ = "labelstudio_connections"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    url: str
+    api_key_encrypted: str
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Prompt(SQLModel, table=True):
+    __tablename__ = "prompts"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    project_id: int
+    name: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PromptVersion(SQLModel, table=True):
+    """One immutable, numbered version of a prompt."""
+
+    __tablename__ = "prompt_versions"
+    __table_args__ = (UniqueConstraint("prompt_id", "number"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    prompt_id: int = Field(foreign_key="prompts.id", ondelete="CASCADE")
+    number: int
+    template: str
+    system_message: Optional[str] = None
+    controls: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    provider_key: str
+    model: str
+    temperature: float = 0.0
+    max_output_tokens: Optional[int] = None
+    note: Optional[str] = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    """One prompt version over a set of tasks: an evaluation or a prediction run."""
+
+    __tablename__ = "runs"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    prompt_version_id: int = Field(foreign_key="prompt_versions.id", ondelete="CASCADE", index=True)
+    kind: str  # "evaluate" | "predict"
+    subset: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    status: str = "pending"  # pending | running | completed | failed | cancelled
+    status_reason: Optional[str] = None
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Optional[float] = None
+    concurrency: int = 16
+    max_cost_usd: Optional[float] = None
+    worker_pid: Optional[int] = None
+    heartbeat_at: Optional[datetime] = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+
+
+class RunItem(SQLModel, table=True):
+    """One task's call within a run: what was sent (by hash), what came back, and what it cost."""
+
+    __tablename__ = "run_items"
+    __table_args__ = (UniqueConstraint("run_id", "task_id"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", ondelete="CASCADE")
+    task_id: int
+    status: str  # "ok" | "failed"
+    call_hash: str = Field(index=True)  # provider, model, parameters, messages and schema
+    messages_hash: str
+    raw_output: Optional[str] = None
+    parsed: Optional[Any] = Field(default=None, sa_column=Column(JSON))
+    regions: Optional[Any] = Field(default=None, sa_column=Column(JSON))
+    input_tokens: Optional[int] = None
+    output_tokens: Optional[int] = None
+    cost_usd: Optional[float] = None
+    latency_ms: Optional[float] = None
+    score: Optional[float] = None
+    error: Optional[str] = None
+    from_cache: bool = False
+    written_to_labelstudio: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def engine(url: str | None = None) -> Engine:
+    """The engine for ``url`` (default: the configured database), created and migrated once."""
+    url = url or settings.load().database_url
+    with _engines_lock:
+        if url not in _engines:
+            _engines[url] = _open(url)
+        return _engines[url]
+
+
+def _open(url: str) -> Engine:
+    parsed = make_url(url)
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    new = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30} if is_sqlite else {}
+    )
+    if is_sqlite:
+        _use_sqlite_pragmas(new)
+    with new.begin() as connection:
+        migrations.upgrade(connection)
+    return new
+
+
+def _use_sqlite_pragmas(new: Engine) -> None:
+    # pysqlite's own transaction handling skips BEGIN before DDL, which would make a failed
+    # migration half-applied; take over BEGIN ourselves (SQLAlchemy's documented recipe).
+    @event.listens_for(new, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(new, "begin")
+    def _on_begin(connection):
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def session(url: str | None = None) -> Iterator[Session]:
+    """A session for reading, or for writes that do not read first."""
+    with Session(engine(url), expire_on_commit=False) as s:
+        yield s
+
+
+@contextmanager
+def writing(url: str | None = None) -> Iterator[Session]:
+    """A session that takes the write lock up front and commits at the end.
+
+    Use it for read-then-write changes: a deferred transaction that reads and then writes can fail
+    at once when another process wrote in between, where this one waits its turn instead.
+    """
+    bind = engine(url).execution_options(sqlite_begin="IMMEDIATE")
+    with Session(bind, expire_on_commit=False) as s:
+        with s.begin():
+            yield s
+
+
+def schema_version(url: str | None = None) -> int:
+    with engine(url).begin() as connection:
+        return migrations.current_version(connection)
+
+
+def forget_engines() -> None:
+    """Dispose every open engine (tests point PROMPTER_HOME somewhere new between cases)."""
+    with _engines_lock:
+        for open_engine in _engines.values():
+            open_engine.dispose()
+        _engines.clear()

@@ -1,0 +1,46 @@
+import pandas as pd
+import streamlit as st
+
+from core import connection
+
+st.title("Prompter")
+st.caption(
+    "Write a prompt against a Label Studio project, measure every version on its ground truth, "
+    "then label the whole project in one click."
+)
+
+status = connection.status()
+
+st.subheader("Label Studio")
+if status.ok:
+    source = "from LABEL_STUDIO_URL" if status.source == "environment" else "started by `make run`"
+    st.success(f"Connected to Label Studio {status.version} at {status.url} ({source}).", icon=":material/check_circle:")
+else:
+    where = f" at {status.url}" if status.url else ""
+    st.error(f"Label Studio{where} is not available. {status.error}", icon=":material/error:")
+    st.stop()
+
+st.subheader("Projects")
+if not status.projects:
+    st.info(f"Label Studio has no projects yet. Create one at {status.url}, or run `python -m core demo create`.")
+    st.stop()
+
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "id": p.id,
+                "project": p.title,
+                "tasks": p.task_count,
+                "annotated": p.annotated_count,
+                "ground truth": p.ground_truth_count,
+                "predictions": p.prediction_count,
+                "open": f"{status.url}/projects/{p.id}/data",
+            }
+            for p in status.projects
+        ]
+    ),
+    key="projects",
+    hide_index=True,
+    column_config={"open": st.column_config.LinkColumn("open", display_text="open in Label Studio")},
+)

@@ -1,0 +1,131 @@
+"""core.labelstudio against a real Label Studio server."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.labelstudio import (
+    LabelStudioClient,
+    LabelStudioError,
+    NewPrediction,
+    NewTask,
+    ProjectNotFound,
+    TokenRejected,
+    Unreachable,
+)
+from core.local_labelstudio import free_port
+from tests.conftest import CHOICES_CONFIG, choice
+
+
+def test_project_with_tasks_and_ground_truth_round_trips(ls_client, make_project):
+    project, ids = make_project(
+        CHOICES_CONFIG,
+        [
+            NewTask({"text": "I love it"}, [(choice("Positive"), True)]),
+            NewTask({"text": "Terrible"}, [(choice("Negative"), True)]),
+            NewTask({"text": "It arrived"}, [(choice("Neutral"), False)]),
+            NewTask({"text": "No label yet"}),
+        ],
+    )
+
+    assert (project.task_count, project.annotated_count, project.ground_truth_count) == (4, 3, 2)
+    assert ls_client.label_config(project.id).strip() == CHOICES_CONFIG.strip()
+    tasks = {t.id: t for t in ls_client.tasks(project.id)}
+    assert sorted(tasks) == sorted(ids)
+    assert tasks[ids[0]].data == {"text": "I love it"}
+    assert tasks[ids[0]].ground_truth.result == choice("Positive")
+    assert tasks[ids[1]].ground_truth.result == choice("Negative")
+    assert tasks[ids[2]].ground_truth is None and len(tasks[ids[2]].annotations) == 1
+    assert tasks[ids[3]].annotations == ()
+    listed = {p.id: p for p in ls_client.projects()}
+    assert listed[project.id] == project
+
+
+def test_ground_truth_is_the_most_recent_marked_annotation(ls_client, make_project):
+    project, (task_id,) = make_project(
+        CHOICES_CONFIG,
+        [NewTask({"text": "meh"}, [(choice("Negative"), True), (choice("Neutral"), True)])],
+    )
+    (task,) = ls_client.tasks(project.id)
+    assert len(task.annotations) == 2
+    latest = max(task.annotations, key=lambda a: (a.updated_at, a.id))
+    assert task.ground_truth == latest
+
+
+def test_tasks_by_id_reads_only_those_across_batches(ls_client, make_project):
+    project, ids = make_project(CHOICES_CONFIG, [NewTask({"text": f"message {i}"}) for i in range(450)])
+    wanted = ids[::2]  # 225 ids: more than one export request's worth
+    found = [t.id for t in ls_client.tasks(project.id, ids=wanted)]
+    assert sorted(found) == sorted(wanted)
+    assert list(ls_client.tasks(project.id, ids=[])) == []
+
+
+def test_bulk_predictions_versions_delete_and_to_annotations(ls_client, make_project):
+    project, ids = make_project(CHOICES_CONFIG, [NewTask({"text": f"review {i}"}) for i in range(1000)])
+
+    created = ls_client.import_predictions(
+        project.id,
+        (NewPrediction(task_id, choice("Positive"), "sentiment@v1", score=0.9) for task_id in ids),
+    )
+    assert created == 1000
+    other = ls_client.import_predictions(
+        project.id, [NewPrediction(task_id, choice("Negative"), "sentiment@v2") for task_id in ids[:30]]
+    )
+    assert other == 30
+    versions = {v.name: v.prediction_count for v in ls_client.model_versions(project.id)}
+    assert versions == {"sentiment@v1": 1000, "sentiment@v2": 30}
+
+    assert ls_client.delete_model_version(project.id, "sentiment@v1") == 1000
+    assert {v.name: v.prediction_count for v in ls_client.model_versions(project.id)} == {"sentiment@v2": 30}
+
+    assert ls_client.predictions_to_annotations(project.id, "sentiment@v2") == 30
+    tasks = {t.id: t for t in ls_client.tasks(project.id)}
+    assert all(len(tasks[i].annotations) == 1 for i in ids[:30])
+    assert all(tasks[i].annotations[0].result == choice("Negative") for i in ids[:30])
+    assert all(tasks[i].annotations == () for i in ids[30:])
+    assert ls_client.project(project.id).annotated_count == 30
+
+
+def test_rejected_token_is_one_clear_sentence(labelstudio):
+    with pytest.raises(TokenRejected) as caught:
+        LabelStudioClient(labelstudio.url, "not-the-token").check()
+    message = str(caught.value)
+    assert "rejected the API token" in message and "LABEL_STUDIO_API_KEY" in message
+    assert "not-the-token" not in message
+
+
+def test_unreachable_host_says_how_to_fix_it():
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(Unreachable) as caught:
+        LabelStudioClient(url, "token").projects()
+    assert url in str(caught.value) and "connection refused" in str(caught.value)
+    assert "make run" in str(caught.value)
+
+
+def test_unknown_project_names_the_project(ls_client):
+    with pytest.raises(ProjectNotFound, match="no project 987654"):
+        ls_client.project(987654)
+    with pytest.raises(ProjectNotFound):
+        list(ls_client.tasks(987654))
+
+
+def test_url_that_is_not_label_studio(standin):
+    with pytest.raises(LabelStudioError, match="has no Label Studio API"):
+        LabelStudioClient(standin.root_url, "token").check()
+
+
+@pytest.mark.parametrize(
+    "url, key, expected",
+    [
+        ("127.0.0.1:8080", "token", "no http:// or https:// scheme"),
+        ("http://127.0.0.1:8080", "   ", "No Label Studio API token is set"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_request(url, key, expected):
+    with pytest.raises(LabelStudioError, match=expected):
+        LabelStudioClient(url, key)
+
+
+def test_client_repr_hides_the_token(ls_client, labelstudio):
+    assert labelstudio.credentials.token not in repr(ls_client)
+    assert labelstudio.credentials.token not in repr(labelstudio.credentials)
