@@ -27,7 +27,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             """
             CREATE TABLE provider_keys (
-                id INTEGER PRIMARY KEY,
+                id INTEGER NOT NULL PRIMARY KEY,
                 name VARCHAR NOT NULL UNIQUE,
                 provider VARCHAR NOT NULL,
                 base_url VARCHAR,
@@ -43,7 +43,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
             """
             CREATE TABLE labelstudio_connections (
-                id INTEGER PRIMARY KEY,
+                id INTEGER NOT NULL PRIMARY KEY,
                 url VARCHAR NOT NULL,
                 api_key_encrypted VARCHAR NOT NULL,
                 updated_at DATETIME NOT NULL
@@ -51,7 +51,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
             """
             CREATE TABLE prompts (
-                id INTEGER PRIMARY KEY,
+                id INTEGER NOT NULL PRIMARY KEY,
                 project_id INTEGER NOT NULL,
                 name VARCHAR NOT NULL,
                 created_at DATETIME NOT NULL,
@@ -60,7 +60,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
             """
             CREATE TABLE prompt_versions (
-                id INTEGER PRIMARY KEY,
+                id INTEGER NOT NULL PRIMARY KEY,
                 prompt_id INTEGER NOT NULL REFERENCES prompts (id) ON DELETE CASCADE,
                 number INTEGER NOT NULL,
                 template TEXT NOT NULL,
@@ -83,7 +83,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             """
             CREATE TABLE runs (
-                id INTEGER PRIMARY KEY,
+                id INTEGER NOT NULL PRIMARY KEY,
                 prompt_version_id INTEGER NOT NULL REFERENCES prompt_versions (id) ON DELETE CASCADE,
                 kind VARCHAR NOT NULL,
                 subset JSON NOT NULL,
@@ -107,7 +107,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX ix_runs_prompt_version_id ON runs (prompt_version_id)",
             """
             CREATE TABLE run_items (
-                id INTEGER PRIMARY KEY,
+                id INTEGER NOT NULL PRIMARY KEY,
                 run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
                 task_id INTEGER NOT NULL,
                 status VARCHAR NOT NULL,
@@ -145,15 +145,18 @@ def current_version(connection: Connection) -> int:
     return int(found or 0)
 
 
-def upgrade(connection: Connection, target: int = LATEST_VERSION) -> list[int]:
-    """Apply every migration above the database's version up to ``target``; return those applied.
+def upgrade(connection: Connection, target: int | None = None) -> list[int]:
+    """Apply every migration above the database's version up to ``target`` (default: the last);
+    return the versions applied.
 
     The caller owns the transaction, so a failing migration leaves the database as it was.
     """
+    latest = MIGRATIONS[-1].version
+    target = latest if target is None else target
     start = current_version(connection)
-    if start > LATEST_VERSION:
+    if start > latest:
         raise RuntimeError(
-            f"The database is at schema version {start}, newer than this Prompter ({LATEST_VERSION}). "
+            f"The database is at schema version {start}, newer than this Prompter ({latest}). "
             "Update Prompter, or point PROMPTER_HOME at another folder."
         )
     applied = []

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from sqlalchemy import JSON, Column, Engine, UniqueConstraint, event
+from sqlalchemy import JSON, Column, Engine, Text, UniqueConstraint, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Field, Session, SQLModel, create_engine
 
@@ -69,14 +69,14 @@ class PromptVersion(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
     prompt_id: int = Field(foreign_key="prompts.id", ondelete="CASCADE")
     number: int
-    template: str
-    system_message: Optional[str] = None
+    template: str = Field(sa_type=Text)
+    system_message: Optional[str] = Field(default=None, sa_type=Text)
     controls: list[str] = Field(sa_column=Column(JSON, nullable=False))
     provider_key: str
     model: str
     temperature: float = 0.0
     max_output_tokens: Optional[int] = None
-    note: Optional[str] = None
+    note: Optional[str] = Field(default=None, sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -89,7 +89,7 @@ class Run(SQLModel, table=True):
     kind: str  # "evaluate" | "predict"
     subset: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     status: str = "pending"  # pending | running | completed | failed | cancelled
-    status_reason: Optional[str] = None
+    status_reason: Optional[str] = Field(default=None, sa_type=Text)
     total: int = 0
     done: int = 0
     failed: int = 0
@@ -116,7 +116,7 @@ class RunItem(SQLModel, table=True):
     status: str  # "ok" | "failed"
     call_hash: str = Field(index=True)  # provider, model, parameters, messages and schema
     messages_hash: str
-    raw_output: Optional[str] = None
+    raw_output: Optional[str] = Field(default=None, sa_type=Text)
     parsed: Optional[Any] = Field(default=None, sa_column=Column(JSON))
     regions: Optional[Any] = Field(default=None, sa_column=Column(JSON))
     input_tokens: Optional[int] = None
@@ -124,7 +124,7 @@ class RunItem(SQLModel, table=True):
     cost_usd: Optional[float] = None
     latency_ms: Optional[float] = None
     score: Optional[float] = None
-    error: Optional[str] = None
+    error: Optional[str] = Field(default=None, sa_type=Text)
     from_cache: bool = False
     written_to_labelstudio: bool = False
     created_at: datetime = Field(default_factory=utcnow)

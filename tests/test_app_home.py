@@ -1,0 +1,60 @@
+"""The home page, through Streamlit's AppTest, with Label Studio up and with it down."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from core import settings
+from core.labelstudio import NewTask
+from core.local_labelstudio import free_port
+from tests.conftest import CHOICES_CONFIG, choice
+
+APP = str(settings.REPO_ROOT / "app.py")
+
+
+def _run() -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_home_lists_projects_with_their_counts(use_labelstudio, make_project):
+    project, _ = make_project(
+        CHOICES_CONFIG,
+        [NewTask({"text": "good"}, [(choice("Positive"), True)]), NewTask({"text": "bad"}), NewTask({"text": "so so"})],
+        title="Home page check",
+    )
+    app = _run()
+
+    assert "Connected to Label Studio" in app.success[0].value
+    assert use_labelstudio.url in app.success[0].value
+    table = app.dataframe[0].value
+    row = table[table["id"] == project.id].iloc[0]
+    assert (row["project"], row["tasks"], row["ground truth"]) == ("Home page check", 3, 1)
+    assert row["open"] == f"{use_labelstudio.url}/projects/{project.id}/data"
+
+
+def test_home_says_what_to_do_when_label_studio_is_down(monkeypatch):
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("LABEL_STUDIO_URL", url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "some-token-value")
+    app = _run()
+
+    (error,) = app.error
+    assert url in error.value and "connection refused" in error.value and "make run" in error.value
+    assert "some-token-value" not in error.value
+    assert not app.dataframe
+
+
+def test_home_explains_a_rejected_token(use_labelstudio, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "wrong-token-0000")
+    app = _run()
+    (error,) = app.error
+    assert "rejected the API token" in error.value and "wrong-token-0000" not in error.value
+
+
+def test_home_without_any_label_studio_configured():
+    app = _run()
+    (error,) = app.error
+    assert "No Label Studio is configured" in error.value and "make run" in error.value
