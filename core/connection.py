@@ -1,6 +1,7 @@
 """Which Label Studio the app talks to, and how it is doing.
 
-The environment (``LABEL_STUDIO_URL`` + ``LABEL_STUDIO_API_KEY``) wins; without it, the local Label
+In order: the environment (``LABEL_STUDIO_URL`` + ``LABEL_STUDIO_API_KEY``), then the connection
+saved on the Keys page or with ``labelstudio set`` (its token encrypted), then the local Label
 Studio that ``make run`` starts, whose token is kept beside its data.
 """
 
@@ -8,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core import settings
-from core.labelstudio import LabelStudioClient, LabelStudioError, Project
+from sqlmodel import select
+
+from core import settings, store, vault
+from core.checks import Check
+from core.labelstudio import LabelStudioClient, LabelStudioError, Project, TokenRejected, Unreachable
 from core.local_labelstudio import load_or_create_credentials
 
 
@@ -17,9 +21,12 @@ from core.local_labelstudio import load_or_create_credentials
 class Connection:
     url: str
     api_key: str = field(repr=False)
-    source: str  # "environment" | "local"
+    source: str  # "environment" | "saved" | "local"
+    problem: str | None = None  # why it cannot be used now, if it cannot
 
     def client(self) -> LabelStudioClient:
+        if self.problem:
+            raise LabelStudioError(f"The saved Label Studio token cannot be used: {self.problem}.")
         return LabelStudioClient(self.url, self.api_key)
 
 
@@ -48,6 +55,9 @@ def current() -> Connection | None:
     conf = settings.load()
     if conf.labelstudio_url:
         return Connection(conf.labelstudio_url, conf.labelstudio_api_key or "", "environment")
+    stored = saved()
+    if stored is not None:
+        return stored
     if (conf.local_labelstudio_dir / "credentials.json").exists():
         credentials = load_or_create_credentials(conf.local_labelstudio_dir)
         return Connection(f"http://127.0.0.1:{conf.local_labelstudio_port}", credentials.token, "local")
@@ -73,3 +83,67 @@ def status() -> Status:
     except LabelStudioError as error:
         return Status(url=connection.url, source=connection.source, error=str(error))
     return Status(url=connection.url, source=connection.source, version=version, projects=projects)
+
+
+def saved() -> Connection | None:
+    with store.session() as s:
+        row = s.exec(select(store.LabelStudioConnection)).first()
+    if row is None:
+        return None
+    try:
+        return Connection(row.url, vault.decrypt(row.api_key_encrypted), "saved")
+    except vault.SecretUnreadable as error:
+        return Connection(row.url, "", "saved", problem=str(error))
+
+
+def draft(url: str, api_key: str) -> Connection:
+    """A connection checked for form but not saved (to test it first); ValueError names the field."""
+    url = (url or "").strip().rstrip("/")
+    if not url.startswith(("http://", "https://")) or not url.split("://", 1)[1]:
+        raise ValueError(f"url: {url!r} has no http:// or https:// scheme; write it in full, e.g. http://127.0.0.1:8080")
+    api_key = (api_key or "").strip()
+    if not api_key or any(c.isspace() for c in api_key):
+        raise ValueError("api_key: is empty or has spaces; paste the token from Label Studio's Account & Settings page")
+    return Connection(url, api_key, "saved")
+
+
+def save(url: str, api_key: str) -> Connection:
+    """Save the Label Studio URL and token (encrypted), replacing any saved before."""
+    new = draft(url, api_key)
+    with store.writing() as s:
+        row = s.exec(select(store.LabelStudioConnection)).first() or store.LabelStudioConnection(url=new.url, api_key_encrypted="")
+        row.url = new.url
+        row.api_key_encrypted = vault.encrypt(new.api_key)
+        row.updated_at = store.utcnow()
+        s.add(row)
+    return new
+
+
+def forget() -> None:
+    with store.writing() as s:
+        for row in s.exec(select(store.LabelStudioConnection)).all():
+            s.delete(row)
+
+
+def environment_overrides_saved() -> bool:
+    return bool(settings.load().labelstudio_url) and saved() is not None
+
+
+def test(connection: Connection | None = None) -> Check:
+    """Check a connection (default: the current one) in one sentence."""
+    connection = connection or current()
+    if connection is None:
+        return Check("error", NOT_CONFIGURED)
+    if connection.problem:
+        return Check("unreadable", f"The saved Label Studio token cannot be used: {connection.problem}.")
+    try:
+        ls = connection.client()
+        version = ls.check()
+        count = len(ls.projects())
+    except TokenRejected as error:
+        return Check("rejected", str(error))
+    except Unreachable as error:
+        return Check("unreachable", str(error))
+    except LabelStudioError as error:
+        return Check("not_found" if "no Label Studio API" in str(error) else "error", str(error))
+    return Check("ok", f"OK: Label Studio {version} at {connection.url} answered; the token sees {count} project{'s' if count != 1 else ''}.")

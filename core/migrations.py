@@ -131,6 +131,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX ix_run_items_call_hash ON run_items (call_hash)",
         ),
     ),
+    Migration(
+        3,
+        "a saved key may read its secret from an environment variable",
+        ("ALTER TABLE provider_keys ADD COLUMN api_key_env VARCHAR",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

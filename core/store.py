@@ -38,6 +38,7 @@ class ProviderKey(SQLModel, table=True):
     api_version: Optional[str] = None
     api_key_encrypted: Optional[str] = None
     extra_headers_encrypted: Optional[str] = None
+    api_key_env: Optional[str] = None  # read the secret from this variable; never saved
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -420,6 +420,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(401, _unauthorized(self.headers))
             return
         if method == "GET" and path.endswith("/models"):
+            scripted = standin._next_models_reply()
+            if scripted is not None and scripted.kind in ("error", "hang"):
+                self._answer(scripted, None)
+                return
+            if scripted is not None and scripted.delay and standin._stop_event.wait(scripted.delay):
+                self.close_connection = True
+                return
             if not standin.list_models:
                 self._send_json(404, _error_body(404, "Not found.", None))
                 return
@@ -547,6 +554,7 @@ class StandIn:
         self.deployments = None if deployments is None else frozenset(deployments)
         self._lock = threading.Lock()
         self._queue: collections.deque = collections.deque()
+        self._models_queue: collections.deque = collections.deque()
         self._responder: Optional[Callable[[Request], Reply]] = None
         self._requests: list = []
         self._counts: dict = {}
@@ -611,6 +619,12 @@ class StandIn:
             self._queue.extend(replies)
         return self
 
+    def script_models(self, *replies: Reply) -> "StandIn":
+        """Queue replies (errors, hangs, delays) for the next GET .../models requests."""
+        with self._lock:
+            self._models_queue.extend(replies)
+        return self
+
     def respond_with(self, fn: Optional[Callable[[Request], Reply]]) -> "StandIn":
         """Set the default responder used when the queue is empty (None restores the built-in)."""
         self._responder = fn
@@ -620,6 +634,7 @@ class StandIn:
         """Clear the queue, the default responder and all counters."""
         with self._lock:
             self._queue.clear()
+            self._models_queue.clear()
             self._responder = None
             self._requests.clear()
             self._counts.clear()
@@ -660,6 +675,10 @@ class StandIn:
         with self._lock:
             self._request_n += 1
             return self._request_n
+
+    def _next_models_reply(self) -> Optional[Reply]:
+        with self._lock:
+            return self._models_queue.popleft() if self._models_queue else None
 
     def _next_reply(self, req: Request) -> Reply:
         with self._lock:

@@ -1,0 +1,18 @@
+"""The one-sentence outcome of testing a connection (a model provider, or Label Studio)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OUTCOMES = ("ok", "rejected", "not_found", "unreachable", "rate_limited", "unreadable", "error")
+
+
+@dataclass(frozen=True)
+class Check:
+    outcome: str  # one of OUTCOMES
+    message: str  # one sentence for the user; never holds a secret
+    models: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"

@@ -1,0 +1,303 @@
+"""Model-provider keys: saved under a name the user picks, encrypted at rest, shown masked.
+
+Keys also come from the environment (``OPENAI_API_KEY``; ``AZURE_OPENAI_API_KEY`` with
+``AZURE_OPENAI_ENDPOINT``): those are listed as "from environment" and used as they are, never
+copied into the database. A saved key may also name an environment variable to read its secret from
+(``--api-key-env``), so that the secret itself is never saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlmodel import select
+
+from core import store, vault
+
+PROVIDERS = {"openai": "OpenAI", "azure": "Azure OpenAI", "openai-compatible": "OpenAI-compatible"}
+DEFAULT_AZURE_API_VERSION = "2024-10-21"
+ENVIRONMENT_PREFIX = "env:"
+
+
+class InvalidKey(ValueError):
+    """A field the user gave is wrong; the message names the field and what it needs."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+class KeyNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    provider: str
+    source: str = "saved"  # "saved" | "environment"
+    api_key: str | None = field(default=None, repr=False)
+    api_key_env: str | None = None
+    base_url: str | None = None
+    organization: str | None = None
+    endpoint: str | None = None
+    deployment: str | None = None
+    api_version: str | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict, repr=False)
+    problem: str | None = None  # why this key cannot be used now, if it cannot
+
+    @property
+    def label(self) -> str:
+        return PROVIDERS.get(self.provider, self.provider)
+
+    @property
+    def masked(self) -> str:
+        """Provider and the key's last four characters: all a page or a log may show."""
+        origin = f" (from ${self.api_key_env})" if self.api_key_env else ""
+        if self.api_key:
+            tail = self.api_key[-4:] if len(self.api_key) >= 12 else ""  # a short key shows nothing
+            return f"{self.label} …{tail}{origin}"
+        return f"{self.label}{origin or ' (no key)'}"
+
+    @property
+    def address(self) -> str:
+        if self.provider == "azure":
+            return f"{self.endpoint} · deployment {self.deployment} · {self.api_version}"
+        return self.base_url or "https://api.openai.com/v1"
+
+    def summary(self) -> dict[str, Any]:
+        """What `keys list --json` prints: everything but the secrets."""
+        return {
+            "name": self.name,
+            "provider": self.provider,
+            "source": self.source,
+            "key": self.masked,
+            "api_key_env": self.api_key_env,
+            "base_url": self.base_url,
+            "organization": self.organization,
+            "endpoint": self.endpoint,
+            "deployment": self.deployment,
+            "api_version": self.api_version,
+            "extra_headers": sorted(self.extra_headers),
+            "problem": self.problem,
+        }
+
+
+def all_keys() -> list[Key]:
+    """Saved keys (by name), then the environment's."""
+    with store.session() as s:
+        rows = s.exec(select(store.ProviderKey).order_by(store.ProviderKey.name)).all()
+    return [_from_row(row) for row in rows] + environment_keys()
+
+
+def get(name: str) -> Key:
+    for key in all_keys():
+        if key.name == name:
+            return key
+    known = ", ".join(k.name for k in all_keys()) or "none yet"
+    raise KeyNotFound(f"No key is named {name!r} (known: {known}); add it on the Keys page or with `keys add`.")
+
+
+def draft(name: str, provider: str, **fields: Any) -> Key:
+    """A new key, checked but not saved (to test it before saving)."""
+    key = validate(Key(name=name, provider=provider, **fields))
+    if any(k.name == key.name for k in all_keys()):
+        raise InvalidKey("name", f"a key named {key.name!r} already exists; pick another name or edit that one")
+    return key
+
+
+def edited(name: str, /, **changes: Any) -> Key:
+    """A saved key with changes applied, checked but not saved; a missing api_key keeps the saved one."""
+    current = get(name)
+    if current.source != "saved":
+        raise KeyNotFound(f"Key {name!r} comes from the environment; change it there.")
+    changes = {k: v for k, v in changes.items() if not (k in ("api_key", "extra_headers") and v is None)}
+    new_name = (changes.get("name") or name).strip()
+    if new_name != name and any(k.name == new_name for k in all_keys()):
+        raise InvalidKey("name", f"a key named {new_name!r} already exists; pick another name")
+    if current.problem and "api_key" not in changes and not changes.get("api_key_env", current.api_key_env):
+        raise InvalidKey("api_key", "the saved key cannot be read any more; paste it again")
+    return validate(replace(current, **changes, problem=None))
+
+
+def add(name: str, provider: str, **fields: Any) -> Key:
+    key = validate(Key(name=name, provider=provider, **fields))
+    with store.writing() as s:
+        if s.exec(select(store.ProviderKey).where(store.ProviderKey.name == key.name)).first():
+            raise InvalidKey("name", f"a key named {key.name!r} already exists; pick another name or edit that one")
+        s.add(_to_row(key, store.ProviderKey(name=key.name, provider=key.provider)))
+    return get(key.name)
+
+
+def update(name: str, /, **changes: Any) -> Key:
+    """Change a saved key. An ``api_key`` of None (or absent) keeps the saved secret."""
+    key = edited(name, **changes)
+    with store.writing() as s:
+        row = s.exec(select(store.ProviderKey).where(store.ProviderKey.name == name)).one()
+        _to_row(key, row)
+        row.updated_at = store.utcnow()
+        s.add(row)
+    return get(key.name)
+
+
+def remove(name: str) -> None:
+    with store.writing() as s:
+        row = s.exec(select(store.ProviderKey).where(store.ProviderKey.name == name)).first()
+        if row is None:
+            raise KeyNotFound(f"No saved key is named {name!r}; keys from the environment are removed there.")
+        s.delete(row)
+
+
+def validate(key: Key) -> Key:
+    """Return the key with its fields tidied, or raise InvalidKey naming the field at fault."""
+    name = (key.name or "").strip()
+    if not name:
+        raise InvalidKey("name", "is empty; give the key a name, e.g. 'openai-team'")
+    if name.startswith(ENVIRONMENT_PREFIX):
+        raise InvalidKey("name", f"names starting with {ENVIRONMENT_PREFIX!r} are kept for keys from the environment")
+    if key.provider not in PROVIDERS:
+        raise InvalidKey("provider", f"must be one of {', '.join(PROVIDERS)}, not {key.provider!r}")
+    tidy = {
+        "api_key": _secret(key.api_key),
+        "api_key_env": _optional(key.api_key_env),
+        "base_url": _url("base_url", key.base_url),
+        "organization": _optional(key.organization),
+        "endpoint": _url("endpoint", key.endpoint),
+        "deployment": _optional(key.deployment),
+        "api_version": _optional(key.api_version),
+        "extra_headers": _headers(key.extra_headers),
+    }
+    if tidy["api_key"] and tidy["api_key_env"]:
+        raise InvalidKey("api_key", "give the key itself or the environment variable that holds it, not both")
+    if tidy["api_key_env"] and not tidy["api_key_env"].replace("_", "").isalnum():
+        raise InvalidKey("api_key_env", f"{tidy['api_key_env']!r} is not an environment variable name")
+    has_secret = bool(tidy["api_key"] or tidy["api_key_env"])
+    if key.provider == "openai" and not has_secret:
+        raise InvalidKey("api_key", "is empty; paste the OpenAI API key (it starts with 'sk-')")
+    if key.provider == "openai-compatible" and not tidy["base_url"]:
+        raise InvalidKey("base_url", "is required for an OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1")
+    if key.provider == "azure":
+        if not tidy["endpoint"]:
+            raise InvalidKey("endpoint", "is required for Azure OpenAI, e.g. https://my-resource.openai.azure.com")
+        if not tidy["deployment"]:
+            raise InvalidKey("deployment", "an Azure endpoint needs the name of its deployment (Azure AI Foundry → Deployments)")
+        if not has_secret:
+            raise InvalidKey("api_key", "is empty; paste one of the Azure resource's keys")
+        tidy["api_version"] = tidy["api_version"] or DEFAULT_AZURE_API_VERSION
+    return replace(key, name=name, **tidy)
+
+
+def environment_keys() -> list[Key]:
+    keys = []
+    openai_key = _optional(os.environ.get("OPENAI_API_KEY"))
+    if openai_key:
+        keys.append(
+            Key(
+                name=f"{ENVIRONMENT_PREFIX}openai",
+                provider="openai",
+                source="environment",
+                api_key=openai_key,
+                base_url=_optional(os.environ.get("OPENAI_BASE_URL")),
+                organization=_optional(os.environ.get("OPENAI_ORG_ID")),
+            )
+        )
+    azure_key = _optional(os.environ.get("AZURE_OPENAI_API_KEY"))
+    if azure_key:
+        endpoint = _optional(os.environ.get("AZURE_OPENAI_ENDPOINT"))
+        deployment = _optional(os.environ.get("AZURE_OPENAI_DEPLOYMENT"))
+        missing = [n for n, v in (("AZURE_OPENAI_ENDPOINT", endpoint), ("AZURE_OPENAI_DEPLOYMENT", deployment)) if not v]
+        keys.append(
+            Key(
+                name=f"{ENVIRONMENT_PREFIX}azure",
+                provider="azure",
+                source="environment",
+                api_key=azure_key,
+                endpoint=endpoint,
+                deployment=deployment,
+                api_version=_optional(os.environ.get("OPENAI_API_VERSION")) or DEFAULT_AZURE_API_VERSION,
+                problem=f"AZURE_OPENAI_API_KEY is set but {' and '.join(missing)} is not" if missing else None,
+            )
+        )
+    return keys
+
+
+def _from_row(row: store.ProviderKey) -> Key:
+    key = Key(
+        name=row.name,
+        provider=row.provider,
+        api_key_env=row.api_key_env,
+        base_url=row.base_url,
+        organization=row.organization,
+        endpoint=row.endpoint,
+        deployment=row.deployment,
+        api_version=row.api_version,
+    )
+    try:
+        api_key = vault.decrypt(row.api_key_encrypted) if row.api_key_encrypted else None
+        headers = json.loads(vault.decrypt(row.extra_headers_encrypted)) if row.extra_headers_encrypted else {}
+    except vault.SecretUnreadable as error:
+        return replace(key, problem=str(error))
+    if row.api_key_env and not os.environ.get(row.api_key_env, "").strip():
+        return replace(key, extra_headers=headers, problem=f"the environment variable {row.api_key_env} is not set")
+    if row.api_key_env:
+        api_key = os.environ[row.api_key_env].strip()
+    return replace(key, api_key=api_key, extra_headers=headers)
+
+
+def _to_row(key: Key, row: store.ProviderKey) -> store.ProviderKey:
+    row.name = key.name
+    row.provider = key.provider
+    row.api_key_env = key.api_key_env
+    row.base_url = key.base_url
+    row.organization = key.organization
+    row.endpoint = key.endpoint
+    row.deployment = key.deployment
+    row.api_version = key.api_version
+    # A key read from the environment is never copied into the database.
+    row.api_key_encrypted = vault.encrypt(key.api_key) if key.api_key and not key.api_key_env else None
+    row.extra_headers_encrypted = vault.encrypt(json.dumps(key.extra_headers)) if key.extra_headers else None
+    return row
+
+
+def _optional(value: str | None) -> str | None:
+    return (value or "").strip() or None
+
+
+def _secret(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.strip():
+        raise InvalidKey("api_key", "is empty or only spaces; paste the key itself")
+    if any(c.isspace() for c in value.strip()):
+        raise InvalidKey("api_key", "contains spaces or line breaks; paste the key alone")
+    return value.strip()
+
+
+def _url(field_name: str, value: str | None) -> str | None:
+    value = _optional(value)
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
+        raise InvalidKey(field_name, f"{value!r} has no http:// or https:// scheme; write it in full, e.g. https://{value.split('://')[-1] or 'host'}")
+    return value.rstrip("/")
+
+
+def _headers(value: dict[str, str] | None) -> dict[str, str]:
+    headers = {}
+    for name, content in (value or {}).items():
+        name = (name or "").strip()
+        if not name or any(c.isspace() or c == ":" for c in name):
+            raise InvalidKey("extra_headers", f"{name!r} is not a header name; write headers as 'Name: value'")
+        headers[name] = str(content).strip()
+    return headers
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """'X-Team: prompter' -> ('X-Team', 'prompter')."""
+    name, colon, content = text.partition(":")
+    if not colon or not name.strip():
+        raise InvalidKey("extra_headers", f"{text!r} is not 'Name: value'")
+    return name.strip(), content.strip()

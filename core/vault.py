@@ -1,0 +1,72 @@
+"""Encryption at rest for saved API keys and tokens (cryptography's Fernet).
+
+The encryption key never sits in the database: it comes from ``PROMPTER_SECRET_KEY``, or from
+``PROMPTER_HOME/secret.key``, generated once with mode 0600. A copy of the database alone reveals no
+secret; a lost key file means the saved secrets cannot be read, and the user is told to add them again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from core import settings
+
+KEY_FILE = "secret.key"
+
+
+class SecretUnreadable(Exception):
+    """A saved secret was encrypted with another key than the one in use now."""
+
+
+def encrypt(plain: str) -> str:
+    return _fernet().encrypt(plain.encode("utf-8")).decode("ascii")
+
+
+def decrypt(token: str) -> str:
+    try:
+        return _fernet().decrypt(token.encode("ascii")).decode("utf-8")
+    except (InvalidToken, ValueError):
+        raise SecretUnreadable(
+            "saved keys cannot be read; add them again (the encryption key in PROMPTER_SECRET_KEY or "
+            f"{_key_path()} is not the one they were saved with)"
+        ) from None
+
+
+def new_key() -> str:
+    return Fernet.generate_key().decode("ascii")
+
+
+def _fernet() -> Fernet:
+    configured = os.environ.get("PROMPTER_SECRET_KEY", "").strip()
+    if configured:
+        try:
+            return Fernet(configured.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise ValueError(
+                "PROMPTER_SECRET_KEY is not a valid key: it must be 32 url-safe base64-encoded bytes; "
+                "make one with `python -m core secret-key`."
+            ) from None
+    return Fernet(_key_from_file(_key_path()))
+
+
+def _key_path() -> Path:
+    return settings.load().home / KEY_FILE
+
+
+def _key_from_file(path: Path) -> bytes:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(new_key())
+        try:
+            os.link(draft, path)  # atomic: if another process got there first, theirs wins
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip().encode("ascii")

@@ -1,0 +1,168 @@
+import streamlit as st
+
+from core import connection, keys, providers
+
+st.title("Keys")
+st.caption("Model providers and the Label Studio connection. Secrets are encrypted at rest and only ever shown masked.")
+
+state = st.session_state
+for flash in state.pop("flash", []):
+    (st.success if flash[0] == "ok" else st.error)(flash[1])
+
+
+def show(check) -> None:
+    (st.success if check.ok else st.error)(check.message)
+
+
+def saved(message: str, form: str) -> None:
+    """Report success after the rerun, with the form's fields (and the typed secret) cleared."""
+    state["flash"] = [("ok", message)]
+    state[f"{form}_generation"] = state.get(f"{form}_generation", 0) + 1
+    state.pop(f"{form}_pending", None)
+    st.rerun()
+
+
+def generation(form: str) -> int:
+    return state.get(f"{form}_generation", 0)
+
+
+# -- Label Studio ---------------------------------------------------------------------------------
+
+st.subheader("Label Studio")
+current = connection.current()
+if current is not None and current.source == "environment":
+    st.info("LABEL_STUDIO_URL is set in the environment, so it is used and wins over any connection saved here.")
+if current is None:
+    st.warning(connection.NOT_CONFIGURED)
+else:
+    origin = {"environment": "from the environment", "saved": "saved here", "local": "the local one `make run` started"}
+    token = f"…{current.api_key[-4:]}" if len(current.api_key) >= 12 else "(hidden)"
+    st.write(f"In use: **{current.url}** ({origin[current.source]}), token {token}")
+    if current.problem:
+        st.error(f"The saved token cannot be used: {current.problem}.")
+    if st.button("Test connection", key="ls_test"):
+        show(connection.test())
+
+with st.expander("Set the Label Studio connection", expanded=current is None):
+    g = generation("ls")
+    ls_url = st.text_input("URL", key=f"ls_url_{g}", placeholder="http://127.0.0.1:8080")
+    ls_token = st.text_input("API token", key=f"ls_token_{g}", type="password", help="Account & Settings → Access Token (legacy or personal).")
+    if st.button("Test and save", key="ls_save"):
+        try:
+            drafted = connection.draft(ls_url, ls_token)
+        except ValueError as error:
+            st.error(str(error))
+        else:
+            check = connection.test(drafted)
+            if check.ok:
+                connection.save(ls_url, ls_token)
+                saved(f"Saved the Label Studio connection. {check.message}", "ls")
+            st.error(f"Not saved. {check.message}")
+            state["ls_pending"] = (ls_url, ls_token)
+    if state.get("ls_pending") and st.button("Save anyway", key="ls_save_anyway"):
+        connection.save(*state["ls_pending"])
+        saved("Saved the Label Studio connection without a successful test.", "ls")
+
+# -- Model providers ------------------------------------------------------------------------------
+
+st.subheader("Model providers")
+all_keys = keys.all_keys()
+if not all_keys:
+    st.info("No provider keys yet: add one below, or set OPENAI_API_KEY in the environment.")
+
+for key in all_keys:
+    with st.container(border=True):
+        left, right = st.columns([3, 2])
+        left.markdown(f"**{key.name}** · {key.masked}" + (" · from environment" if key.source == "environment" else ""))
+        left.caption(key.address)
+        if key.problem:
+            left.warning(key.problem)
+        test_col, edit_col, delete_col = right.columns(3)
+        if test_col.button("Test", key=f"test_{key.name}"):
+            show(providers.test(key))
+        if key.source != "saved":
+            continue
+        if edit_col.button("Edit", key=f"edit_{key.name}"):
+            state["editing"] = key.name
+        if delete_col.button("Delete", key=f"delete_{key.name}"):
+            state["deleting"] = key.name
+        if state.get("deleting") == key.name:
+            st.warning(f"Delete the key {key.name!r}? Prompts that use it will need another key.")
+            if st.button("Yes, delete", key=f"confirm_delete_{key.name}"):
+                keys.remove(key.name)
+                state.pop("deleting")
+                state["flash"] = [("ok", f"Deleted {key.name!r}.")]
+                st.rerun()
+
+
+def key_fields(form: str, provider: str, existing: keys.Key | None = None) -> dict:
+    """The inputs for one provider type; returns the fields for core.keys."""
+    e = existing or keys.Key(name="", provider=provider)
+    p = f"{form}_{generation(form)}"
+    keep = " (leave empty to keep the saved one)" if existing else ""
+    fields: dict = {"api_key": st.text_input(f"API key{keep}", key=f"{p}_api_key", type="password") or None}
+    if provider == "openai":
+        fields["organization"] = st.text_input("Organization (optional)", value=e.organization or "", key=f"{p}_organization")
+        fields["base_url"] = st.text_input("Base URL (optional)", value=e.base_url or "", key=f"{p}_base_url", placeholder="https://api.openai.com/v1")
+    elif provider == "azure":
+        fields["endpoint"] = st.text_input("Endpoint", value=e.endpoint or "", key=f"{p}_endpoint", placeholder="https://my-resource.openai.azure.com")
+        fields["deployment"] = st.text_input("Deployment name", value=e.deployment or "", key=f"{p}_deployment")
+        fields["api_version"] = st.text_input("API version", value=e.api_version or keys.DEFAULT_AZURE_API_VERSION, key=f"{p}_api_version")
+    else:
+        fields["base_url"] = st.text_input("Base URL", value=e.base_url or "", key=f"{p}_base_url", placeholder="http://127.0.0.1:11434/v1")
+        headers = st.text_area(f"Extra headers (optional, one 'Name: value' per line){keep}", key=f"{p}_headers")
+        fields["extra_headers"] = dict(keys.parse_header(line) for line in headers.splitlines() if line.strip()) or (None if existing else {})
+    return fields
+
+
+def test_then_save(form: str, make, save) -> None:
+    """Test the drafted key; save it when the test passes, or offer to save it anyway."""
+    try:
+        drafted = make()
+    except (keys.InvalidKey, keys.KeyNotFound) as error:
+        st.error(str(error))
+        return
+    check = providers.test(drafted)
+    if check.ok:
+        save()
+        saved(f"Saved {drafted.name!r}. {check.message}", form)
+    st.error(f"Not saved. {check.message}")
+    state[f"{form}_pending"] = save
+
+
+editing = state.get("editing")
+if editing and any(k.name == editing and k.source == "saved" for k in all_keys):
+    existing = keys.get(editing)
+    st.subheader(f"Edit {editing}")
+    try:
+        changes = {"name": st.text_input("Name", value=existing.name, key=f"edit_{generation('edit')}_name")}
+        changes |= key_fields("edit", existing.provider, existing)
+    except keys.InvalidKey as error:
+        st.error(str(error))
+        st.stop()
+    if st.button("Test and save changes", key="edit_save"):
+        test_then_save("edit", lambda: keys.edited(editing, **changes), lambda: keys.update(editing, **changes))
+    if state.get("edit_pending") and st.button("Save anyway", key="edit_save_anyway"):
+        state["edit_pending"]()
+        state.pop("editing")
+        saved(f"Saved {changes['name']!r} without a successful test.", "edit")
+    if st.button("Cancel", key="edit_cancel"):
+        state.pop("editing")
+        st.rerun()
+
+st.subheader("Add a provider")
+provider = st.selectbox("Provider", list(keys.PROVIDERS), format_func=keys.PROVIDERS.get, key="new_provider")
+name = st.text_input("Name", key=f"new_{generation('new')}_name", placeholder="e.g. openai-team, local-ollama")
+try:
+    fields = key_fields("new", provider)
+except keys.InvalidKey as error:
+    st.error(str(error))
+    st.stop()
+if st.button("Test and save", key="new_save", type="primary"):
+    test_then_save("new", lambda: keys.draft(name, provider, **fields), lambda: keys.add(name, provider, **fields))
+if state.get("new_pending") and st.button("Save anyway", key="new_save_anyway"):
+    try:
+        state["new_pending"]()
+        saved(f"Saved {name.strip()!r} without a successful test.", "new")
+    except keys.InvalidKey as error:
+        st.error(str(error))

@@ -1,0 +1,124 @@
+"""The Keys page through AppTest: add, test, mask, edit, delete; the full key is never rendered."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import connection, keys, settings
+from core.local_labelstudio import free_port
+from tests.standin import StandIn
+
+APP = str(settings.REPO_ROOT / "app.py")
+SECRET = "sk-page-secret-0123456789abcdefXYZ7"
+
+
+def _keys_page() -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    app.switch_page("pages/1_Keys.py").run()
+    assert not app.exception, app.exception
+    return app
+
+
+def _rendered_text(app: AppTest) -> str:
+    """Everything the page sent to the browser: every element's protobuf, as text."""
+    texts = []
+
+    def walk(node):
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            texts.append(str(proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(app._tree)
+    return "\n".join(texts)
+
+
+def _texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+@pytest.fixture
+def server():
+    with StandIn(models=("gpt-4o-mini", "gpt-4o"), api_key=SECRET) as s:
+        yield s
+
+
+def test_add_test_mask_edit_delete(server):
+    app = _keys_page()
+    app.selectbox(key="new_provider").set_value("openai").run()
+    app.text_input(key="new_0_name").input("team")
+    app.text_input(key="new_0_api_key").input(SECRET)
+    app.text_input(key="new_0_base_url").input(server.base_url)
+    app.button(key="new_save").click().run()
+    assert not app.exception, app.exception
+
+    assert "Saved 'team'. OK:" in " ".join(_texts(app.success)) and "lists 2 models" in " ".join(_texts(app.success))
+    assert keys.get("team").api_key == SECRET
+    assert app.text_input(key="new_1_api_key").value == ""  # the typed key is cleared after saving
+    assert any("**team** · OpenAI …XYZ7" in m.value for m in app.markdown)
+    rendered = _rendered_text(app)
+    assert "OpenAI …XYZ7" in rendered and server.base_url in rendered  # the walk sees the page
+    assert SECRET not in rendered
+
+    app.button(key="test_team").click().run()
+    assert any("lists 2 models" in s for s in _texts(app.success))
+
+    app.button(key="edit_team").click().run()
+    app.text_input(key="edit_0_organization").input("org-labels")
+    app.button(key="edit_save").click().run()
+    assert keys.get("team").organization == "org-labels" and keys.get("team").api_key == SECRET
+    assert SECRET not in _rendered_text(app)
+
+    app.button(key="delete_team").click().run()
+    app.button(key="confirm_delete_team").click().run()
+    assert keys.all_keys() == []
+    assert "Deleted 'team'." in _texts(app.success)
+
+
+def test_a_failed_test_does_not_save_unless_confirmed(server):
+    app = _keys_page()
+    app.selectbox(key="new_provider").set_value("openai").run()
+    app.text_input(key="new_0_name").input("wrong")
+    app.text_input(key="new_0_api_key").input("sk-not-the-right-key-000000000")
+    app.text_input(key="new_0_base_url").input(server.base_url)
+    app.button(key="new_save").click().run()
+
+    assert any(e.startswith("Not saved. Key rejected (401)") for e in _texts(app.error))
+    assert keys.all_keys() == []
+    app.button(key="new_save_anyway").click().run()
+    assert [k.name for k in keys.all_keys()] == ["wrong"]
+    assert "sk-not-the-right-key-000000000" not in _rendered_text(app)
+
+
+def test_bad_input_is_refused_naming_the_field():
+    app = _keys_page()
+    app.selectbox(key="new_provider").set_value("azure").run()
+    app.text_input(key="new_0_name").input("az")
+    app.text_input(key="new_0_api_key").input(SECRET)
+    app.text_input(key="new_0_endpoint").input("https://res.openai.azure.com")
+    app.button(key="new_save").click().run()
+    assert any(e.startswith("deployment: an Azure endpoint needs") for e in _texts(app.error))
+    assert keys.all_keys() == []
+
+
+def test_label_studio_connection_saved_and_environment_wins(use_labelstudio, monkeypatch):
+    token = use_labelstudio.credentials.token
+    monkeypatch.delenv("LABEL_STUDIO_URL")
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY")
+    app = _keys_page()
+    app.text_input(key="ls_url_0").input(use_labelstudio.url)
+    app.text_input(key="ls_token_0").input(token)
+    app.button(key="ls_save").click().run()
+    assert any("Saved the Label Studio connection. OK: Label Studio" in s for s in _texts(app.success))
+    assert connection.current().source == "saved"
+    assert token not in _rendered_text(app)
+
+    monkeypatch.setenv("LABEL_STUDIO_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "env-token-0000000000000")
+    app = _keys_page()
+    assert any("set in the environment" in i.value for i in app.info)
+    app.button(key="ls_test").click().run()
+    assert any("Cannot reach Label Studio" in e for e in _texts(app.error))

@@ -1,0 +1,167 @@
+"""core.keys and core.vault: saving, validating, masking and encrypting provider keys."""
+
+from __future__ import annotations
+
+import base64
+import stat
+
+import pytest
+
+from core import connection, keys, store, vault
+
+SECRET = "sk-proj-Zq8xT3stK3yThatMustNeverLeak9931"
+
+
+def _raw_database_bytes(home) -> bytes:
+    store.forget_engines()  # flush and close, so the WAL is checkpointed into the file
+    return b"".join(p.read_bytes() for p in home.glob("prompter.db*"))
+
+
+def _forms_of(secret: str) -> list[bytes]:
+    raw = secret.encode()
+    return [raw, base64.b64encode(raw), base64.urlsafe_b64encode(raw), raw.hex().encode(), secret.encode("utf-16-le"), raw[-16:]]
+
+
+def test_add_list_update_remove_round_trip():
+    added = keys.add("team", "openai", api_key=SECRET, organization="org-1")
+    assert (added.name, added.provider, added.source, added.api_key) == ("team", "openai", "saved", SECRET)
+    assert added.masked == "OpenAI …9931"
+
+    (listed,) = keys.all_keys()
+    assert listed.api_key == SECRET and listed.organization == "org-1"
+
+    keys.update("team", organization="org-2")  # no api_key: the saved one is kept
+    assert keys.get("team").api_key == SECRET and keys.get("team").organization == "org-2"
+    keys.update("team", api_key="sk-another-key-0000000042", name="renamed")
+    assert keys.get("renamed").api_key.endswith("0042")
+    with pytest.raises(keys.KeyNotFound):
+        keys.get("team")
+
+    keys.remove("renamed")
+    assert keys.all_keys() == []
+
+
+def test_every_provider_type_keeps_its_fields():
+    keys.add("az", "azure", api_key=SECRET, endpoint="https://res.openai.azure.com/", deployment="gpt4o")
+    keys.add("local", "openai-compatible", base_url="http://127.0.0.1:11434/v1", extra_headers={"X-Team": "labels"})
+    azure, local = keys.get("az"), keys.get("local")
+    assert (azure.endpoint, azure.deployment, azure.api_version) == ("https://res.openai.azure.com", "gpt4o", keys.DEFAULT_AZURE_API_VERSION)
+    assert (local.base_url, local.api_key, local.extra_headers) == ("http://127.0.0.1:11434/v1", None, {"X-Team": "labels"})
+    assert local.masked == "OpenAI-compatible (no key)"
+
+
+@pytest.mark.parametrize(
+    "provider, fields, field_name, words",
+    [
+        ("openai", {"api_key": ""}, "api_key", "empty"),
+        ("openai", {"api_key": "   "}, "api_key", "empty"),
+        ("openai", {}, "api_key", "empty"),
+        ("openai", {"api_key": "sk-abc def"}, "api_key", "spaces"),
+        ("openai", {"api_key": SECRET, "base_url": "api.openai.com/v1"}, "base_url", "no http:// or https:// scheme"),
+        ("openai-compatible", {"base_url": "localhost:11434/v1"}, "base_url", "no http:// or https:// scheme"),
+        ("openai-compatible", {}, "base_url", "required"),
+        ("azure", {"api_key": SECRET, "endpoint": "https://res.openai.azure.com"}, "deployment", "deployment"),
+        ("azure", {"api_key": SECRET, "deployment": "gpt4o"}, "endpoint", "required"),
+        ("azure", {"api_key": SECRET, "endpoint": "res.openai.azure.com", "deployment": "x"}, "endpoint", "scheme"),
+        ("openai", {"api_key": SECRET, "api_key_env": "OPENAI_API_KEY"}, "api_key", "not both"),
+        ("openai-compatible", {"base_url": "http://h/v1", "extra_headers": {"Bad Header": "x"}}, "extra_headers", "not a header name"),
+        ("anthropic", {"api_key": SECRET}, "provider", "must be one of"),
+    ],
+)
+def test_bad_input_names_the_field_and_what_it_needs(provider, fields, field_name, words):
+    with pytest.raises(keys.InvalidKey) as caught:
+        keys.add("k", provider, **fields)
+    assert caught.value.field == field_name
+    assert str(caught.value).startswith(f"{field_name}: ") and words in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert keys.all_keys() == []
+
+
+def test_names_must_be_given_and_unique():
+    with pytest.raises(keys.InvalidKey, match="name: is empty"):
+        keys.add("  ", "openai", api_key=SECRET)
+    keys.add("team", "openai", api_key=SECRET)
+    with pytest.raises(keys.InvalidKey, match="name: a key named 'team' already exists"):
+        keys.add("team", "openai", api_key=SECRET)
+    with pytest.raises(keys.InvalidKey, match="name: a key named 'team' already exists"):
+        keys.draft(" team ", "openai", api_key=SECRET)
+    with pytest.raises(keys.InvalidKey, match="kept for keys from the environment"):
+        keys.add("env:openai", "openai", api_key=SECRET)
+
+
+def test_environment_keys_are_listed_and_never_copied(monkeypatch, prompter_home):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-secret-value-77777777")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com")
+    monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENT", "gpt4o")
+    listed = {k.name: k for k in keys.all_keys()}
+    assert listed["env:openai"].source == "environment" and listed["env:openai"].api_key == SECRET
+    assert listed["env:azure"].deployment == "gpt4o" and listed["env:azure"].problem is None
+    keys.add("saved-one", "openai-compatible", base_url="http://127.0.0.1:9/v1")
+    raw = _raw_database_bytes(prompter_home)
+    assert all(form not in raw for form in _forms_of(SECRET) + _forms_of("azure-secret-value-77777777"))
+
+
+def test_environment_azure_key_without_endpoint_says_what_is_missing(monkeypatch):
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-secret-value-77777777")
+    (azure,) = keys.environment_keys()
+    assert azure.problem == "AZURE_OPENAI_API_KEY is set but AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT is not"
+
+
+def test_a_key_may_read_its_secret_from_a_variable(monkeypatch, prompter_home):
+    monkeypatch.setenv("TEAM_OPENAI_KEY", SECRET)
+    keys.add("team", "openai", api_key_env="TEAM_OPENAI_KEY")
+    assert keys.get("team").api_key == SECRET
+    assert keys.get("team").masked == "OpenAI …9931 (from $TEAM_OPENAI_KEY)"
+    assert all(form not in _raw_database_bytes(prompter_home) for form in _forms_of(SECRET))
+    monkeypatch.delenv("TEAM_OPENAI_KEY")
+    assert keys.get("team").problem == "the environment variable TEAM_OPENAI_KEY is not set"
+    assert keys.get("team").masked == "OpenAI (from $TEAM_OPENAI_KEY)"
+
+
+def test_no_secret_reaches_the_database_file_in_any_form(prompter_home):
+    headers_secret = "Bearer header-secret-5555555555"
+    ls_token = "ls-token-abcdef0123456789abcdef0123456789"
+    keys.add("team", "openai", api_key=SECRET)
+    keys.add("local", "openai-compatible", base_url="http://127.0.0.1:9/v1", extra_headers={"Authorization": headers_secret})
+    connection.save("http://127.0.0.1:8080", ls_token)
+    raw = _raw_database_bytes(prompter_home)
+    for secret in (SECRET, headers_secret, ls_token):
+        assert all(form not in raw for form in _forms_of(secret)), secret
+    assert b"team" in raw  # the file was read, and holds the names
+    key_file = prompter_home / vault.KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert keys.get("team").api_key == SECRET and connection.saved().api_key == ls_token
+
+
+def test_a_lost_key_file_is_a_clear_message_not_a_crash(prompter_home):
+    keys.add("team", "openai", api_key=SECRET)
+    connection.save("http://127.0.0.1:8080", "ls-token-abcdef0123456789")
+    (prompter_home / vault.KEY_FILE).unlink()
+
+    (team,) = keys.all_keys()
+    assert team.api_key is None
+    assert team.problem.startswith("saved keys cannot be read; add them again")
+    assert connection.saved().problem.startswith("saved keys cannot be read; add them again")
+    with pytest.raises(keys.InvalidKey, match="paste it again"):
+        keys.update("team", organization="x")
+    keys.update("team", api_key="sk-new-key-value-000000001234")  # adding it again fixes it
+    assert keys.get("team").problem is None and keys.get("team").api_key.endswith("1234")
+
+
+def test_secret_key_from_the_environment(monkeypatch, prompter_home):
+    monkeypatch.setenv("PROMPTER_SECRET_KEY", vault.new_key())
+    keys.add("team", "openai", api_key=SECRET)
+    assert keys.get("team").api_key == SECRET
+    assert not (prompter_home / vault.KEY_FILE).exists()
+    monkeypatch.setenv("PROMPTER_SECRET_KEY", vault.new_key())  # another key: unreadable, said clearly
+    assert keys.get("team").problem.startswith("saved keys cannot be read")
+    monkeypatch.setenv("PROMPTER_SECRET_KEY", "not-a-fernet-key")
+    with pytest.raises(ValueError, match="PROMPTER_SECRET_KEY is not a valid key"):
+        keys.add("other", "openai", api_key=SECRET)
+
+
+def test_reprs_and_summaries_hold_no_secret(monkeypatch):
+    key = keys.add("team", "openai", api_key=SECRET)
+    assert SECRET not in repr(key) and SECRET not in str(key.summary())
+    assert key.summary()["key"] == "OpenAI …9931"
