@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 
-from core import connection, demo, keys, launcher, providers, vault
+from core import connection, demo, keys, launcher, providers
 from core.checks import Check
 from core.labelstudio import LabelStudioError
 
@@ -43,9 +43,6 @@ def _parser() -> argparse.ArgumentParser:
 
     _keys_commands(commands)
     _labelstudio_commands(commands)
-
-    secret = commands.add_parser("secret-key", help="print a new key for PROMPTER_SECRET_KEY")
-    secret.set_defaults(action=lambda _args: print(vault.new_key()) or 0)
 
     demo_parser = commands.add_parser("demo", help="the demo project").add_subparsers(title="demo")
     create = demo_parser.add_parser("create", help="create the demo project if it is not there yet")

@@ -47,7 +47,7 @@ def _fernet() -> Fernet:
         except (ValueError, UnicodeEncodeError):
             raise ValueError(
                 "PROMPTER_SECRET_KEY is not a valid key: it must be 32 url-safe base64-encoded bytes; "
-                "make one with `python -m core secret-key`."
+                "make one with Fernet.generate_key() (see the README's Settings)."
             ) from None
     return Fernet(_key_from_file(_key_path()))
 

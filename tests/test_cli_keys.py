@@ -1,0 +1,112 @@
+"""`python -m core keys ...` and `labelstudio ...`: what scripts rely on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from core import settings
+from core.local_labelstudio import free_port
+from tests.standin import StandIn
+
+SECRET = "sk-cli-secret-abcdefghijklmnop4321"
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "core", *args],
+        cwd=settings.REPO_ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120,
+    )
+    assert SECRET not in done.stdout + done.stderr, "a secret was printed"
+    return done
+
+
+@pytest.fixture
+def server():
+    with StandIn(models=("gpt-4o-mini",), api_key=SECRET) as s:
+        yield s
+
+
+def test_add_list_test_remove(server):
+    added = cli("keys", "add", "team", "--provider", "openai", "--api-key", SECRET, "--base-url", server.base_url)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == "Saved key 'team' (OpenAI …4321)."
+
+    listed = cli("keys", "list", "--json")
+    assert listed.returncode == 0
+    (entry,) = json.loads(listed.stdout)["keys"]
+    assert entry == {
+        "name": "team", "provider": "openai", "source": "saved", "key": "OpenAI …4321", "api_key_env": None,
+        "base_url": server.base_url, "organization": None, "endpoint": None, "deployment": None,
+        "api_version": None, "extra_headers": [], "problem": None,
+    }
+
+    tested = cli("keys", "test", "team")
+    assert tested.returncode == 0 and tested.stdout.startswith("OK:") and "1 model" in tested.stdout
+    as_json = json.loads(cli("keys", "test", "team", "--json").stdout)
+    assert as_json == {"name": "team", "ok": True, "outcome": "ok", "message": as_json["message"], "models": ["gpt-4o-mini"]}
+
+    assert cli("keys", "remove", "team").returncode == 0
+    assert json.loads(cli("keys", "list", "--json").stdout) == {"keys": []}
+
+
+def test_failed_test_exits_non_zero_with_the_reason_on_stderr(server):
+    cli("keys", "add", "wrong", "--provider", "openai", "--api-key", "sk-wrong-000000000000000", "--base-url", server.base_url)
+    done = cli("keys", "test", "wrong")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("error: Key rejected (401)") and done.stderr.count("\n") == 1
+
+    closed = cli("keys", "add", "gone", "--provider", "openai-compatible", "--base-url", f"http://127.0.0.1:{free_port()}/v1")
+    assert closed.returncode == 0
+    done = cli("keys", "test", "gone", "--json")
+    assert done.returncode == 1 and json.loads(done.stdout)["outcome"] == "unreachable"
+
+
+def test_api_key_env_is_read_at_use_and_never_saved(server):
+    env = {"TEAM_KEY": SECRET}
+    assert cli("keys", "add", "team", "--provider", "openai", "--api-key-env", "TEAM_KEY", "--base-url", server.base_url, env=env).returncode == 0
+    assert cli("keys", "test", "team", env=env).returncode == 0
+    unset = cli("keys", "test", "team")
+    assert unset.returncode == 1 and "TEAM_KEY is not set" in unset.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["keys", "add", "x", "--provider", "openai", "--api-key", "  "], "error: api_key: is empty"),
+        (["keys", "add", "x", "--provider", "openai-compatible", "--base-url", "localhost:1234/v1"], "error: base_url: 'localhost:1234/v1' has no http"),
+        (["keys", "add", "x", "--provider", "azure", "--api-key", SECRET, "--endpoint", "https://r.openai.azure.com"], "error: deployment:"),
+        (["keys", "test", "nobody"], "error: No key is named 'nobody'"),
+        (["keys", "remove", "nobody"], "error: No saved key is named 'nobody'"),
+        (["labelstudio", "set", "--url", "127.0.0.1:8080", "--api-key", "t"], "error: url: '127.0.0.1:8080' has no http"),
+    ],
+)
+def test_bad_input_exits_non_zero_naming_the_field(args, message):
+    done = cli(*args)
+    assert done.returncode == 1 and done.stderr.startswith(message), done.stderr
+
+
+def test_duplicate_name_is_refused():
+    assert cli("keys", "add", "x", "--provider", "openai", "--api-key", SECRET).returncode == 0
+    again = cli("keys", "add", "x", "--provider", "openai", "--api-key", SECRET)
+    assert again.returncode == 1 and again.stderr.startswith("error: name: a key named 'x' already exists")
+
+
+def test_labelstudio_set_and_test_against_the_real_server(labelstudio):
+    token = labelstudio.credentials.token
+    done = subprocess.run(
+        [sys.executable, "-m", "core", "labelstudio", "set", "--url", labelstudio.url, "--api-key", token],
+        cwd=settings.REPO_ROOT, capture_output=True, text=True, env=dict(os.environ),
+    )
+    assert done.returncode == 0 and token not in done.stdout + done.stderr
+    ok = cli("labelstudio", "test")
+    assert ok.returncode == 0 and ok.stdout.startswith("OK: Label Studio 1.")
+
+    cli("labelstudio", "set", "--url", labelstudio.url, "--api-key", "bad-token-0000000000")
+    bad = cli("labelstudio", "test", "--json")
+    assert bad.returncode == 1 and json.loads(bad.stdout)["outcome"] == "rejected"
+    assert "rejected the API token" in bad.stderr and "bad-token-0000000000" not in bad.stdout + bad.stderr
