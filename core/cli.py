@@ -119,12 +119,7 @@ def _keys_add(args: argparse.Namespace) -> int:
         args.name,
         args.provider,
         api_key=args.api_key,
-        api_key_env=args.api_key_env,
-        base_url=args.base_url,
-        organization=args.organization,
-        endpoint=args.endpoint,
-        deployment=args.deployment,
-        api_version=args.api_version,
+        **{name: getattr(args, name) for name in keys.PLAIN_FIELDS},
         extra_headers=dict(keys.parse_header(h) for h in args.header),
     )
     if args.json:

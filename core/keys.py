@@ -20,6 +20,8 @@ from core import store, vault
 PROVIDERS = {"openai": "OpenAI", "azure": "Azure OpenAI", "openai-compatible": "OpenAI-compatible"}
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
 ENVIRONMENT_PREFIX = "env:"
+# The fields kept as they are (not secret), in the database, the forms and the command line alike.
+PLAIN_FIELDS = ("api_key_env", "base_url", "organization", "endpoint", "deployment", "api_version")
 
 
 class InvalidKey(ValueError):
@@ -225,16 +227,7 @@ def environment_keys() -> list[Key]:
 
 
 def _from_row(row: store.ProviderKey) -> Key:
-    key = Key(
-        name=row.name,
-        provider=row.provider,
-        api_key_env=row.api_key_env,
-        base_url=row.base_url,
-        organization=row.organization,
-        endpoint=row.endpoint,
-        deployment=row.deployment,
-        api_version=row.api_version,
-    )
+    key = Key(name=row.name, provider=row.provider, **{f: getattr(row, f) for f in PLAIN_FIELDS})
     try:
         api_key = vault.decrypt(row.api_key_encrypted) if row.api_key_encrypted else None
         headers = json.loads(vault.decrypt(row.extra_headers_encrypted)) if row.extra_headers_encrypted else {}
@@ -250,12 +243,8 @@ def _from_row(row: store.ProviderKey) -> Key:
 def _to_row(key: Key, row: store.ProviderKey) -> store.ProviderKey:
     row.name = key.name
     row.provider = key.provider
-    row.api_key_env = key.api_key_env
-    row.base_url = key.base_url
-    row.organization = key.organization
-    row.endpoint = key.endpoint
-    row.deployment = key.deployment
-    row.api_version = key.api_version
+    for name in PLAIN_FIELDS:
+        setattr(row, name, getattr(key, name))
     # A key read from the environment is never copied into the database.
     row.api_key_encrypted = vault.encrypt(key.api_key) if key.api_key and not key.api_key_env else None
     row.extra_headers_encrypted = vault.encrypt(json.dumps(key.extra_headers)) if key.extra_headers else None
