@@ -38,6 +38,21 @@ def models(key: Key) -> list[str]:
     return sorted(model.id for model in listed)
 
 
+def model_choices(key: Key) -> tuple[list[str], str | None]:
+    """The models to offer in a picker, or none and a sentence asking the user to type the name.
+
+    Servers without a model list (some llama.cpp builds, gateways) are common, so a failed listing is
+    a fallback, not an error.
+    """
+    try:
+        found = models(key)
+    except openai.NotFoundError:
+        return [], f"{key.address} has no model list; type the model name."
+    except (openai.APIError, KeyUnusable) as error:
+        return [], f"Could not list the models of {key.name!r} ({type(error).__name__}); type the model name."
+    return found, None if found else f"{key.address} lists no models; type the model name."
+
+
 def test(key: Key) -> Check:
     """Try the key once, without retries; say in one sentence what happened."""
     if key.problem:

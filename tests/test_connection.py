@@ -44,3 +44,16 @@ def test_no_log_line_holds_a_secret(labelstudio, caplog):
     assert logged  # the libraries did log at DEBUG
     for value in (secret, secret[::-1], labelstudio.credentials.token):
         assert value not in logged
+
+
+def test_a_personal_access_token_works_as_well_as_a_legacy_token(labelstudio):
+    from label_studio_sdk import LabelStudio
+
+    admin = LabelStudio(base_url=labelstudio.url, api_key=labelstudio.credentials.token)
+    admin.jwt_settings.update(api_tokens_enabled=True, legacy_api_tokens_enabled=True, api_token_ttl_days=30)
+    personal = admin.tokens.create().token
+    assert personal.count(".") == 2  # a JWT refresh token, not a legacy one
+
+    check = connection.test(connection.draft(labelstudio.url, personal))
+    assert check.outcome == "ok", check.message
+    assert personal not in check.message

@@ -114,3 +114,13 @@ def test_sync_and_async_clients_reach_the_server(guarded):
 
     assert asyncio.run(ask()).choices[0].message.content == "{}"
     assert providers.models(_azure(guarded)) == ["gpt4o"]
+
+
+def test_model_choices_fall_back_to_a_typed_name(guarded):
+    assert providers.model_choices(_openai(guarded)) == (["gpt-4o", "gpt-4o-mini", "o3-mini"], None)
+    with StandIn(list_models=False) as bare:
+        key = keys.validate(keys.Key(name="llama", provider="openai-compatible", base_url=bare.base_url))
+        names, note = providers.model_choices(key)
+        assert names == [] and note == f"{bare.base_url} has no model list; type the model name."
+    rejected, note = providers.model_choices(_openai(guarded, api_key="sk-wrong-000000000000000"))
+    assert rejected == [] and "AuthenticationError" in note
