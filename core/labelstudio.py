@@ -70,6 +70,15 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Prediction:
+    id: int
+    task_id: int
+    result: list[dict[str, Any]]
+    model_version: str
+    score: float | None
+
+
+@dataclass(frozen=True)
 class NewPrediction:
     task_id: int
     result: list[dict[str, Any]]
@@ -220,6 +229,16 @@ class LabelStudioClient:
         )
         return int(response.created or 0)
 
+    def predictions(self, project_id: int, *, task_id: int | None = None) -> list[Prediction]:
+        """A project's predictions (or one task's), with their results."""
+        found = self._call(
+            lambda: self._sdk.predictions.list(project=project_id, task=task_id), project_id=project_id
+        )
+        return [
+            Prediction(int(p.id), int(p.task), list(p.result or []), p.model_version or "", p.score)
+            for p in found
+        ]
+
     def model_versions(self, project_id: int) -> list[ModelVersion]:
         """The project's prediction model versions with their prediction counts, largest first."""
         response = self._http("GET", f"api/projects/{project_id}/model-versions/")
@@ -309,9 +328,19 @@ class LabelStudioClient:
             )
         detail = body.get("detail") if isinstance(body, dict) else None
         detail = detail or (body if isinstance(body, str) else "") or "no detail given"
+        if isinstance(body, dict) and body.get("validation_errors"):
+            detail = f"{detail}: {_flatten(body['validation_errors'])}"
         return LabelStudioError(
             f"Label Studio at {self.url} answered HTTP {status}: {str(detail)[:200]}"
         )
+
+
+def _flatten(errors: Any) -> str:
+    if isinstance(errors, dict):
+        return "; ".join(f"{field} {_flatten(message)}" for field, message in errors.items())
+    if isinstance(errors, list):
+        return " ".join(_flatten(e) for e in errors)
+    return str(errors)
 
 
 def _reason(error: Exception) -> str:

@@ -129,3 +129,16 @@ def test_bad_settings_are_refused_before_any_request(url, key, expected):
 def test_client_repr_hides_the_token(ls_client, labelstudio):
     assert labelstudio.credentials.token not in repr(ls_client)
     assert labelstudio.credentials.token not in repr(labelstudio.credentials)
+
+
+def test_label_studio_drops_an_invalid_prediction_and_the_count_says_so(ls_client, make_project):
+    project, (task_id,) = make_project(CHOICES_CONFIG, [NewTask({"text": "fine"})])
+    created = ls_client.import_predictions(
+        project.id,
+        [
+            NewPrediction(task_id, choice("Positive"), "v1"),
+            NewPrediction(task_id, choice("Ecstatic"), "v1"),  # not a label of the config
+        ],
+    )
+    assert created == 1
+    assert [p.result for p in ls_client.predictions(project.id)] == [choice("Positive")]
