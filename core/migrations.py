@@ -136,6 +136,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "a saved key may read its secret from an environment variable",
         ("ALTER TABLE provider_keys ADD COLUMN api_key_env VARCHAR",),
     ),
+    Migration(
+        4,
+        "a saved prompt version cannot change",
+        (
+            """
+            CREATE TRIGGER prompt_versions_are_immutable BEFORE UPDATE ON prompt_versions
+            BEGIN
+                SELECT RAISE(ABORT, 'a saved prompt version cannot change; save a new version instead');
+            END
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

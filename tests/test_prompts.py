@@ -1,0 +1,94 @@
+"""core.prompts: versions numbered and immutable, templates checked against the project."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from core import labeling, prompts, store
+from tests.test_labeling import EVERY_CONTROL
+
+V1 = dict(template="Classify: {text}\nLabels: {labels}", controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
+
+
+def test_versions_are_numbered_and_keep_every_setting():
+    first = prompts.create(7, "intent", system_message="Be terse.", note="baseline", **V1)
+    assert (first.prompt, first.number, first.model_version, first.temperature) == ("intent", 1, "intent@v1", 0.0)
+    second = prompts.new_version("intent", template="Decide: {text}", note="shorter")
+    third = prompts.new_version("intent", model="gpt-4o", temperature=0.3)
+    assert [v.number for v in prompts.versions("intent")] == [1, 2, 3]
+    assert second.system_message == "Be terse." and second.model == "gpt-4o-mini"
+    assert (third.template, third.model, third.temperature, third.note) == ("Decide: {text}", "gpt-4o", 0.3, "shorter")
+    assert prompts.version("intent", 1) == first
+    assert prompts.version("intent").number == 3
+    assert [v.prompt for v in prompts.latest_versions(7)] == ["intent"]
+
+
+def test_a_saved_version_cannot_be_changed():
+    prompts.create(7, "intent", **V1)
+    with pytest.raises(IntegrityError, match="cannot change"):
+        with store.writing() as s:
+            row = s.exec(select(store.PromptVersion)).one()
+            row.template = "sneaky edit {text}"
+            s.add(row)
+    assert prompts.version("intent", 1).template == V1["template"]
+
+
+def test_names_are_unique_within_a_project():
+    prompts.create(7, "intent", **V1)
+    prompts.create(8, "intent", **V1)  # another project may reuse the name
+    with pytest.raises(prompts.PromptError, match="name: project 7 already has a prompt named 'intent'"):
+        prompts.create(7, "intent", **V1)
+    with pytest.raises(prompts.PromptError, match="say which with --project"):
+        prompts.versions("intent")
+    assert prompts.versions("intent", project_id=8)[0].project_id == 8
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"template": ""}, "template: is required"),
+        ({"model": ""}, "model: is required"),
+        ({"temperature": 3}, "temperature: 3 is outside 0 to 2"),
+        ({"max_output_tokens": 0}, "max_output_tokens: must be at least 1"),
+    ],
+)
+def test_bad_version_settings_name_the_field(changes, message):
+    with pytest.raises(prompts.PromptError, match=message):
+        prompts.create(7, "p", **(V1 | changes))
+
+
+def test_diff_shows_what_changed():
+    prompts.create(7, "intent", **V1)
+    prompts.new_version("intent", template="Decide: {text}\nLabels: {labels}", model="gpt-4o")
+    a, b = prompts.versions("intent")
+    shown = prompts.diff(a, b)
+    assert "-model: gpt-4o-mini" in shown and "+model: gpt-4o" in shown
+    assert "-Classify: {text}" in shown and "+Decide: {text}" in shown
+    assert " Labels: {labels}" in shown  # unchanged lines are context
+
+
+class TestTemplate:
+    targets = labeling.read(EVERY_CONTROL)
+
+    def check(self, template, controls=("sentiment",), fields=("text", "other", "source")):
+        prompts.check_template(template, self.targets, controls, fields)
+
+    def test_fields_and_labels_variables(self):
+        self.check("Text: {text}\nFrom: {source}\nOne of {labels} / {labels:sentiment}\nJSON like {{\"a\": 1}}")
+        assert prompts.variables("{text} {labels:sentiment} {{literal}}") == [("text", None), ("labels", "sentiment")]
+
+    def test_an_unknown_field_lists_the_fields_there_are(self):
+        with pytest.raises(prompts.PromptError, match=r"\{body\} is not a field of this project's tasks; the fields are: other, source, text"):
+            self.check("Classify {body}")
+
+    def test_labels_of_an_output_the_prompt_does_not_fill(self):
+        with pytest.raises(prompts.PromptError, match=r"\{labels:topics\} names no output this prompt fills"):
+            self.check("{text} {labels:topics}")
+
+    def test_empty_and_field_less_templates(self):
+        with pytest.raises(prompts.PromptError, match="template: is empty"):
+            self.check("   ")
+        with pytest.raises(prompts.PromptError, match="inserts no task field"):
+            self.check("Classify it: {labels}")
