@@ -16,3 +16,10 @@ class Check:
     @property
     def ok(self) -> bool:
         return self.outcome == "ok"
+
+
+def missing_scheme(url: str, example: str) -> str | None:
+    """Why ``url`` cannot be a server address (no http:// or https://), or None when it can."""
+    if url.startswith(("http://", "https://")) and url.split("://", 1)[1]:
+        return None
+    return f"{url!r} has no http:// or https:// scheme; write it in full, e.g. {example}"

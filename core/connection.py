@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from sqlmodel import select
 
 from core import settings, store, vault
-from core.checks import Check
-from core.labelstudio import LabelStudioClient, LabelStudioError, Project, TokenRejected, Unreachable
+from core.checks import Check, missing_scheme
+from core.labelstudio import LabelStudioClient, LabelStudioError, NotLabelStudio, Project, TokenRejected, Unreachable
 from core.local_labelstudio import load_or_create_credentials
 
 
@@ -99,8 +99,9 @@ def saved() -> Connection | None:
 def draft(url: str, api_key: str) -> Connection:
     """A connection checked for form but not saved (to test it first); ValueError names the field."""
     url = (url or "").strip().rstrip("/")
-    if not url.startswith(("http://", "https://")) or not url.split("://", 1)[1]:
-        raise ValueError(f"url: {url!r} has no http:// or https:// scheme; write it in full, e.g. http://127.0.0.1:8080")
+    problem = missing_scheme(url, "http://127.0.0.1:8080")
+    if problem:
+        raise ValueError(f"url: {problem}")
     api_key = (api_key or "").strip()
     if not api_key or any(c.isspace() for c in api_key):
         raise ValueError("api_key: is empty or has spaces; paste the token from Label Studio's Account & Settings page")
@@ -144,6 +145,8 @@ def test(connection: Connection | None = None) -> Check:
         return Check("rejected", str(error))
     except Unreachable as error:
         return Check("unreachable", str(error))
+    except NotLabelStudio as error:
+        return Check("not_found", str(error))
     except LabelStudioError as error:
-        return Check("not_found" if "no Label Studio API" in str(error) else "error", str(error))
+        return Check("error", str(error))
     return Check("ok", f"OK: Label Studio {version} at {connection.url} answered; the token sees {count} project{'s' if count != 1 else ''}.")

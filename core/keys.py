@@ -16,6 +16,7 @@ from typing import Any
 from sqlmodel import select
 
 from core import store, vault
+from core.checks import missing_scheme
 
 PROVIDERS = {"openai": "OpenAI", "azure": "Azure OpenAI", "openai-compatible": "OpenAI-compatible"}
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
@@ -126,10 +127,8 @@ def edited(name: str, /, **changes: Any) -> Key:
 
 
 def add(name: str, provider: str, **fields: Any) -> Key:
-    key = validate(Key(name=name, provider=provider, **fields))
+    key = draft(name, provider, **fields)
     with store.writing() as s:
-        if s.exec(select(store.ProviderKey).where(store.ProviderKey.name == key.name)).first():
-            raise InvalidKey("name", f"a key named {key.name!r} already exists; pick another name or edit that one")
         s.add(_to_row(key, store.ProviderKey(name=key.name, provider=key.provider)))
     return get(key.name)
 
@@ -269,8 +268,9 @@ def _url(field_name: str, value: str | None) -> str | None:
     value = _optional(value)
     if value is None:
         return None
-    if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
-        raise InvalidKey(field_name, f"{value!r} has no http:// or https:// scheme; write it in full, e.g. https://{value.split('://')[-1] or 'host'}")
+    problem = missing_scheme(value, f"https://{value.split('://')[-1] or 'host'}")
+    if problem:
+        raise InvalidKey(field_name, problem)
     return value.rstrip("/")
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -114,6 +115,11 @@ def read(config: str) -> Targets:
 
 def schema(targets: Targets, controls: Sequence[str]) -> dict[str, Any]:
     """The strict JSON schema of an answer filling ``controls``."""
+    return copy.deepcopy(_schema(targets, tuple(controls)))
+
+
+@functools.lru_cache(maxsize=64)
+def _schema(targets: Targets, controls: tuple[str, ...]) -> dict[str, Any]:
     if not controls:
         raise ConfigError("Choose at least one output for the prompt to fill.")
     full = _interface(targets.config).to_json_schema()["properties"]
@@ -127,6 +133,11 @@ def schema(targets: Targets, controls: Sequence[str]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
+@functools.lru_cache(maxsize=64)
+def _validator(targets: Targets, controls: tuple[str, ...]) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(_schema(targets, controls))
+
+
 def to_regions(targets: Targets, controls: Sequence[str], raw: str | None, data: dict[str, Any]) -> Answer:
     """Parse the model's raw answer and turn it into result regions, or say why it cannot be."""
     if raw is None or not raw.strip():
@@ -135,8 +146,7 @@ def to_regions(targets: Targets, controls: Sequence[str], raw: str | None, data:
         parsed = json.loads(raw)
     except json.JSONDecodeError as error:
         return Answer(None, [], f"The answer is not valid JSON ({error.msg} at character {error.pos}).")
-    expected = schema(targets, controls)
-    problems = sorted(jsonschema.Draft202012Validator(expected).iter_errors(parsed), key=lambda e: list(e.path))
+    problems = sorted(_validator(targets, tuple(controls)).iter_errors(parsed), key=lambda e: list(e.path))
     if problems:
         first = problems[0]
         where = "/".join(str(p) for p in first.path) or "the top level"
@@ -187,6 +197,7 @@ def locate_spans(text: str, quotes: Sequence[str]) -> list[tuple[int, int]]:
 # -- details ----------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32)  # parsed once per config, not once per answer
 def _interface(config: str) -> LabelInterface:
     try:
         return LabelInterface(config)

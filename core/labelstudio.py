@@ -15,6 +15,8 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from core.checks import missing_scheme
+
 PREDICTION_CHUNK = 500
 EXPORT_IDS_PER_REQUEST = 200  # keeps the query string well under common URL limits
 
@@ -33,6 +35,10 @@ class TokenRejected(LabelStudioError):
 
 class ProjectNotFound(LabelStudioError):
     pass
+
+
+class NotLabelStudio(LabelStudioError):
+    """The address answers, but it is not Label Studio's API."""
 
 
 @dataclass(frozen=True)
@@ -108,11 +114,9 @@ class LabelStudioClient:
 
     def __init__(self, url: str, api_key: str, *, timeout: float = 60.0):
         url = (url or "").strip().rstrip("/")
-        if not url.startswith(("http://", "https://")):
-            raise LabelStudioError(
-                f"The Label Studio URL {url!r} has no http:// or https:// scheme; "
-                "write it in full, e.g. http://127.0.0.1:8080."
-            )
+        problem = missing_scheme(url, "http://127.0.0.1:8080")
+        if problem:
+            raise LabelStudioError(f"The Label Studio URL {problem}.")
         if not (api_key or "").strip():
             raise TokenRejected(
                 "No Label Studio API token is set; copy it from Label Studio's Account & Settings "
@@ -130,7 +134,7 @@ class LabelStudioClient:
         """Check the URL and token; return Label Studio's version or raise LabelStudioError."""
         response = self._http("GET", "api/version", retries=0)
         if response.status_code == 404:
-            raise LabelStudioError(
+            raise NotLabelStudio(
                 f"{self.url} answered but has no Label Studio API (GET /api/version gave 404); "
                 "check that LABEL_STUDIO_URL is the address of Label Studio itself."
             )
