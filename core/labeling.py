@@ -36,6 +36,8 @@ class Input:
     name: str
     tag: str
     field: str  # the task-data key it reads: value="$text" -> "text"
+    name_key: str = "author"  # Paragraphs: the keys of each turn's speaker and words
+    text_key: str = "text"
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,8 @@ def read(config: str) -> Targets:
         elif not value.startswith("$") or len(value) < 2:
             skipped.append(Skipped(tag.name, tag.tag, f"its value {value!r} is not a task field like $text"))
         else:
-            inputs.append(Input(tag.name, tag.tag, value[1:]))
+            attr = tag.attr or {}
+            inputs.append(Input(tag.name, tag.tag, value[1:], attr.get("nameKey") or "author", attr.get("textKey") or "text"))
     readable = {i.name: i for i in inputs}
     outputs = []
     for control in interface.controls:

@@ -201,6 +201,23 @@ class LabelStudioClient:
         batches = [wanted[i : i + EXPORT_IDS_PER_REQUEST] for i in range(0, len(wanted), EXPORT_IDS_PER_REQUEST)]
         return (_task(t) for batch in batches for t in self._export(project_id, batch))
 
+    def task_fields(self, project_id: int, *, sample: int = 100) -> list[str]:
+        """The data fields of the project's first ``sample`` tasks, in the order first seen."""
+        response = self._http("GET", "api/tasks", params={"project": project_id, "page_size": sample, "fields": "all"})
+        self._raise_for_status(response, project_id=project_id)
+        body = response.json()
+        found = body.get("tasks", []) if isinstance(body, dict) else body
+        return list(dict.fromkeys(key for task in found for key in (task.get("data") or {})))
+
+    def file(self, path: str) -> tuple[bytes, str]:
+        """A file Label Studio stores (``/data/upload/...``, ``/data/local-files/...``), fetched with the
+        token; returns its bytes and content type."""
+        response = self._http("GET", path.lstrip("/"), retries=1)
+        if response.status_code == 404:
+            raise LabelStudioError(f"Label Studio at {self.url} has no file {path}; check the task's data.")
+        self._raise_for_status(response)
+        return response.content, response.headers.get("content-type", "").split(";")[0].strip()
+
     def _export(self, project_id: int, ids: list[int] | None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"exportType": "JSON", "download_all_tasks": "true"}
         if ids is not None:

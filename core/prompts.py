@@ -55,25 +55,35 @@ def variables(template: str) -> list[tuple[str, str | None]]:
     return [(m.group(1), m.group(2)) for m in VARIABLE.finditer(template)]
 
 
-def check_template(template: str, targets: labeling.Targets, controls: Sequence[str], task_fields: Iterable[str]) -> None:
-    """Refuse a template that cannot be filled for this project, saying what to change."""
+def check_template(
+    template: str, targets: labeling.Targets, controls: Sequence[str], task_fields: Iterable[str], system_message: str | None = None
+) -> None:
+    """Refuse a template (or system message) that cannot be filled for this project, saying what to change."""
     if not (template or "").strip():
         raise PromptError("template: is empty; write the instructions and insert a task field such as {text}.")
     known = sorted(set(task_fields) | set(targets.fields))
-    used_fields = []
-    for name, argument in variables(template):
+    if not _fields_used("template", template, controls, known):
+        raise PromptError(f"template: inserts no task field, so every task would get the same prompt; insert one of {', '.join('{' + f + '}' for f in known)}.")
+    images = {i.field for i in targets.inputs if i.tag == "Image"}
+    for name in _fields_used("system_message", system_message or "", controls, known):
+        if name in images:
+            raise PromptError(f"system_message: {{{name}}} is an image, and models take images only in the template (the user message); move it there.")
+
+
+def _fields_used(where: str, text: str, controls: Sequence[str], known: list[str]) -> list[str]:
+    used = []
+    for name, argument in variables(text):
         if name == "labels":
             if argument is not None and argument not in controls:
                 chosen = ", ".join(controls) or "none"
-                raise PromptError(f"template: {{labels:{argument}}} names no output this prompt fills (it fills: {chosen}).")
+                raise PromptError(f"{where}: {{labels:{argument}}} names no output this prompt fills (it fills: {chosen}).")
             continue
         if argument is not None:
-            raise PromptError(f"template: {{{name}:{argument}}} is not a variable; write {{{name}}} for a field, or {{labels:NAME}}.")
+            raise PromptError(f"{where}: {{{name}:{argument}}} is not a variable; write {{{name}}} for a field, or {{labels:NAME}}.")
         if name not in known:
-            raise PromptError(f"template: {{{name}}} is not a field of this project's tasks; the fields are: {', '.join(known) or 'none'}.")
-        used_fields.append(name)
-    if not used_fields:
-        raise PromptError(f"template: inserts no task field, so every task would get the same prompt; insert one of {', '.join('{' + f + '}' for f in known)}.")
+            raise PromptError(f"{where}: {{{name}}} is not a field of this project's tasks; the fields are: {', '.join(known) or 'none'}.")
+        used.append(name)
+    return used
 
 
 def create(project_id: int, name: str, **version: Any) -> Version:
@@ -95,14 +105,15 @@ def create(project_id: int, name: str, **version: Any) -> Version:
 
 
 def new_version(name: str, project_id: int | None = None, **changes: Any) -> Version:
-    """Save the latest version with ``changes`` applied as the next number."""
+    """Save the latest version with ``changes`` applied as the next number (settings not given are kept)."""
     unknown = set(changes) - set(EDITABLE)
     if unknown:
         raise PromptError(f"{', '.join(sorted(unknown))}: not a setting of a version (settings: {', '.join(EDITABLE)}).")
     with store.writing() as s:
         prompt = _prompt(s, name, project_id)
         latest = _latest(s, prompt.id)
-        settings = {f: getattr(latest, f) for f in EDITABLE} | {k: v for k, v in changes.items() if v is not None}
+        # A note describes one version's change, so it is not carried over; None clears a setting.
+        settings = {f: getattr(latest, f) for f in EDITABLE if f != "note"} | changes
         row = _version_row(prompt.id, latest.number + 1, settings)
         s.add(row)
     return _version(prompt, row)

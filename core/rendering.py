@@ -15,7 +15,7 @@ class RenderError(ValueError):
     """A task's field cannot be put into the prompt; the message says which and why."""
 
 
-def field_text(source: Input, value: Any, *, name_key: str = "author", text_key: str = "text") -> str:
+def field_text(source: Input, value: Any) -> str:
     if value is None:
         raise RenderError(f"The task has no field {source.field!r}, which {source.tag} {source.name!r} reads.")
     if source.tag == "Text":
@@ -25,8 +25,14 @@ def field_text(source: Input, value: Any, *, name_key: str = "author", text_key:
     if source.tag == "Paragraphs":
         if not isinstance(value, list):
             raise RenderError(f"The field {source.field!r} should be a list of turns for Paragraphs, not {type(value).__name__}.")
-        return "\n".join(f"{turn.get(name_key, '?')}: {turn.get(text_key, '')}" if isinstance(turn, dict) else str(turn) for turn in value)
+        return "\n".join(_turn(turn, source) for turn in value)
     raise RenderError(f"{source.tag} {source.name!r} is not inserted as text.")
+
+
+def _turn(turn: Any, source: Input) -> str:
+    if not isinstance(turn, dict):
+        return str(turn)
+    return f"{turn.get(source.name_key, '?')}: {turn.get(source.text_key, '')}"
 
 
 def html_text(markup: str) -> str:

@@ -19,7 +19,8 @@ def test_versions_are_numbered_and_keep_every_setting():
     third = prompts.new_version("intent", model="gpt-4o", temperature=0.3)
     assert [v.number for v in prompts.versions("intent")] == [1, 2, 3]
     assert second.system_message == "Be terse." and second.model == "gpt-4o-mini"
-    assert (third.template, third.model, third.temperature, third.note) == ("Decide: {text}", "gpt-4o", 0.3, "shorter")
+    assert (third.template, third.model, third.temperature, third.note) == ("Decide: {text}", "gpt-4o", 0.3, None)
+    assert second.note == "shorter"
     assert prompts.version("intent", 1) == first
     assert prompts.version("intent").number == 3
     assert [v.prompt for v in prompts.latest_versions(7)] == ["intent"]

@@ -1,0 +1,145 @@
+"""One model call: a version's settings, a task's messages and the answer schema -> the raw answer,
+its token usage and latency, or the reason it failed.
+
+The request asks for strict structured output (``response_format`` json_schema). The OpenAI SDK
+sends it and retries what it retries (429 honouring Retry-After, 5xx, timeouts, lost connections);
+what still fails becomes one sentence in ``Reply.error``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from core.keys import Key
+from core.prompts import Version
+
+SCHEMA_NAME = "answer"
+
+
+@dataclass(frozen=True)
+class Request:
+    body: dict[str, Any]
+    provider: str  # which server answers: part of the cache key, never a secret
+
+    @property
+    def hash(self) -> str:
+        """Identical calls have identical hashes: the cache key for answers already paid for."""
+        canonical = json.dumps({"provider": self.provider, "body": self.body}, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+    @property
+    def messages_hash(self) -> str:
+        canonical = json.dumps(self.body["messages"], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Reply:
+    raw: str | None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: float = 0.0
+    error: str | None = None
+    finish_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def request(version: Version, key: Key, messages: list[dict[str, Any]], schema: dict[str, Any]) -> Request:
+    body: dict[str, Any] = {
+        "model": version.model,
+        "messages": messages,
+        "temperature": version.temperature,
+        "response_format": {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema}},
+    }
+    if version.max_output_tokens:
+        # OpenAI's reasoning models refuse max_tokens; most other servers know only max_tokens.
+        limit = "max_tokens" if key.provider == "openai-compatible" else "max_completion_tokens"
+        body[limit] = version.max_output_tokens
+    return Request(body=body, provider=f"{key.provider} {key.address}")
+
+
+def ask(client: openai.OpenAI, call: Request) -> Reply:
+    started = time.perf_counter()
+    try:
+        completion = client.chat.completions.create(**call.body)
+    except openai.APIError as error:
+        return Reply(None, latency_ms=_since(started), error=explain(error))
+    return _reply(completion, _since(started))
+
+
+async def ask_async(client: openai.AsyncOpenAI, call: Request) -> Reply:
+    started = time.perf_counter()
+    try:
+        completion = await client.chat.completions.create(**call.body)
+    except openai.APIError as error:
+        return Reply(None, latency_ms=_since(started), error=explain(error))
+    return _reply(completion, _since(started))
+
+
+def explain(error: openai.APIError) -> str:
+    """A failed call in one sentence: what happened and, where there is one, what to do."""
+    if isinstance(error, openai.APITimeoutError):
+        return "The model did not answer in time (timed out, after retries)."
+    if isinstance(error, openai.APIConnectionError):
+        return "Could not connect to the model's server (after retries); check that it is running."
+    if isinstance(error, openai.AuthenticationError):
+        return "The provider rejected the API key (401); test the key on the Keys page."
+    if isinstance(error, openai.PermissionDeniedError):
+        return "The key may not use this model (403)."
+    if isinstance(error, openai.NotFoundError):
+        return f"The provider has no such model or deployment (404): {_detail(error)}."
+    if isinstance(error, openai.RateLimitError):
+        return f"Rate limited (429) after retries: {_detail(error)}; lower the concurrency or try later."
+    if isinstance(error, openai.APIStatusError):
+        return f"The provider answered HTTP {error.status_code}: {_detail(error)}."
+    return f"The call failed: {error}."
+
+
+# -- details ----------------------------------------------------------------------------------------
+
+
+def _reply(completion: Any, latency_ms: float) -> Reply:
+    usage = completion.usage
+    tokens = dict(input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0), output_tokens=int(getattr(usage, "completion_tokens", 0) or 0))
+    if not completion.choices:
+        return Reply(None, latency_ms=latency_ms, error="The provider sent no answer (no choices).", **tokens)
+    choice = completion.choices[0]
+    message = choice.message
+    raw = message.content
+    if getattr(message, "refusal", None):
+        return Reply(raw, latency_ms=latency_ms, error=f"The model refused: {message.refusal}", finish_reason=choice.finish_reason, **tokens)
+    if choice.finish_reason == "length":
+        return Reply(
+            raw,
+            latency_ms=latency_ms,
+            error="The answer was cut off at the output token limit; raise max output tokens.",
+            finish_reason="length",
+            **tokens,
+        )
+    if choice.finish_reason == "content_filter":
+        return Reply(raw, latency_ms=latency_ms, error="The provider's content filter withheld the answer.", finish_reason="content_filter", **tokens)
+    return Reply(raw, latency_ms=latency_ms, finish_reason=choice.finish_reason, **tokens)
+
+
+def _detail(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        body = body.get("error", body)
+        if isinstance(body, dict):
+            body = body.get("message") or body
+    text = str(body or error.message or "no detail").strip().rstrip(".")
+    return text[:300]
+
+
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
