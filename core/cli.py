@@ -10,10 +10,14 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
-from core import connection, demo, keys, launcher, providers
+from core import connection, demo, keys, launcher, messages, prompts, providers
 from core.checks import Check
 from core.labelstudio import LabelStudioError
+from core.prompts import PromptError, Version
+from core.workbench import Trial, Workbench
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _keys_commands(commands)
     _labelstudio_commands(commands)
+    _prompts_commands(commands)
 
     demo_parser = commands.add_parser("demo", help="the demo project").add_subparsers(title="demo")
     create = demo_parser.add_parser("create", help="create the demo project if it is not there yet")
@@ -174,5 +179,233 @@ def _report(check: Check, as_json: bool, **extra) -> int:
     return 0 if check.ok else 1
 
 
-def _one_line(error: Exception) -> str:
+# -- prompts ----------------------------------------------------------------------------------------
+
+
+def _prompts_commands(commands) -> None:
+    group = commands.add_parser("prompts", help="prompts and their versions").add_subparsers(title="prompts")
+
+    create = group.add_parser("create", help="create a prompt and its v1, checked against the project")
+    create.add_argument("--project", type=int, required=True, metavar="ID", help="Label Studio project id")
+    create.add_argument("--name", required=True)
+    create.add_argument("--key", required=True, help="name of the provider key to call the model with")
+    create.add_argument("--model", required=True, help="e.g. gpt-4o-mini")
+    create.add_argument("--template-file", required=True, metavar="FILE", help="the template (user message), UTF-8 text")
+    _version_options(create)
+    create.set_defaults(action=_prompts_create)
+
+    version = group.add_parser("version", help="save a new version: the latest with the changes given")
+    version.add_argument("--prompt", required=True, metavar="NAME")
+    version.add_argument("--project", type=int, metavar="ID", help="project id, when prompts in several projects share the name")
+    version.add_argument("--template-file", metavar="FILE", help="the new template (user message), UTF-8 text")
+    version.add_argument("--model")
+    version.add_argument("--key", help="name of the provider key to call the model with")
+    _version_options(version)
+    version.set_defaults(action=_prompts_version)
+
+    listing = group.add_parser("list", help="every prompt's latest version")
+    listing.add_argument("--project", type=int, metavar="ID", help="only this project's prompts")
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
+    listing.set_defaults(action=_prompts_list)
+
+    show = group.add_parser("show", help="one version's settings, system message and template")
+    _pick_version(show)
+    show.add_argument("--json", action="store_true", help="print one JSON document")
+    show.set_defaults(action=_prompts_show)
+
+    try_ = group.add_parser("try", help="call the model once on one task; exits non-zero when the trial fails")
+    _pick_version(try_)
+    task = try_.add_mutually_exclusive_group(required=True)
+    task.add_argument("--task", type=int, metavar="ID", help="the task id")
+    task.add_argument("--next-ground-truth", action="store_true", help="the project's first ground-truth task")
+    try_.add_argument("--json", action="store_true", help="print one JSON document")
+    try_.set_defaults(action=_prompts_try)
+
+
+def _version_options(parser: argparse.ArgumentParser) -> None:
+    """The settings `create` and `version` share; `version` keeps the latest's for those not given."""
+    parser.add_argument("--system-file", metavar="FILE", help="the system message, UTF-8 text (an empty file means none)")
+    parser.add_argument("--controls", type=_names, metavar="a,b", help="the outputs to fill (create's default: every one the config has)")
+    parser.add_argument("--temperature", type=float, help="0 to 2 (create's default: 0)")
+    parser.add_argument("--max-output-tokens", type=int, metavar="N", help="create's default: the model's")
+    parser.add_argument("--note", help="what this version changes")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def _pick_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="the prompt's name")
+    parser.add_argument("--version", type=int, metavar="N", help="default: the latest")
+    parser.add_argument("--project", type=int, metavar="ID", help="project id, when prompts in several projects share the name")
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _prompts_create(args: argparse.Namespace) -> int:
+    changes = _changes(args)
+    workbench = Workbench.open(args.project)
+    saved = workbench.save_new_prompt(args.name, workbench.draft(name=args.name, note=args.note, **changes))
+    return _print_saved(saved, args.json)
+
+
+def _prompts_version(args: argparse.Namespace) -> int:
+    changes = _changes(args)
+    if not changes:
+        raise PromptError(
+            "version: give at least one change (--template-file, --system-file, --model, --key, --controls, "
+            "--temperature or --max-output-tokens); without one the new version would repeat the latest."
+        )
+    latest = prompts.version(args.prompt, project_id=args.project)
+    # A note describes one version's change, so the latest's is not carried over.
+    draft = dataclasses.replace(latest, note=args.note, **changes)
+    saved = Workbench.open(latest.project_id).save_version(latest.prompt, draft)
+    return _print_saved(saved, args.json)
+
+
+def _changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The version settings given on the command line, files read."""
+    given = {
+        "template": _read_text("--template-file", args.template_file),
+        "system_message": _read_text("--system-file", args.system_file),
+        "controls": args.controls,
+        "provider_key": args.key,
+        "model": args.model,
+        "temperature": args.temperature,
+        "max_output_tokens": args.max_output_tokens,
+    }
+    return {setting: value for setting, value in given.items() if value is not None}
+
+
+def _read_text(option: str, path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{option} {path} does not exist; give the path of a UTF-8 text file.") from None
+    except UnicodeDecodeError as error:
+        bad = error.object[error.start]
+        raise ValueError(f"{option} {path} is not UTF-8 text (byte 0x{bad:02x} at position {error.start}); save it as UTF-8.") from None
+    except OSError as error:
+        raise ValueError(f"{option} {path} cannot be read ({error.strerror}).") from None
+    # Editors on Windows may add a byte-order mark and \r\n; neither belongs in the prompt.
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
+def _print_saved(saved: Version, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(_version_document(saved)))
+    else:
+        print(f"Saved {saved.prompt} v{saved.number} ({saved.model_version}) for project {saved.project_id}.")
+    return 0
+
+
+def _prompts_list(args: argparse.Namespace) -> int:
+    found = prompts.latest_versions(args.project)
+    if args.json:
+        print(json.dumps({"prompts": [_version_document(v) for v in found]}))
+        return 0
+    if not found:
+        print("No prompts yet: create one with `python -m core prompts create --project ID --name NAME ...`.")
+        return 0
+    print(f"{'prompt':<24} {'project':>7} {'latest':>6}  {'model':<20} {'key':<16} {'controls':<24} created")
+    for v in found:
+        created = f"{v.created_at:%Y-%m-%d %H:%M}" if v.created_at else ""
+        print(f"{v.prompt:<24} {v.project_id:>7} {'v' + str(v.number):>6}  {v.model:<20} {v.provider_key:<16} {','.join(v.controls):<24} {created}")
+    return 0
+
+
+def _prompts_show(args: argparse.Namespace) -> int:
+    version = prompts.version(args.name, args.version, args.project)
+    if args.json:
+        print(json.dumps(_version_document(version)))
+    else:
+        print(_version_text(version))
+    return 0
+
+
+def _version_document(v: Version) -> dict[str, Any]:
+    return {
+        "prompt": v.prompt,
+        "version": v.number,
+        "project_id": v.project_id,
+        **{setting: getattr(v, setting) for setting in prompts.EDITABLE},
+        "controls": list(v.controls),
+        "model_version": v.model_version,
+        "created_at": v.created_at.isoformat() if v.created_at else None,
+    }
+
+
+def _version_text(v: Version) -> str:
+    created = f", saved {v.created_at:%Y-%m-%d %H:%M} UTC" if v.created_at else ""
+    max_tokens = v.max_output_tokens if v.max_output_tokens is not None else "the model's default"
+    return "\n".join(
+        [
+            f"{v.prompt} v{v.number} ({v.model_version}), project {v.project_id}{created}",
+            f"model: {v.model} with key {v.provider_key!r}",
+            f"temperature: {v.temperature:g}; max output tokens: {max_tokens}",
+            f"controls: {', '.join(v.controls)}",
+            f"note: {v.note or '-'}",
+            "",
+            "--- system message ---",
+            v.system_message or "(none)",
+            "",
+            "--- template ---",
+            v.template,
+        ]
+    )
+
+
+def _prompts_try(args: argparse.Namespace) -> int:
+    version = prompts.version(args.name, args.version, args.project)
+    workbench = Workbench.open(version.project_id)
+    trial = workbench.try_on(version, workbench.task(args.task))
+    if args.json:
+        print(json.dumps(_trial_document(version, trial)))
+    else:
+        print(_trial_text(version, trial))
+    if trial.error:
+        print(f"error: {_one_line(trial.error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _trial_document(version: Version, trial: Trial) -> dict[str, Any]:
+    found = dataclasses.asdict(trial)
+    del found["request"]  # the messages are the part to read; the rest of the body is settings shown by `show`
+    return {"prompt": version.prompt, "version": version.number, "project_id": version.project_id, **found, "correct": trial.correct}
+
+
+def _trial_text(version: Version, trial: Trial) -> str:
+    lines = [f"{version.model_version} on task {trial.task_id}", "", "--- messages sent ---", messages.text_parts(trial.messages) or "(none)"]
+    lines += ["", "--- raw answer ---", trial.raw if trial.raw is not None else "(none)", ""]
+    parsed = json.dumps(trial.parsed, ensure_ascii=False) if trial.parsed is not None else "(none)"
+    lines += [f"parsed: {parsed}", f"ground truth: {_regions_text(trial.ground_truth)}", f"verdict: {_verdict(trial)}", _usage_text(version, trial)]
+    return "\n".join(lines)
+
+
+def _regions_text(regions: list[dict[str, Any]] | None) -> str:
+    if regions is None:
+        return "none (the task has no ground-truth annotation)"
+    return "; ".join(f"{r.get('from_name')}: {json.dumps(r.get('value'), ensure_ascii=False)}" for r in regions) or "empty"
+
+
+def _verdict(trial: Trial) -> str:
+    if trial.error:
+        return "failed (see the error)"
+    if trial.correct is None:
+        return "no verdict without ground truth"
+    if trial.correct:
+        return "correct"
+    return "wrong (not as the ground truth: " + ", ".join(name for name, matched in trial.matches.items() if not matched) + ")"
+
+
+def _usage_text(version: Version, trial: Trial) -> str:
+    cost = f"${trial.cost_usd:.6f}" if trial.cost_usd is not None else f"unknown (no list price for {version.model})"
+    latency = f"{trial.latency_ms:.0f} ms" if trial.latency_ms is not None else "-"
+    return f"tokens: {trial.input_tokens} in, {trial.output_tokens} out; cost: {cost}; latency: {latency}"
+
+
+def _one_line(error: Exception | str) -> str:
     return " ".join(str(error).split())

@@ -145,6 +145,11 @@ def latest_versions(project_id: int | None = None) -> list[Version]:
         return [_version(p, _latest(s, p.id)) for p in s.exec(query).all()]
 
 
+def changed(a: Version, b: Version) -> list[str]:
+    """The settings in which ``b`` differs from ``a`` (the note aside)."""
+    return [f for f in EDITABLE if f != "note" and getattr(a, f) != getattr(b, f)]
+
+
 def diff(a: Version, b: Version) -> str:
     """A unified diff of two versions: settings first, then the system message and the template."""
 

@@ -62,11 +62,21 @@ class Workbench:
 
     @classmethod
     def open(cls, project_id: int, client: LabelStudioClient | None = None) -> "Workbench":
-        client = client or connection.current().client()
+        client = client or connection.client()
         project = client.project(project_id)
         return cls(client, project, client.label_config(project_id), client.task_fields(project_id))
 
     # -- drafts -----------------------------------------------------------------------------------
+
+    def variables(self) -> list[str]:
+        """What a template may insert: the inputs' fields, the tasks' other fields, then the labels."""
+        fields = dict.fromkeys([*self.targets.fields, *self.fields])
+        return [f"{{{f}}}" for f in fields] + ["{labels}"] + [f"{{labels:{o.name}}}" for o in self.targets.outputs]
+
+    def starter_template(self) -> str:
+        """A first template that works for this project, for the user to improve."""
+        shown = "\n\n".join(f"{i.name.replace('_', ' ').capitalize()}:\n{{{i.field}}}" for i in self.targets.inputs)
+        return f"Label the task below.\n\n{shown}\n\nAnswer for each of these:\n{{labels}}"
 
     def draft(self, name: str = DRAFT_NAME, **settings: Any) -> Version:
         """An unsaved version (number 0); outputs default to every one the config lets Prompter fill."""

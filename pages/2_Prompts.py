@@ -1,0 +1,262 @@
+import pandas as pd
+import streamlit as st
+
+from core import connection, keys, messages, prompts, providers
+from core.evaluation import answers
+from core.labeling import ConfigError
+from core.labelstudio import LabelStudioError
+from core.prompts import PromptError
+from core.rendering import RenderError
+from core.workbench import Workbench
+
+NEW = "(new prompt)"
+
+st.title("Prompts")
+st.caption("Write a prompt against a Label Studio project, see what the model receives, try it on one task, save versions.")
+
+state = st.session_state
+for kind, text in state.pop("flash", []):
+    (st.success if kind == "ok" else st.error)(text)
+
+# -- project --------------------------------------------------------------------------------------
+
+try:
+    projects = connection.client().projects()
+except (LabelStudioError, ValueError) as error:
+    st.error(f"Label Studio is not available. {error}")
+    st.stop()
+if not projects:
+    st.info("Label Studio has no projects yet; create one there, or run `python -m core demo create`.")
+    st.stop()
+
+by_id = {p.id: p for p in projects}
+project_id = st.selectbox(
+    "Project",
+    list(by_id),
+    format_func=lambda i: f"{by_id[i].title} (#{i}) · {by_id[i].task_count} tasks · {by_id[i].ground_truth_count} ground truth",
+    key="project",
+)
+if st.button("Reload from Label Studio", key="reload") or state.get("workbench_for") != project_id:
+    try:
+        state["workbench"] = Workbench.open(project_id)
+        state["workbench_for"] = project_id
+    except (LabelStudioError, ConfigError) as error:
+        st.error(str(error))
+        st.stop()
+bench: Workbench = state["workbench"]
+
+with st.expander("What the labeling config asks for", expanded=not bench.targets.outputs):
+    left, right = st.columns(2)
+    left.markdown("**Inputs** (what the prompt can read)")
+    left.dataframe(pd.DataFrame([{"name": i.name, "tag": i.tag, "field": i.field} for i in bench.targets.inputs]), hide_index=True, key="inputs")
+    right.markdown("**Outputs** (what the model fills)")
+    right.dataframe(
+        pd.DataFrame([{"name": o.name, "tag": o.tag, "accepts": messages.labels_text(bench.targets, [], o.name)} for o in bench.targets.outputs]),
+        hide_index=True,
+        key="outputs",
+    )
+    if bench.targets.skipped:
+        st.markdown("**Not filled by Prompter**")
+        st.dataframe(pd.DataFrame([{"name": s.name, "tag": s.tag, "why": s.reason} for s in bench.targets.skipped]), hide_index=True, key="skipped")
+if not bench.targets.outputs:
+    st.error(bench.no_outputs_message())
+    st.stop()
+
+# -- prompt and version to start from ----------------------------------------------------------------
+
+saved = {v.prompt: v for v in prompts.latest_versions(project_id)}
+if "select_prompt" in state:  # set after saving, applied before the widget exists
+    state["prompt"] = state.pop("select_prompt")
+left, right = st.columns(2)
+prompt_name = left.selectbox("Prompt", [NEW, *saved], key="prompt")
+history = prompts.versions(prompt_name, project_id) if prompt_name != NEW else []
+start_number = right.selectbox(
+    "Start from version", [v.number for v in reversed(history)], format_func=lambda n: f"v{n}", key=f"start_version_{prompt_name}", disabled=not history
+)
+start = next((v for v in history if v.number == start_number), None)
+
+source = (project_id, prompt_name, start.number if start else None)
+if state.get("editor_source") != source:
+    state["editor_source"] = source
+    state["ed_template"] = start.template if start else bench.starter_template()
+    state["ed_system"] = (start.system_message if start else "") or ""
+    state["ed_controls"] = list(start.controls) if start else [o.name for o in bench.targets.outputs]
+    state["ed_temperature"] = start.temperature if start else 0.0
+    state["ed_max_tokens"] = start.max_output_tokens if start else None
+    if start:
+        state["ed_key"] = start.provider_key
+        state["ed_model"] = start.model
+    state["ed_note"] = ""
+    state.pop("trial", None)
+
+# -- editor ---------------------------------------------------------------------------------------
+
+key_names = [k.name for k in keys.all_keys()]
+if not key_names:
+    st.warning("No model-provider keys yet: add one on the Keys page to try and save prompts.")
+
+st.subheader("Editor")
+name = st.text_input("Name of the new prompt", key="ed_name", placeholder="e.g. intent-classifier") if prompt_name == NEW else prompt_name
+controls = st.multiselect("Outputs to fill", [o.name for o in bench.targets.outputs], key="ed_controls")
+c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
+if state.get("ed_key") not in key_names:
+    state["ed_key"] = key_names[0] if key_names else None
+key_name = c1.selectbox("Provider key", key_names, key="ed_key")
+if key_name and state.get("models_for") != key_name:
+    state["models"], state["models_note"] = providers.model_choices(keys.get(key_name))
+    state["models_for"] = key_name
+model_options = list(dict.fromkeys([*([state["ed_model"]] if state.get("ed_model") else []), *state.get("models", [])]))
+model = c2.selectbox("Model", model_options, key="ed_model", accept_new_options=True, placeholder="type a model name", help=state.get("models_note"))
+temperature = c3.number_input("Temperature", min_value=0.0, max_value=2.0, step=0.1, key="ed_temperature")
+max_tokens = c4.number_input("Max output tokens", min_value=1, value=None, step=64, key="ed_max_tokens", placeholder="model default")
+system = st.text_area("System message (optional)", key="ed_system", height=80)
+
+
+def insert(variable: str) -> None:
+    state["ed_template"] = state.get("ed_template", "") + variable
+
+
+st.caption("Insert a variable at the end of the template:")
+variable_columns = st.columns(min(len(bench.variables()), 6))
+for i, variable in enumerate(bench.variables()):
+    variable_columns[i % len(variable_columns)].button(variable, key=f"var_{variable}", on_click=insert, args=(variable,))
+template = st.text_area("Template", key="ed_template", height=220)
+note = st.text_input("Note for this version (optional)", key="ed_note", placeholder="what changed and why")
+
+draft = bench.draft(
+    name=name or "draft",
+    template=template,
+    system_message=system or None,
+    controls=controls,
+    provider_key=key_name or "",
+    model=(model or "").strip(),
+    temperature=float(temperature),
+    max_output_tokens=int(max_tokens) if max_tokens else None,
+    note=note or None,
+)
+if start and prompts.changed(start, draft):
+    st.caption(f"Unsaved changes to v{start.number}: {', '.join(prompts.changed(start, draft))}.")
+
+# -- save -----------------------------------------------------------------------------------------
+
+label = "Create prompt (v1)" if prompt_name == NEW else f"Save as new version (v{history[-1].number + 1})"
+if st.button(label, key="save", type="primary"):
+    try:
+        saved_version = bench.save_new_prompt(name, draft) if prompt_name == NEW else bench.save_version(prompt_name, draft)
+    except (PromptError, ConfigError) as error:
+        st.error(f"Not saved: {error}")
+    else:
+        state["flash"] = [("ok", f"Saved {saved_version.prompt} v{saved_version.number} ({saved_version.model_version}).")]
+        state["select_prompt"] = saved_version.prompt
+        state.pop(f"start_version_{saved_version.prompt}", None)  # start from the version just saved
+        st.rerun()
+
+# -- preview and try ------------------------------------------------------------------------------
+
+
+def preview_and_try() -> None:
+    st.subheader("Preview and try on one task")
+    t1, t2 = st.columns([2, 1])
+    if "next_task" in state:
+        state["task_id"] = state.pop("next_task")
+    task_id = t1.number_input("Task id", min_value=1, value=None, step=1, key="task_id", placeholder="the next ground-truth task")
+    try:
+        task = bench.task(int(task_id) if task_id else None)
+    except LabelStudioError as error:
+        st.info(str(error))
+        task = None
+    if t2.button("Next ground-truth task", key="next_gt"):
+        try:
+            state["next_task"] = bench.task(after=task.id if task else task_id).id
+            st.rerun()
+        except LabelStudioError as error:
+            st.error(str(error))
+    if task is None:
+        return
+
+    st.caption(f"Task {task.id} · [open in Label Studio]({bench.client.task_url(project_id, task.id)})")
+    try:
+        preview = messages.text_parts(bench.messages(draft, task))
+    except (RenderError, LabelStudioError) as error:
+        st.error(f"This task cannot be put into the prompt: {error}")
+    else:
+        st.code(preview, language=None, wrap_lines=True)
+
+    if st.button("Try it", key="try", type="primary"):
+        try:
+            state["trial"] = bench.try_on(draft, task)
+        except (PromptError, ConfigError) as error:
+            st.error(f"Cannot try yet: {error}")
+            state.pop("trial", None)
+
+    trial = state.get("trial")
+    if trial is not None and trial.task_id == task.id:
+        outputs = [bench.targets.output(c) for c in draft.controls if c in {o.name for o in bench.targets.outputs}]
+        if trial.error:
+            st.error(f"Failed: {trial.error}")
+        elif trial.correct is True:
+            st.success("Matches the ground truth.")
+        elif trial.correct is False:
+            wrong = [name for name, ok in (trial.matches or {}).items() if not ok]
+            st.warning(f"Differs from the ground truth in: {', '.join(wrong)}.")
+        else:
+            st.info("This task has no ground truth to compare with.")
+        m1, m2, m3, m4 = st.columns(4)
+        m1.metric("Input tokens", trial.input_tokens)
+        m2.metric("Output tokens", trial.output_tokens)
+        m3.metric("Cost", f"${trial.cost_usd:.6f}" if trial.cost_usd is not None else "no price")
+        m4.metric("Latency", f"{trial.latency_ms:.0f} ms" if trial.latency_ms is not None else "—")
+        if outputs:
+            st.dataframe(
+                pd.DataFrame(
+                    [
+                        {
+                            "output": o.name,
+                            "answer": answers.shown(o, trial.regions),
+                            "ground truth": answers.shown(o, trial.ground_truth) if trial.ground_truth is not None else "—",
+                        }
+                        for o in outputs
+                    ]
+                ),
+                hide_index=True,
+                key="trial_answers",
+            )
+        with st.expander("Raw answer", expanded=bool(trial.error)):
+            st.code(trial.raw if trial.raw is not None else "(no answer)", language="json", wrap_lines=True)
+        with st.expander("Parsed answer and Label Studio regions"):
+            st.json({"parsed": trial.parsed, "regions": trial.regions})
+        with st.expander("Messages sent"):
+            st.code(messages.text_parts(trial.messages) if trial.messages else "(nothing was sent)", language=None, wrap_lines=True)
+
+
+preview_and_try()
+
+# -- history and diff -----------------------------------------------------------------------------
+
+if history:
+    st.subheader(f"History of {prompt_name}")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "version": f"v{v.number}",
+                    "saved": v.created_at,
+                    "model": v.model,
+                    "key": v.provider_key,
+                    "temperature": v.temperature,
+                    "outputs": ", ".join(v.controls),
+                    "note": v.note or "",
+                }
+                for v in reversed(history)
+            ]
+        ),
+        hide_index=True,
+        key="history",
+    )
+    if len(history) > 1:
+        numbers = [v.number for v in history]
+        d1, d2 = st.columns(2)
+        a = d1.selectbox("Compare", numbers, index=len(numbers) - 2, format_func=lambda n: f"v{n}", key="diff_a")
+        b = d2.selectbox("with", numbers, index=len(numbers) - 1, format_func=lambda n: f"v{n}", key="diff_b")
+        shown = prompts.diff(history[numbers.index(a)], history[numbers.index(b)])
+        st.code(shown or "These versions are the same.", language="diff")
