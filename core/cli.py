@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core import connection, demo, keys, launcher, messages, prompts, providers
+from core import connection, demo, keys, launcher, messages, prompts, providers, runs
+from core.evaluation import evaluate, subsets
 from core.checks import Check
 from core.labelstudio import LabelStudioError
 from core.prompts import PromptError, Version
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.action(args)
-    except (LabelStudioError, keys.InvalidKey, keys.KeyNotFound, providers.KeyUnusable, ValueError) as error:
+    except (LabelStudioError, keys.InvalidKey, keys.KeyNotFound, providers.KeyUnusable, ValueError) as error:  # RunError is one
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return 1
 
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     _keys_commands(commands)
     _labelstudio_commands(commands)
     _prompts_commands(commands)
+    _evaluate_command(commands)
+    _runs_commands(commands)
 
     demo_parser = commands.add_parser("demo", help="the demo project").add_subparsers(title="demo")
     create = demo_parser.add_parser("create", help="create the demo project if it is not there yet")
@@ -409,3 +412,164 @@ def _usage_text(version: Version, trial: Trial) -> str:
 
 def _one_line(error: Exception | str) -> str:
     return " ".join(str(error).split())
+
+
+# -- evaluate and runs ------------------------------------------------------------------------------
+
+
+def _evaluate_command(commands) -> None:
+    parser = commands.add_parser("evaluate", help="run a version on a subset of tasks and score it against the ground truth")
+    parser.add_argument("--prompt", required=True, metavar="NAME")
+    parser.add_argument("--version", type=int, metavar="N", help="default: the latest")
+    parser.add_argument("--project", type=int, metavar="ID", help="project id, when prompts in several projects share the name")
+    parser.add_argument("--subset", choices=[k for k in subsets.KINDS if k != "tasks"], default="ground-truth")
+    parser.add_argument("--sample-size", type=int, metavar="N", help="tasks in the sample (--subset sample)")
+    parser.add_argument("--seed", type=int, default=0, help="the sample's random seed (default 0)")
+    parser.add_argument("--tasks", type=_ids, metavar="1,2,3", help="these task ids (instead of --subset)")
+    parser.add_argument("--concurrency", type=int, default=runs.DEFAULT_CONCURRENCY, metavar="C", help="calls at once (default %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.set_defaults(action=_evaluate)
+
+
+def _runs_commands(commands) -> None:
+    group = commands.add_parser("runs", help="evaluation and prediction runs").add_subparsers(title="runs")
+    listing = group.add_parser("list", help="runs, newest first")
+    listing.add_argument("--prompt", metavar="NAME")
+    listing.add_argument("--project", type=int, metavar="ID")
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
+    listing.set_defaults(action=_runs_list)
+    for name, help_, action in (
+        ("show", "one run: its state, and an evaluation's scores", _runs_show),
+        ("resume", "continue a stopped run: only tasks without a result are sent", _runs_resume),
+        ("cancel", "stop a run from sending calls; what finished is kept", _runs_cancel),
+    ):
+        command = group.add_parser(name, help=help_)
+        command.add_argument("run_id", type=int)
+        command.add_argument("--json", action="store_true", help="print one JSON document")
+        command.set_defaults(action=action)
+    work = group.add_parser("work", help="(the dashboard's background worker) execute a run quietly")
+    work.add_argument("run_id", type=int)
+    work.set_defaults(action=lambda args: _finished_ok(runs.execute(args.run_id)))
+
+
+def _ids(value: str) -> list[int]:
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of task ids, e.g. 1,2,3") from None
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    version = prompts.version(args.prompt, args.version, args.project)
+    client = connection.client()
+    kind = "tasks" if args.tasks else args.subset
+    subset = subsets.choose(client, version.project_id, kind, size=args.sample_size, seed=args.seed, ids=args.tasks)
+    if subset.note:
+        print(f"note: {subset.note}", file=sys.stderr)
+    run = evaluate.start(version, subset, client.label_config(version.project_id), concurrency=args.concurrency)
+    print(f"Run {run.id}: {version.model_version} on {subset.description}.", file=sys.stderr)
+    run = runs.execute(run.id, progress=_progress_bar, client=client)
+    print(file=sys.stderr)  # end the progress line
+    return _print_run(run, args.json)
+
+
+def _runs_list(args: argparse.Namespace) -> int:
+    found = runs.runs(prompt=args.prompt, project_id=args.project)
+    if args.json:
+        print(json.dumps({"runs": [_run_document(r) for r in found]}, default=str))
+        return 0
+    if not found:
+        print("No runs yet: `python -m core evaluate --prompt NAME` starts one.")
+    for r in found:
+        cost = f"${r.cost_usd:.4f}" if r.cost_usd is not None else "no price"
+        state = "interrupted" if r.interrupted else r.status
+        print(f"{r.id:>5}  {r.kind:<8} {r.model_version:<28} {state:<11} {r.done:>6} done {r.failed:>5} failed  {cost:>10}  {r.subset.get('description', '')}")
+    return 0
+
+
+def _runs_show(args: argparse.Namespace) -> int:
+    return _print_run(runs.get(args.run_id), args.json)
+
+
+def _runs_resume(args: argparse.Namespace) -> int:
+    run = runs.execute(args.run_id, progress=_progress_bar)
+    print(file=sys.stderr)  # end the progress line
+    return _print_run(run, args.json)
+
+
+def _runs_cancel(args: argparse.Namespace) -> int:
+    run = runs.cancel(args.run_id)
+    if args.json:
+        print(json.dumps(_run_document(run), default=str))
+    else:
+        print(f"Run {run.id} is {'cancelled' if run.status == 'cancelled' else 'stopping: no new calls go out'}; {run.finished} of {run.total} tasks finished.")
+    return 0
+
+
+def _print_run(run: runs.RunView, as_json: bool) -> int:
+    document = evaluate.summary(run.id) if run.kind == "evaluate" else _run_document(run)
+    if as_json:
+        print(json.dumps(document, default=str))
+    else:
+        print(_run_text(run, document))
+    return _finished_ok(run)
+
+
+def _finished_ok(run: runs.RunView) -> int:
+    if run.status != "completed":
+        print(f"error: run {run.id} is {run.status}: {run.status_reason or 'not finished'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_document(run: runs.RunView) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "kind": run.kind,
+        "status": "interrupted" if run.interrupted else run.status,
+        "status_reason": run.status_reason,
+        "prompt": run.prompt,
+        "version": run.version,
+        "model_version": run.model_version,
+        "subset": {k: v for k, v in run.subset.items() if k != "task_ids"},
+        "tasks": run.total,
+        "completed": run.done,
+        "failed": run.failed,
+        "cost_usd": run.cost_usd,
+        "tokens": {"input": run.input_tokens, "output": run.output_tokens},
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+    }
+
+
+def _run_text(run: runs.RunView, document: dict[str, Any]) -> str:
+    cost = f"${run.cost_usd:.4f}" if run.cost_usd is not None else "no price"
+    lines = [
+        f"Run {run.id}: {run.kind} of {run.model_version}, {run.status}" + (f" ({run.status_reason})" if run.status_reason else ""),
+        f"tasks: {run.total}, completed {run.done}, failed {run.failed}; tokens {run.input_tokens} in, {run.output_tokens} out; cost {cost}",
+    ]
+    if run.kind == "evaluate":
+        lines.append(f"accuracy: {_percent(document['accuracy'])} on {document['scored']} scored tasks; completion rate {_percent(document['completion_rate'])}")
+        for name, control in document["metrics"].items():
+            scores = ", ".join(f"{k} {_figure(v)}" for k, v in control["scores"].items())
+            lines.append(f"  {name} ({control['tag']}): {scores}")
+            for row in control["per_class"]:
+                lines.append(f"    {row['label']:<24} P {row['precision']:.2f}  R {row['recall']:.2f}  F1 {row['f1']:.2f}  n {row['support']}")
+    return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return f"{value * 100:.1f}%" if value is not None else "—"
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _progress_bar(run: runs.RunView) -> None:
+    width = 30
+    filled = int(width * run.finished / run.total) if run.total else width
+    cost = f"${run.cost_usd:.4f}" if run.cost_usd is not None else "no price"
+    left = f", {run.eta_seconds:.0f} s left" if run.eta_seconds is not None else ""
+    line = f"\r[{'#' * filled}{'.' * (width - filled)}] {run.finished}/{run.total} ({run.failed} failed), {cost}{left}   "
+    print(line, end="", file=sys.stderr, flush=True)

@@ -74,6 +74,14 @@ class Task:
         marked = [a for a in self.annotations if a.ground_truth and not a.was_cancelled]
         return max(marked, key=lambda a: (a.updated_at, a.id), default=None)
 
+    def reference(self, truth: str = "ground-truth") -> Annotation | None:
+        """What an answer is scored against: the ground truth, or with ``truth="annotations"`` (for
+        projects without ground truth) the most recent annotation."""
+        if self.ground_truth is not None or truth != "annotations":
+            return self.ground_truth
+        kept = [a for a in self.annotations if not a.was_cancelled]
+        return max(kept, key=lambda a: (a.updated_at, a.id), default=None)
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -259,6 +267,11 @@ class LabelStudioClient:
             Prediction(int(p.id), int(p.task), list(p.result or []), p.model_version or "", p.score)
             for p in found
         ]
+
+    def delete_prediction(self, prediction_id: int) -> None:
+        response = self._http("DELETE", f"api/predictions/{prediction_id}/")
+        if response.status_code != 404:  # already gone is what we wanted
+            self._raise_for_status(response)
 
     def model_versions(self, project_id: int) -> list[ModelVersion]:
         """The project's prediction model versions with their prediction counts, largest first."""

@@ -148,6 +148,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "runs keep the label config they scored against and a cancel request; items keep their ground truth",
+        (
+            "ALTER TABLE runs ADD COLUMN label_config TEXT",
+            "ALTER TABLE runs ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT 0",
+            "ALTER TABLE run_items ADD COLUMN ground_truth JSON",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -136,6 +136,24 @@ def version(name: str, number: int | None = None, project_id: int | None = None)
     raise PromptError(f"version: prompt {name!r} has versions v1 to v{found[-1].number}, not v{number}.")
 
 
+def row_id(v: Version) -> int:
+    """The stored id of a saved version (runs refer to it)."""
+    with store.session() as s:
+        prompt = _prompt(s, v.prompt, v.project_id)
+        row = s.exec(select(store.PromptVersion).where(store.PromptVersion.prompt_id == prompt.id, store.PromptVersion.number == v.number)).first()
+    if row is None:
+        raise PromptError(f"version: {v.prompt} v{v.number} is not saved; save it before running it.")
+    return row.id
+
+
+def by_row_id(version_id: int) -> Version:
+    with store.session() as s:
+        row = s.get(store.PromptVersion, version_id)
+        if row is None:
+            raise PromptError(f"version: no saved version has id {version_id}.")
+        return _version(s.get(store.Prompt, row.prompt_id), row)
+
+
 def latest_versions(project_id: int | None = None) -> list[Version]:
     """Every prompt's latest version (of one project, or all), by project and name."""
     with store.session() as s:

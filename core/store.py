@@ -89,7 +89,7 @@ class Run(SQLModel, table=True):
     prompt_version_id: int = Field(foreign_key="prompt_versions.id", ondelete="CASCADE", index=True)
     kind: str  # "evaluate" | "predict"
     subset: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
-    status: str = "pending"  # pending | running | completed | failed | cancelled
+    status: str = "pending"  # pending | running | completed | failed | cancelled | stopped (spending limit)
     status_reason: Optional[str] = Field(default=None, sa_type=Text)
     total: int = 0
     done: int = 0
@@ -101,6 +101,8 @@ class Run(SQLModel, table=True):
     max_cost_usd: Optional[float] = None
     worker_pid: Optional[int] = None
     heartbeat_at: Optional[datetime] = None
+    label_config: Optional[str] = Field(default=None, sa_type=Text)  # as scored, even if the project changes later
+    cancel_requested: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
@@ -128,6 +130,7 @@ class RunItem(SQLModel, table=True):
     error: Optional[str] = Field(default=None, sa_type=Text)
     from_cache: bool = False
     written_to_labelstudio: bool = False
+    ground_truth: Optional[Any] = Field(default=None, sa_column=Column(JSON))  # the task's, when it ran
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -40,6 +40,14 @@ def answer(output: Output, regions: Iterable[dict[str, Any]]) -> Hashable:
     return value
 
 
+def written(output: Output, regions: Iterable[dict[str, Any]]) -> str | None:
+    """A TextArea's text exactly as written (its lines joined by a space); None when the regions say nothing for it."""
+    mine = [r.get("value") or {} for r in regions if r.get("from_name") == output.name]
+    if not mine:
+        return None
+    return " ".join(t for v in mine for t in v.get(VALUE_KEY["TextArea"]) or [])
+
+
 def normalized(text: str) -> str:
     """Text compared without regard to case, spacing or a final full stop."""
     return " ".join(text.casefold().split()).rstrip(".")

@@ -1,0 +1,75 @@
+"""Two runs compared task by task: which tasks flipped, and whether the difference could be noise.
+
+- ``compare(a_correct, b_correct)``: per task id, whether each run got it right (a failed item is
+  wrong); only tasks in both runs count. The p-value is McNemar's exact test: under "no difference",
+  each discordant task is as likely to favour either run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from scipy.stats import binomtest
+
+NOISE = 0.05  # p-values below this are called "more than noise"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    tasks: int  # tasks in both runs
+    accuracy_a: float  # on the common tasks; 0.0 when there are none
+    accuracy_b: float
+    difference: float  # b - a, on the common tasks
+    wrong_to_right: list[int]  # task ids A got wrong and B right
+    right_to_wrong: list[int]
+    p_value: float  # two-sided; 1.0 when no task flipped
+    label_a: str = "A"
+    label_b: str = "B"
+
+    def verdict(self) -> str:
+        """One sentence a user can act on."""
+        if not self.tasks:
+            return f"{self.label_a} and {self.label_b} have no task in common."
+        on = f"on {self.tasks} task{'s' if self.tasks != 1 else ''}"
+        if not self.difference:
+            return f"No difference {on}."
+        direction = "better" if self.difference > 0 else "worse"
+        meaning = "more than noise" if self.p_value < NOISE else "could be noise"
+        return f"{self.label_b} is {abs(self.difference) * 100:.1f} points {direction} than {self.label_a} {on} ({_p(self.p_value)}): {meaning}."
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare(a_correct: dict[int, bool], b_correct: dict[int, bool], label_a: str = "A", label_b: str = "B") -> Comparison:
+    common = sorted(a_correct.keys() & b_correct.keys())
+    wrong_to_right = [t for t in common if b_correct[t] and not a_correct[t]]
+    right_to_wrong = [t for t in common if a_correct[t] and not b_correct[t]]
+    return Comparison(
+        tasks=len(common),
+        accuracy_a=_accuracy(a_correct, common),
+        accuracy_b=_accuracy(b_correct, common),
+        # from the flips rather than the accuracies, so equal runs give exactly 0
+        difference=(len(wrong_to_right) - len(right_to_wrong)) / len(common) if common else 0.0,
+        wrong_to_right=wrong_to_right,
+        right_to_wrong=right_to_wrong,
+        p_value=_mcnemar(len(wrong_to_right), len(right_to_wrong)),
+        label_a=label_a,
+        label_b=label_b,
+    )
+
+
+def _accuracy(correct: dict[int, bool], tasks: list[int]) -> float:
+    return sum(bool(correct[t]) for t in tasks) / len(tasks) if tasks else 0.0
+
+
+def _mcnemar(better: int, worse: int) -> float:
+    discordant = better + worse
+    if not discordant:
+        return 1.0
+    return float(binomtest(better, discordant, 0.5).pvalue)
+
+
+def _p(p_value: float) -> str:
+    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.2g}"

@@ -1,0 +1,253 @@
+"""A run scored against ground truth: overall accuracy and each control's own figures.
+
+- ``score(outputs, items)``: a ``Report`` for one run; each item is a task's predicted regions
+  (None when the item failed) and its ground-truth regions.
+
+A failed item counts as wrong everywhere. A task whose ground truth says nothing for a control is
+left out of that control's figures (each control's ``scores["tasks"]`` says how many it used), but
+still counts in overall accuracy, where a task is right when every output's answer equals the truth's.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.preprocessing import MultiLabelBinarizer
+
+from core.evaluation.answers import answer, normalized, written
+from core.labeling import Output
+
+FAILED = "(failed)"  # what a failed item predicts, in per-class figures and confusion matrices
+NONE = "(none)"  # an answer that names no choice
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One task of a run."""
+
+    task_id: int
+    predicted: list[dict] | None  # None: the item failed
+    truth: list[dict]
+
+    @property
+    def failed(self) -> bool:
+        return self.predicted is None
+
+
+@dataclass(frozen=True)
+class ControlReport:
+    name: str
+    tag: str
+    scores: dict[str, Any]
+    per_class: list[dict[str, Any]] = field(default_factory=list)
+    confusion: dict[str, Any] | None = None  # {"labels", "matrix"}: rows truth, columns predicted
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Report:
+    tasks: int
+    completed: int
+    failed: int
+    completion_rate: float | None  # None when there are no tasks
+    accuracy: float | None
+    correct_task_ids: list[int]
+    task_ids: list[int]
+    controls: dict[str, ControlReport]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def correct_by_task(self) -> dict[int, bool]:
+        """Per task id, whether the run got it right: the input of ``compare``."""
+        right = set(self.correct_task_ids)
+        return {task_id: task_id in right for task_id in self.task_ids}
+
+
+def score(outputs: Sequence[Output], items: Iterable[Scored]) -> Report:
+    items = list(items)
+    completed = sum(not i.failed for i in items)
+    correct = sorted(i.task_id for i in items if all(_right(o, i) for o in outputs))
+    return Report(
+        tasks=len(items),
+        completed=completed,
+        failed=len(items) - completed,
+        completion_rate=_share(completed, len(items)),
+        accuracy=_share(len(correct), len(items)),
+        correct_task_ids=correct,
+        task_ids=sorted(i.task_id for i in items),
+        controls={o.name: _control(o, items) for o in outputs},
+    )
+
+
+# -- per control type -------------------------------------------------------------------------------
+
+
+def _control(output: Output, items: list[Scored]) -> ControlReport:
+    judged = [i for i in items if answer(output, i.truth) is not None]
+    scorer = _SCORERS[output.tag]
+    if output.tag == "Choices" and output.multiple:
+        scorer = _label_sets
+    scores, per_class, confusion = scorer(output, judged)
+    return ControlReport(output.name, output.tag, {"tasks": len(judged), "accuracy": _accuracy(output, judged), **scores}, per_class, confusion)
+
+
+def _single_label(output: Output, items: list[Scored]):
+    """Single-choice Choices and Pairwise: classification figures and the confusion matrix."""
+    truth = [_label(answer(output, i.truth)) for i in items]
+    predicted = [FAILED if i.failed else _label(answer(output, i.predicted)) for i in items]
+    labels = _present(output.labels, truth + predicted)
+    scores, per_class = _classification(truth, predicted, labels)
+    return scores, per_class, _confusion(truth, predicted, labels)
+
+
+def _label_sets(output: Output, items: list[Scored]):
+    """Multiple-choice Choices and Taxonomy: per-label figures over the sets of labels."""
+    truth = [_names(output, answer(output, i.truth)) for i in items]
+    predicted = [frozenset() if i.failed else _names(output, answer(output, i.predicted)) for i in items]
+    seen = [label for labels in truth + predicted for label in labels]
+    labels = _present(output.labels if output.tag == "Choices" else (), seen)
+    if not labels:
+        return {"macro_f1": None, "micro_f1": None}, [], None
+    binarizer = MultiLabelBinarizer(classes=labels)
+    columns = list(range(len(labels)))  # indicator matrices name labels by column
+    scores, per_class = _classification(binarizer.fit_transform(truth), binarizer.transform(predicted), labels, columns)
+    return scores, per_class, None
+
+
+def _spans(output: Output, items: list[Scored]):
+    """Labels: spans match only when start, end and label are all equal."""
+    truth, predicted, hits = Counter(), Counter(), Counter()
+    for item in items:
+        true_spans = answer(output, item.truth)
+        found = frozenset() if item.failed else answer(output, item.predicted) or frozenset()
+        truth.update(label for _, _, label in true_spans)
+        predicted.update(label for _, _, label in found)
+        hits.update(label for _, _, label in true_spans & found)
+    per_class = [
+        {"label": label, **_prf(hits[label], predicted[label], truth[label]), "support": truth[label]}
+        for label in _present(output.labels, list(truth | predicted))
+    ]
+    overall = _prf(hits.total(), predicted.total(), truth.total())
+    return overall, per_class, None
+
+
+def _text(output: Output, items: list[Scored]):
+    """TextArea: exact, normalized and approximate agreement."""
+    exact, similarity = [], []
+    for item in items:
+        true_text = written(output, item.truth)
+        said = None if item.failed else written(output, item.predicted)
+        exact.append(said == true_text)
+        similarity.append(0.0 if said is None else _similarity(said, true_text))
+    # normalized match is answer equality, the same rule as "accuracy"
+    return {"exact_match": _mean(exact), "normalized_match": _accuracy(output, items), "similarity": _mean(similarity)}, [], None
+
+
+def _numbers(output: Output, items: list[Scored]):
+    """Number and Rating: exact matches and the mean absolute error where both sides have a value."""
+    errors = [
+        abs(said - answer(output, item.truth))
+        for item in items
+        if not item.failed and (said := answer(output, item.predicted)) is not None
+    ]
+    return {"exact_match": _accuracy(output, items), "mae": _mean(errors), "mae_tasks": len(errors)}, [], None
+
+
+_SCORERS: dict[str, Callable] = {
+    "Choices": _single_label,
+    "Pairwise": _single_label,
+    "Taxonomy": _label_sets,
+    "Labels": _spans,
+    "TextArea": _text,
+    "Number": _numbers,
+    "Rating": _numbers,
+}
+
+
+# -- details ----------------------------------------------------------------------------------------
+
+
+def _right(output: Output, item: Scored) -> bool:
+    return not item.failed and answer(output, item.predicted) == answer(output, item.truth)
+
+
+def _accuracy(output: Output, items: list[Scored]) -> float | None:
+    return _mean([_right(output, i) for i in items])
+
+
+def _label(found: Any) -> str:
+    """A single-label answer as one class name."""
+    if isinstance(found, str):
+        return found
+    if not found:
+        return NONE
+    return ", ".join(sorted(found))  # more than one choice where one was expected: its own class
+
+
+def _names(output: Output, found: frozenset | None) -> frozenset[str]:
+    if not found:
+        return frozenset()
+    if output.tag == "Taxonomy":
+        return frozenset(" / ".join(path) for path in found)
+    return found
+
+
+def _present(configured: Sequence[str], seen: Iterable[str]) -> list[str]:
+    """The labels seen, in the config's order, then any the config does not name, sorted.
+
+    Labels outside the config come from ground truth written under an older config; they keep
+    their support rather than vanish. The placeholders for failed and empty answers are never labels.
+    """
+    seen = set(seen) - {FAILED, NONE}
+    return [label for label in configured if label in seen] + sorted(seen - set(configured))
+
+
+def _classification(truth, predicted, labels: list[str], columns: list | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    if not labels:
+        return {"macro_f1": None, "micro_f1": None}, []
+    columns = labels if columns is None else columns
+    per_label = precision_recall_fscore_support(truth, predicted, labels=columns, zero_division=0)
+    per_class = [
+        {"label": label, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for label, p, r, f, s in zip(labels, *per_label)
+    ]
+    scores = {
+        f"{average}_f1": float(precision_recall_fscore_support(truth, predicted, labels=columns, average=average, zero_division=0)[2])
+        for average in ("macro", "micro")
+    }
+    return scores, per_class
+
+
+def _confusion(truth: list[str], predicted: list[str], labels: list[str]) -> dict[str, Any] | None:
+    if not truth:
+        return None
+    extra = [label for label in (NONE, FAILED) if label in truth or label in predicted]
+    everything = labels + extra
+    matrix = confusion_matrix(truth, predicted, labels=everything)
+    return {"labels": everything, "matrix": matrix.tolist()}
+
+
+def _prf(hits: int, predicted: int, truth: int) -> dict[str, float]:
+    precision = hits / predicted if predicted else 0.0
+    recall = hits / truth if truth else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def _similarity(said: str, truth: str) -> float:
+    return difflib.SequenceMatcher(None, normalized(said), normalized(truth)).ratio()
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
