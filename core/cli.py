@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core import connection, demo, keys, launcher, messages, prompts, providers, runs
+from core import connection, demo, keys, launcher, messages, pricing, prompts, providers, runs
 from core.evaluation import evaluate, subsets
 from core.checks import Check
 from core.labelstudio import LabelStudioError
@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     _labelstudio_commands(commands)
     _prompts_commands(commands)
     _evaluate_command(commands)
+    _prices_commands(commands)
     _runs_commands(commands)
 
     demo_parser = commands.add_parser("demo", help="the demo project").add_subparsers(title="demo")
@@ -573,3 +574,45 @@ def _progress_bar(run: runs.RunView) -> None:
     left = f", {run.eta_seconds:.0f} s left" if run.eta_seconds is not None else ""
     line = f"\r[{'#' * filled}{'.' * (width - filled)}] {run.finished}/{run.total} ({run.failed} failed), {cost}{left}   "
     print(line, end="", file=sys.stderr, flush=True)
+
+
+# -- prices ---------------------------------------------------------------------------------------
+
+
+def _prices_commands(commands) -> None:
+    group = commands.add_parser("prices", help="model prices (USD per million tokens) used for costs").add_subparsers(title="prices")
+    listing = group.add_parser("list", help="the prices in force: built-in list prices and your own")
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
+    listing.set_defaults(action=_prices_list)
+    set_ = group.add_parser("set", help="set a model's price (e.g. an Azure deployment, or 0 for a local model)")
+    set_.add_argument("model")
+    set_.add_argument("--input", type=float, required=True, metavar="USD", help="per million input tokens")
+    set_.add_argument("--output", type=float, required=True, metavar="USD", help="per million output tokens")
+    set_.set_defaults(action=_prices_set)
+    remove = group.add_parser("remove", help="forget your price for a model")
+    remove.add_argument("model")
+    remove.set_defaults(action=_prices_remove)
+
+
+def _prices_list(args: argparse.Namespace) -> int:
+    prices, own = pricing.table(), pricing.saved_models()
+    rows = [{"model": m, "input_per_million": p.input_per_million, "output_per_million": p.output_per_million, "source": "yours" if m in own else "list price"} for m, p in sorted(prices.items())]
+    if args.json:
+        print(json.dumps({"prices": rows}))
+        return 0
+    print(f"{'model':<32} {'input $/M':>10} {'output $/M':>11}  source")
+    for row in rows:
+        print(f"{row['model']:<32} {row['input_per_million']:>10.3f} {row['output_per_million']:>11.3f}  {row['source']}")
+    return 0
+
+
+def _prices_set(args: argparse.Namespace) -> int:
+    pricing.save(args.model, args.input, args.output)
+    print(f"Saved the price of {args.model}: ${args.input:g} per million input tokens, ${args.output:g} per million output tokens.")
+    return 0
+
+
+def _prices_remove(args: argparse.Namespace) -> int:
+    pricing.remove(args.model)
+    print(f"Removed your price for {args.model}.")
+    return 0

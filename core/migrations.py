@@ -157,6 +157,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE run_items ADD COLUMN ground_truth JSON",
         ),
     ),
+    Migration(
+        6,
+        "model prices the team sets, over the built-in list prices",
+        (
+            """
+            CREATE TABLE model_prices (
+                model VARCHAR NOT NULL PRIMARY KEY,
+                input_per_million FLOAT NOT NULL,
+                output_per_million FLOAT NOT NULL,
+                updated_at DATETIME NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,14 +1,19 @@
 """What a call costs: tokens times a price per million tokens for its model.
 
 The defaults are OpenAI's list prices (USD per million input and output tokens) for common models.
-A dated snapshot (``gpt-4o-mini-2024-07-18``) is priced as its model. Models not listed (local
-servers, Azure deployments under their own names) have no price: their cost is unknown, not zero.
+A team sets prices of its own (``save``) for other models, such as an Azure deployment's name or a
+local model at 0, and to correct a default. A dated snapshot (``gpt-4o-mini-2024-07-18``) is priced
+as its model. A model with no price has an unknown cost, not a zero one.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from sqlmodel import select
+
+from core import store
 
 
 @dataclass(frozen=True)
@@ -39,13 +44,47 @@ DEFAULT_PRICES: dict[str, Price] = {
 _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
 
-def price(model: str, table: dict[str, Price] | None = None) -> Price | None:
-    table = DEFAULT_PRICES if table is None else table
+def table() -> dict[str, Price]:
+    """The prices in force: the defaults, with the team's own over them."""
+    with store.session() as s:
+        saved = {row.model: Price(row.input_per_million, row.output_per_million) for row in s.exec(select(store.ModelPrice)).all()}
+    return DEFAULT_PRICES | saved
+
+
+def saved_models() -> set[str]:
+    with store.session() as s:
+        return set(s.exec(select(store.ModelPrice.model)).all())
+
+
+def save(model: str, input_per_million: float, output_per_million: float) -> Price:
     model = (model or "").strip()
-    return table.get(model) or table.get(_SNAPSHOT.sub("", model))
+    if not model:
+        raise ValueError("model: name the model (or Azure deployment) the price is for.")
+    if input_per_million < 0 or output_per_million < 0:
+        raise ValueError("price: give US dollars per million tokens, 0 or more.")
+    with store.writing() as s:
+        row = s.get(store.ModelPrice, model) or store.ModelPrice(model=model, input_per_million=0, output_per_million=0)
+        row.input_per_million, row.output_per_million, row.updated_at = float(input_per_million), float(output_per_million), store.utcnow()
+        s.add(row)
+    return Price(float(input_per_million), float(output_per_million))
 
 
-def cost(model: str, input_tokens: int, output_tokens: int, table: dict[str, Price] | None = None) -> float | None:
+def remove(model: str) -> None:
+    """Forget the team's price for a model (a default price applies again)."""
+    with store.writing() as s:
+        row = s.get(store.ModelPrice, model)
+        if row is None:
+            raise ValueError(f"model: no price of your own is saved for {model!r}.")
+        s.delete(row)
+
+
+def price(model: str, prices: dict[str, Price] | None = None) -> Price | None:
+    prices = table() if prices is None else prices
+    model = (model or "").strip()
+    return prices.get(model) or prices.get(_SNAPSHOT.sub("", model))
+
+
+def cost(model: str, input_tokens: int, output_tokens: int, prices: dict[str, Price] | None = None) -> float | None:
     """USD for the tokens, or None when the model has no price."""
-    found = price(model, table)
+    found = price(model, prices)
     return found.cost(input_tokens, output_tokens) if found else None

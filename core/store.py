@@ -134,6 +134,16 @@ class RunItem(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class ModelPrice(SQLModel, table=True):
+    """A price the team set for a model, in USD per million tokens (over the built-in list prices)."""
+
+    __tablename__ = "model_prices"
+    model: str = Field(primary_key=True)
+    input_per_million: float
+    output_per_million: float
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 

@@ -1,6 +1,7 @@
+import pandas as pd
 import streamlit as st
 
-from core import connection, keys, providers
+from core import connection, keys, pricing, providers
 
 st.title("Keys")
 st.caption("Model providers and the Label Studio connection. Secrets are encrypted at rest and only ever shown masked.")
@@ -166,3 +167,37 @@ if state.get("new_pending") and st.button("Save anyway", key="new_save_anyway"):
         saved(f"Saved {name.strip()!r} without a successful test.", "new")
     except keys.InvalidKey as error:
         st.error(str(error))
+
+# -- Model prices ---------------------------------------------------------------------------------
+
+st.subheader("Model prices")
+st.caption(
+    "Costs are tokens times these prices (USD per million tokens). Set a price for a model that has none "
+    "(an Azure deployment's name, a local model at 0), or correct a list price. Models without a price show tokens and \"no price\"."
+)
+own = pricing.saved_models()
+st.dataframe(
+    pd.DataFrame(
+        [
+            {"model": m, "input $/M": p.input_per_million, "output $/M": p.output_per_million, "source": "yours" if m in own else "list price"}
+            for m, p in sorted(pricing.table().items())
+        ]
+    ),
+    hide_index=True,
+)
+p1, p2, p3 = st.columns([2, 1, 1])
+price_model = p1.text_input("Model", key="price_model", placeholder="e.g. my-azure-gpt4o or llama3.1:8b")
+price_in = p2.number_input("Input $ per million", min_value=0.0, step=0.05, key="price_input")
+price_out = p3.number_input("Output $ per million", min_value=0.0, step=0.05, key="price_output")
+s1, s2 = st.columns(2)
+if s1.button("Save price", key="price_save"):
+    try:
+        pricing.save(price_model, price_in, price_out)
+        state["flash"] = [("ok", f"Saved the price of {price_model.strip()}.")]
+        st.rerun()
+    except ValueError as error:
+        st.error(str(error))
+if own and s2.button("Remove my price for this model", key="price_remove", disabled=price_model.strip() not in own):
+    pricing.remove(price_model.strip())
+    state["flash"] = [("ok", f"Removed your price for {price_model.strip()}.")]
+    st.rerun()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import connection, keys, settings
+from core import connection, keys, pricing, settings
 from core.local_labelstudio import free_port
 from tests.standin import StandIn
 
@@ -122,3 +122,21 @@ def test_label_studio_connection_saved_and_environment_wins(use_labelstudio, mon
     assert any("set in the environment" in i.value for i in app.info)
     app.button(key="ls_test").click().run()
     assert any("Cannot reach Label Studio" in e for e in _texts(app.error))
+
+
+def test_a_team_sets_and_removes_a_model_price():
+    app = _keys_page()
+    app.text_input(key="price_model").input("my-azure-gpt4o")
+    app.number_input(key="price_input").set_value(2.5)
+    app.number_input(key="price_output").set_value(10.0)
+    app.button(key="price_save").click().run()
+    assert not app.exception, app.exception
+    assert "Saved the price of my-azure-gpt4o." in _texts(app.success)
+    assert pricing.cost("my-azure-gpt4o", 1_000_000, 100_000) == pytest.approx(3.5)
+    prices = app.dataframe[0].value
+    assert prices[prices["model"] == "my-azure-gpt4o"].to_dict("records") == [
+        {"model": "my-azure-gpt4o", "input $/M": 2.5, "output $/M": 10.0, "source": "yours"}
+    ]
+    app.text_input(key="price_model").input("my-azure-gpt4o").run()
+    app.button(key="price_remove").click().run()
+    assert pricing.price("my-azure-gpt4o") is None
