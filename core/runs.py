@@ -289,6 +289,7 @@ class _Engine:
         self.schema = labeling.schema(self.targets, self.version.controls)
         self.key = keys.get(self.version.provider_key)
         self.images = messages.ImageLinks(client.url, client.file)
+        self.prices = pricing.table()
         self.stopping: str | None = None  # why no new calls go out: cancelled, or the budget
         self.spent = self.run.cost_usd or 0.0
         self.paid_calls = 0
@@ -394,7 +395,7 @@ class _Engine:
         if reply is not None and reply.ok:
             answer = labeling.to_regions(self.targets, self.version.controls, reply.raw, task.data)
         error = error or (reply.error if reply else None) or (answer.error if answer else None)
-        cost = pricing.cost(self.version.model, reply.input_tokens, reply.output_tokens) if reply else None
+        cost = pricing.cost(self.version.model, reply.input_tokens, reply.output_tokens, self.prices) if reply else None
         row = {
             "run_id": self.run_id,
             "task_id": task_id,
