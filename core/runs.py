@@ -309,8 +309,7 @@ class _Engine:
         watcher = asyncio.create_task(self._watch())
         writer = asyncio.create_task(self._write_while_running())
         try:
-            await self._produce(jobs)
-            await asyncio.gather(*workers)
+            await asyncio.gather(self._produce(jobs), *workers)
         finally:
             for task in (watcher, writer):
                 task.cancel()
@@ -363,19 +362,23 @@ class _Engine:
         while (job := await jobs.get()) is not None:
             if self.stopping:
                 continue  # drain the queue without sending
-            if job.render_error:
-                self._save(job.task.id, job, None, error=job.render_error)
-            elif job.cached is not None:
-                self._save(job.task.id, job, _reply_from(job.cached), from_cache=True)
-            elif self._over_budget():
-                continue
-            else:
-                self.in_flight += 1
-                try:
-                    reply = await calls.ask_async(client, job.request)
-                finally:
-                    self.in_flight -= 1
-                self._save(job.task.id, job, reply)
+            try:
+                await self._work(job, client)
+            except Exception as error:  # noqa: BLE001 - one task's surprise must not stop the others
+                self._save(job.task.id, job, None, error=f"Unexpected error on this task: {type(error).__name__}: {error}")
+
+    async def _work(self, job: _Job, client) -> None:
+        if job.render_error:
+            self._save(job.task.id, job, None, error=job.render_error)
+        elif job.cached is not None:
+            self._save(job.task.id, job, _reply_from(job.cached), from_cache=True)
+        elif not self._over_budget():
+            self.in_flight += 1
+            try:
+                reply = await calls.ask_async(client, job.request)
+            finally:
+                self.in_flight -= 1
+            self._save(job.task.id, job, reply)
 
     def _over_budget(self) -> bool:
         """Stop before a call could take the cost past the limit (at the average cost of a call so far)."""
@@ -384,7 +387,7 @@ class _Engine:
             return bool(self.stopping)
         average = self.spent / self.paid_calls if self.paid_calls else 0.0
         if self.spent + average * (self.in_flight + 1) > limit:
-            self.stopping = f"Stopped before passing the spending limit of ${limit:.2f} (spent ${self.spent:.4f})."
+            self.stopping = f"Stopped before passing the spending limit of {_usd(limit)} (spent {_usd(self.spent)})."
         return bool(self.stopping)
 
     def _save(self, task_id: int, job: _Job | None, reply: calls.Reply | None, *, error: str | None = None, from_cache: bool = False) -> None:
@@ -616,6 +619,10 @@ def _view(row: store.Run, version: Version) -> RunView:
         started_at=row.started_at,
         finished_at=row.finished_at,
     )
+
+
+def _usd(amount: float) -> str:
+    return f"${amount:.2f}" if amount >= 1 else f"${amount:.6f}".rstrip("0").rstrip(".")
 
 
 def _aware(moment: datetime) -> datetime:

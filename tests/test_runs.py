@@ -180,3 +180,12 @@ def _wait_until(condition, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(0.05)
+
+
+def test_a_spending_limit_stops_the_run_before_it_is_passed(setup, standin):
+    project, ids, version, new_run = setup
+    standin.respond_with(right_answers)  # each call costs (100 * 0.15 + 5 * 0.60) / 1e6 = $0.000018
+    run = runs.execute(new_run(concurrency=1, max_cost_usd=0.00005).id)
+    assert run.status == "stopped" and run.status_reason == "Stopped before passing the spending limit of $0.00005 (spent $0.000036)."
+    assert run.done == 2 and run.cost_usd == pytest.approx(0.000036) and run.cost_usd <= 0.00005
+    assert standin.request_count == 2
