@@ -483,7 +483,7 @@ def _runs_list(args: argparse.Namespace) -> int:
         print("No runs yet: `python -m core evaluate --prompt NAME` starts one.")
     for r in found:
         cost = f"${r.cost_usd:.4f}" if r.cost_usd is not None else "no price"
-        state = "interrupted" if r.interrupted else r.status
+        state = runs.status_of(r)
         print(f"{r.id:>5}  {r.kind:<8} {r.model_version:<28} {state:<11} {r.done:>6} done {r.failed:>5} failed  {cost:>10}  {r.subset.get('description', '')}")
     return 0
 
@@ -527,7 +527,7 @@ def _run_document(run: runs.RunView) -> dict[str, Any]:
     return {
         "run_id": run.id,
         "kind": run.kind,
-        "status": "interrupted" if run.interrupted else run.status,
+        "status": runs.status_of(run),
         "status_reason": run.status_reason,
         "prompt": run.prompt,
         "version": run.version,

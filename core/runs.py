@@ -232,6 +232,56 @@ def launch(run_id: int) -> int:
     return worker.pid
 
 
+def status_of(run: RunView) -> str:
+    """The run's status as shown: a running run whose worker went quiet is "interrupted"."""
+    return "interrupted" if run.interrupted else run.status
+
+
+def resumable(run: RunView) -> bool:
+    """The run stopped before its end and can go on: interrupted, failed, stopped, or never picked up."""
+    if run.interrupted or run.status in ("failed", "stopped"):
+        return True
+    return run.status == "pending" and store.utcnow() - _aware(run.created_at) > STALE_AFTER
+
+
+def live(run: RunView) -> bool:
+    """A worker is on the run, or about to start on it: worth following."""
+    return run.status in ACTIVE and not resumable(run)
+
+
+def why_stopped(run: RunView) -> str | None:
+    """Why a resumable run is not going, in a sentence."""
+    if run.interrupted:
+        return "Its worker stopped answering (killed, crashed, or the machine restarted); resume to continue."
+    if run.status == "pending":
+        return "No worker has picked it up; resume to start it."
+    return run.status_reason
+
+
+def resume_in_background(run_id: int, *, wait: float = 15.0) -> RunView:
+    """Start a worker on an unfinished run, and wait (up to ``wait`` seconds) until it has taken the
+    run, so whoever asked sees it going rather than still stopped."""
+    before = get(run_id)
+    if not resumable(before):
+        raise RunError(f"Run {run_id} is {status_of(before)}; there is nothing to resume.")
+    pid = launch(run_id)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        run = get(run_id)
+        if run.status != before.status or run.heartbeat_at != before.heartbeat_at or _exited(pid):
+            return get(run_id)
+        time.sleep(0.2)
+    return get(run_id)
+
+
+def _exited(pid: int) -> bool:
+    """Whether a worker this process started has already ended (and reap it)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:  # already reaped, or not our child
+        return True
+
+
 # -- executing -----------------------------------------------------------------------------------
 
 

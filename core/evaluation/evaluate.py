@@ -12,7 +12,7 @@ from typing import Any
 
 from core import labeling, runs
 from core.evaluation import answers, compare, metrics
-from core.evaluation.subsets import Subset
+from core.evaluation.subsets import Subset, SubsetError
 from core.labelstudio import LabelStudioClient
 from core.prompts import Version
 from core.runs import RunView
@@ -126,3 +126,41 @@ def _percentile(values: list[float], percent: int) -> float | None:
     if len(values) == 1:
         return round(values[0], 1)
     return round(statistics.quantiles(values, n=100, method="inclusive")[percent - 1], 1)
+
+
+# -- for the dashboard's Evaluate page ----------------------------------------------------------------
+
+
+def parse_task_ids(text: str) -> list[int]:
+    """Task ids typed as "1,2,3" (spaces allowed)."""
+    try:
+        return [int(part) for part in text.replace(" ", ",").split(",") if part.strip()]
+    except ValueError:
+        raise SubsetError(f"tasks: {text.strip()!r} is not a list of task ids; type them like 1,2,3.") from None
+
+
+def filter_rows(rows: list[dict[str, Any]], *, wrong_only: bool = False, failed_only: bool = False, truth: str | None = None) -> list[dict[str, Any]]:
+    """``task_rows`` narrowed to the wrong ones (failed included), the failed ones, or one ground-truth value."""
+    return [
+        row
+        for row in rows
+        if (not wrong_only or row["correct"] is False) and (not failed_only or row["failed"]) and (truth is None or row["ground truth"] == truth)
+    ]
+
+
+def run_rows(prompt: str, project_id: int) -> list[dict[str, Any]]:
+    """The prompt's evaluation runs, newest first, one row each (accuracy over the tasks finished so far)."""
+    return [
+        {
+            "run": run.id,
+            "version": f"v{run.version}",
+            "status": runs.status_of(run),
+            "subset": run.subset.get("description", ""),
+            "done": run.done,
+            "failed": run.failed,
+            "accuracy": report(run.id).accuracy,
+            "cost": run.cost_usd,
+            "started": run.started_at or run.created_at,
+        }
+        for run in runs.runs(prompt=prompt, project_id=project_id, kind="evaluate")
+    ]

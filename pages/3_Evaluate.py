@@ -1,0 +1,284 @@
+import pandas as pd
+import streamlit as st
+
+from core import connection, prompts, runs
+from core.evaluation import charts, evaluate, subsets
+from core.evaluation.subsets import SubsetError
+from core.labelstudio import LabelStudioError
+from core.runs import RunError
+
+SUBSET_LABELS = {"ground-truth": "Ground-truth tasks", "sample": "Random sample", "all": "All tasks", "tasks": "Task ids"}
+ALL_CLASSES = "(all)"
+
+st.title("Evaluate")
+st.caption("Run a prompt version on a set of tasks, score it against their ground truth, and see whether the new version is better.")
+
+state = st.session_state
+for kind, text in state.pop("flash", []):
+    (st.success if kind == "ok" else st.error)(text)
+
+
+def percent(value: float | None) -> str:
+    return f"{value * 100:.1f}%" if value is not None else "—"
+
+
+def dollars(value: float | None) -> str:
+    return f"${value:.4f}" if value is not None else "no price"
+
+
+def milliseconds(value: float | None) -> str:
+    return f"{value:.0f} ms" if value is not None else "—"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+# -- project, prompt, version ---------------------------------------------------------------------
+
+try:
+    client = connection.client()
+    projects = client.projects()
+except (LabelStudioError, ValueError) as error:
+    st.error(f"Label Studio is not available. {error}")
+    st.stop()
+if not projects:
+    st.info("Label Studio has no projects yet; create one there, or run `python -m core demo create`.")
+    st.stop()
+
+by_id = {p.id: p for p in projects}
+project_id = st.selectbox(
+    "Project",
+    list(by_id),
+    format_func=lambda i: f"{by_id[i].title} (#{i}) · {by_id[i].task_count} tasks · {by_id[i].ground_truth_count} ground truth",
+    key="ev_project",
+)
+names = [v.prompt for v in prompts.latest_versions(project_id)]
+if not names:
+    st.info("This project has no prompts yet: write one on the Prompts page, then evaluate it here.")
+    st.page_link("pages/2_Prompts.py", label="Open the Prompts page", icon=":material/edit_note:")
+    st.stop()
+
+left, right = st.columns(2)
+prompt_name = left.selectbox("Prompt", names, key="ev_prompt")
+numbers = [v.number for v in reversed(prompts.versions(prompt_name, project_id))]
+if state.get("ev_version_for") != (project_id, prompt_name) or state.get("ev_version") not in numbers:
+    state["ev_version"] = numbers[0]  # the latest, whenever the prompt changes
+    state["ev_version_for"] = (project_id, prompt_name)
+number = right.selectbox("Version", numbers, format_func=lambda n: f"v{n}", key="ev_version")
+version = prompts.version(prompt_name, number, project_id)
+
+# -- a new evaluation -----------------------------------------------------------------------------
+
+st.subheader("New evaluation")
+kind = st.radio("Tasks", subsets.KINDS, format_func=SUBSET_LABELS.get, horizontal=True, key="ev_subset")
+size, seed, ids_text = None, 0, ""
+if kind == "sample":
+    c1, c2 = st.columns(2)
+    size = c1.number_input("Sample size", min_value=1, value=50, step=10, key="ev_sample_size")
+    seed = c2.number_input("Seed", min_value=0, value=0, step=1, key="ev_seed", help="The same seed picks the same tasks.")
+elif kind == "tasks":
+    ids_text = st.text_input("Task ids", key="ev_task_ids", placeholder="1,2,3")
+concurrency = st.number_input(
+    "Concurrency", min_value=1, max_value=256, value=runs.DEFAULT_CONCURRENCY, step=1, key="ev_concurrency", help="Calls to the model at once."
+)
+
+
+def choose_subset() -> subsets.Subset:
+    ids = evaluate.parse_task_ids(ids_text) if kind == "tasks" else None
+    return subsets.choose(client, project_id, kind, size=int(size) if size else None, seed=int(seed), ids=ids)
+
+
+# Choosing reads every task from Label Studio: done again only when the choice changes (and on start).
+choice = (project_id, kind, size, seed, ids_text)
+if state.get("ev_preview_for") != choice:
+    try:
+        state["ev_preview"] = choose_subset()
+    except (SubsetError, LabelStudioError) as error:
+        state["ev_preview"] = error
+    state["ev_preview_for"] = choice
+preview = state["ev_preview"]
+if isinstance(preview, Exception):
+    st.warning(str(preview))
+else:
+    st.caption(f"{version.model_version} ({version.model}) on {preview.description}.")
+    if preview.note:
+        st.info(preview.note)
+
+if st.button("Run evaluation", key="ev_start", type="primary", disabled=isinstance(preview, Exception)):
+    try:
+        subset = choose_subset()
+        run = evaluate.start(version, subset, client.label_config(project_id), concurrency=int(concurrency))
+        runs.launch(run.id)
+    except (SubsetError, RunError, LabelStudioError) as error:
+        st.error(f"Not started: {error}")
+    else:
+        state["flash"] = [("ok", f"Started run {run.id}: {version.model_version} on {subset.description}.")]
+        state["ev_select_run"] = run.id
+        st.rerun()
+
+# -- the selected run -----------------------------------------------------------------------------
+
+evaluations = {r.id: r for r in runs.runs(prompt=prompt_name, project_id=project_id, kind="evaluate")}
+if not evaluations:
+    st.info(f"No evaluation of {prompt_name} yet: run one above.")
+    st.stop()
+
+st.subheader("Results")
+if "ev_select_run" in state:  # set after starting, applied before the widget exists
+    state["ev_run"] = state.pop("ev_select_run")
+if state.get("ev_run") not in evaluations:
+    state["ev_run"] = next(iter(evaluations))  # the newest
+
+
+def run_label(i: int) -> str:
+    return f"run {i} · v{evaluations[i].version} · {runs.status_of(evaluations[i])} · {evaluations[i].subset.get('description', '')}"
+
+
+run_id = st.selectbox("Run", list(evaluations), format_func=run_label, key="ev_run")
+run = runs.get(run_id)
+
+
+def cancel(run_id: int) -> None:
+    try:
+        runs.cancel(run_id)
+    except RunError:
+        pass  # it ended meanwhile
+
+
+@st.fragment(run_every=1.0)
+def follow(run_id: int) -> None:
+    run = runs.get(run_id)
+    if not runs.live(run):
+        st.rerun(scope="app")  # it ended: the whole page shows its results
+    if run.status == "pending":
+        st.caption("Waiting for the worker to start…")
+    st.progress(run.finished / run.total if run.total else 0.0, text=f"{run.done} done, {run.failed} failed of {run.total} tasks")
+    c1, c2, c3 = st.columns([1, 1, 2])
+    c1.metric("Cost so far", dollars(run.cost_usd) if run.finished else "—")
+    c2.metric("Time left", duration(run.eta_seconds))
+    if run.cancel_requested:
+        c3.caption("Stopping: no new calls go out; calls already sent finish.")
+    else:
+        c3.button("Cancel", key="ev_cancel", on_click=cancel, args=(run_id,))
+
+
+if runs.live(run):
+    follow(run.id)
+elif runs.resumable(run):
+    st.warning(f"Run {run.id} is {runs.status_of(run)}. {runs.why_stopped(run) or 'It did not finish.'}")
+    if st.button("Resume", key="ev_resume"):
+        try:
+            with st.spinner("Starting a worker…"):
+                resumed = runs.resume_in_background(run.id)
+        except RunError as error:
+            st.error(str(error))
+        else:
+            if runs.live(resumed) or resumed.status == "completed":
+                state["flash"] = [("ok", f"Resumed run {run.id}: only tasks without a result are sent.")]
+            else:
+                state["flash"] = [("error", f"Run {run.id} did not start again; `python -m core runs resume {run.id}` shows why.")]
+            st.rerun()
+elif run.status == "cancelled":
+    st.info(f"Run {run.id} was cancelled. {run.status_reason or 'What finished is kept.'}")
+
+if not run.finished:
+    st.caption("Results show here as tasks finish.")
+    st.stop()
+
+summary = evaluate.summary(run.id)
+before = evaluate.previous(run)
+before_accuracy = evaluate.summary(before.id)["accuracy"] if before else None
+change = None
+if before_accuracy is not None and summary["accuracy"] is not None:
+    change = f"{(summary['accuracy'] - before_accuracy) * 100:+.1f} points vs v{before.version}"
+m1, m2, m3 = st.columns(3)
+m1.metric("Accuracy", percent(summary["accuracy"]), delta=change, help=f"On {summary['scored']} tasks with ground truth.")
+m2.metric("Completion rate", percent(summary["completion_rate"]), help="Tasks answered without an error.")
+m3.metric("Cost", dollars(summary["cost_usd"]))
+m4, m5, m6 = st.columns(3)
+m4.metric("Tokens in / out", f"{summary['tokens']['input']:,} / {summary['tokens']['output']:,}")
+m5.metric("Latency p50", milliseconds(summary["latency_ms"]["p50"]))
+m6.metric("Latency p95", milliseconds(summary["latency_ms"]["p95"]))
+if runs.live(run):
+    st.caption("The run is still going: these figures are of the tasks finished so far.")
+
+for name, control in summary["metrics"].items():
+    st.markdown(f"**{name}** ({control['tag']})")
+    st.dataframe(pd.DataFrame([control["scores"]]), hide_index=True, key=f"ev_scores_{name}")
+    left, right = st.columns(2)
+    if control["per_class"]:
+        left.dataframe(
+            pd.DataFrame(control["per_class"], columns=["label", "precision", "recall", "f1", "support"]),
+            hide_index=True,
+            key=f"ev_per_class_{name}",
+            column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")},
+        )
+    if control["confusion"]:
+        right.altair_chart(charts.confusion_heatmap(control["confusion"]), key=f"ev_confusion_{name}")
+
+points = evaluate.history(prompt_name, project_id)
+if points:
+    st.subheader("Accuracy across versions")
+    st.altair_chart(charts.accuracy_over_versions(points), key="ev_accuracy_line")
+
+# -- tasks ----------------------------------------------------------------------------------------
+
+st.subheader("Tasks")
+rows = evaluate.task_rows(run.id, client)
+classes = [ALL_CLASSES, *sorted({r["ground truth"] for r in rows})]
+if state.get("ev_class") not in classes:
+    state["ev_class"] = ALL_CLASSES
+f1, f2, f3 = st.columns([1, 1, 2])
+wrong_only = f1.checkbox("Wrong only", key="ev_wrong_only")
+failed_only = f2.checkbox("Failed only", key="ev_failed_only")
+truth = f3.selectbox("Ground truth", classes, key="ev_class")
+shown = evaluate.filter_rows(rows, wrong_only=wrong_only, failed_only=failed_only, truth=None if truth == ALL_CLASSES else truth)
+st.dataframe(
+    pd.DataFrame(shown, columns=["task", "ground truth", "answer", "correct", "failed", "error", "link"]),
+    hide_index=True,
+    key="ev_tasks",
+    column_config={"link": st.column_config.LinkColumn("link", display_text="open in Label Studio")},
+)
+st.caption(f"{len(shown)} of {len(rows)} tasks.")
+
+# -- comparison -----------------------------------------------------------------------------------
+
+if len(evaluations) > 1:
+    st.subheader("Compare two runs")
+    run_ids = list(evaluations)
+    if state.get("ev_compare_for") != run.id:  # by default: this run against the one before it
+        state["ev_compare_b"] = run.id
+        state["ev_compare_a"] = before.id if before and before.id in evaluations else next(i for i in run_ids if i != run.id)
+        state["ev_compare_for"] = run.id
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("Compare", run_ids, format_func=run_label, key="ev_compare_a")
+    b = c2.selectbox("with", run_ids, format_func=run_label, key="ev_compare_b")
+    comparison = evaluate.compare_runs(a, b)
+    st.info(comparison.verdict())
+    d1, d2, d3 = st.columns(3)
+    d1.metric("Accuracy difference", f"{comparison.difference * 100:+.1f} points", help="On the tasks both runs scored.")
+    d2.metric("Wrong → right", len(comparison.wrong_to_right))
+    d3.metric("Right → wrong", len(comparison.right_to_wrong))
+
+    def links(task_ids: list[int]) -> str:
+        return ", ".join(f"[{t}]({client.task_url(project_id, t)})" for t in task_ids) or "none"
+
+    st.markdown(f"**Wrong → right** (wrong in run {a}, right in run {b}): {links(comparison.wrong_to_right)}")
+    st.markdown(f"**Right → wrong** (right in run {a}, wrong in run {b}): {links(comparison.right_to_wrong)}")
+
+# -- history --------------------------------------------------------------------------------------
+
+st.subheader(f"Evaluations of {prompt_name}")
+st.dataframe(
+    pd.DataFrame(evaluate.run_rows(prompt_name, project_id)),
+    hide_index=True,
+    key="ev_history",
+    column_config={
+        "accuracy": st.column_config.NumberColumn(format="percent"),
+        "cost": st.column_config.NumberColumn(format="$%.4f"),
+        "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+    },
+)

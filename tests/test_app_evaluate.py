@@ -1,0 +1,197 @@
+"""The Evaluate page through AppTest, on the real Label Studio and the stand-in model: a finished run's
+figures, tables and chart data are the stored ones; a run started (or resumed) on the page is worked
+by a real background worker and its results show when it ends."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import connection, keys, prompts, runs, settings, store
+from core.evaluation import charts, evaluate, subsets
+from core.labelstudio import NewTask
+from tests.conftest import CHOICES_CONFIG, choice
+from tests.standin import Reply
+
+APP = str(settings.REPO_ROOT / "app.py")
+V1 = "Sentiment of: {text}\nAnswer with {labels}"
+V2 = "Sentiment of this review: {text}\nAnswer with {labels}"
+TRUTH = {"good": "Positive", "bad": "Negative", "meh": "Neutral", "great": "Positive", "awful": "Negative", "fine": "Neutral"}
+TASK_COLUMNS = ("task", "ground truth", "answer", "correct", "failed", "error", "link")
+HISTORY_COLUMNS = ("run", "version", "status", "subset", "done", "failed", "accuracy", "cost", "started")
+
+
+def answer(request):
+    """v1 says Positive unless the text is good, bad or great (3 of 6 right); v2 gets all right but
+    'fine' (wrong) and 'awful' (broken JSON, a failed task): 4 of 6."""
+    text = request.user_text.split(": ", 1)[1].split("\n")[0]
+    if request.user_text.startswith("Sentiment of this review"):
+        if text == "awful":
+            return Reply.text('{"sentiment": "Nega', usage=(100, 5))
+        return Reply.json({"sentiment": "Negative" if text == "fine" else TRUTH[text]}, usage=(100, 5))
+    return Reply.json({"sentiment": TRUTH[text] if text in ("good", "bad", "great") else "Positive"}, usage=(100, 5))
+
+
+@pytest.fixture
+def project(use_labelstudio, make_project, standin):
+    """A project of six ground-truth tasks and the prompt 'sentiment' with v1 and v2."""
+    keys.add("team", "openai-compatible", base_url=standin.base_url)
+    standin.respond_with(answer)
+    project, ids = make_project(CHOICES_CONFIG, [NewTask({"text": t}, [(choice(label), True)]) for t, label in TRUTH.items()], title="Evaluate page check")
+    v1 = prompts.create(project.id, "sentiment", template=V1, controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
+    v2 = prompts.new_version("sentiment", project.id, template=V2)
+    return project, dict(zip(TRUTH, ids)), v1, v2
+
+
+def _evaluate(version) -> runs.RunView:
+    client = connection.client()
+    subset = subsets.choose(client, version.project_id, "ground-truth")
+    return runs.execute(evaluate.start(version, subset, client.label_config(version.project_id)).id)
+
+
+def _page(project_id: int) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=90)
+    app.run()
+    app.switch_page("pages/3_Evaluate.py").run()
+    app.selectbox(key="ev_project").set_value(project_id).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def _table(app: AppTest, *columns: str):
+    """The table with these columns (AppTest does not expose a dataframe's key)."""
+    for frame in app.dataframe:
+        if tuple(frame.value.columns) == columns:
+            return frame.value
+    raise AssertionError(f"no table with columns {columns}; tables: {[tuple(f.value.columns) for f in app.dataframe]}")
+
+
+def _charts(app: AppTest) -> list[tuple[dict, list[dict]]]:
+    """Each Vega-Lite chart's spec and rows, as the page sent them to the browser."""
+    found = []
+    for chart in app.get("vega_lite_chart"):
+        (dataset,) = chart.proto.datasets
+        found.append((json.loads(chart.proto.spec), pa.ipc.open_stream(dataset.data.data).read_pandas().to_dict("records")))
+    return found
+
+
+def _wait_until_finished(run_id: int, timeout: float = 60.0) -> runs.RunView:
+    deadline = time.monotonic() + timeout
+    while (run := runs.get(run_id)).status in runs.ACTIVE or run.interrupted:
+        assert time.monotonic() < deadline, f"run {run_id} is still {run.status} after {timeout} s"
+        time.sleep(0.3)
+    return run
+
+
+def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
+    proj, ids, v1, v2 = project
+    first, second = _evaluate(v1), _evaluate(v2)
+    app = _page(proj.id)
+    assert app.selectbox(key="ev_prompt").value == "sentiment"
+    assert app.selectbox(key="ev_run").value == second.id  # the newest run
+
+    stored = evaluate.summary(second.id)
+    assert (stored["accuracy"], evaluate.summary(first.id)["accuracy"]) == (4 / 6, 3 / 6)
+    metrics = {m.label: m for m in app.metric}
+    assert metrics["Accuracy"].value == f"{stored['accuracy'] * 100:.1f}%" == "66.7%"
+    assert metrics["Accuracy"].delta == "+16.7 points vs v1"
+    assert metrics["Completion rate"].value == "83.3%"
+    assert metrics["Cost"].value == f"${stored['cost_usd']:.4f}"
+    assert metrics["Tokens in / out"].value == "600 / 30"
+
+    per_class = _table(app, "label", "precision", "recall", "f1", "support")
+    assert per_class.to_dict("records") == stored["metrics"]["sentiment"]["per_class"]
+    scores = _table(app, "tasks", "accuracy", "macro_f1", "micro_f1")
+    assert scores.to_dict("records") == [stored["metrics"]["sentiment"]["scores"]]
+    (heatmap,) = [rows for spec, rows in _charts(app) if "layer" in spec]
+    assert heatmap == charts.chart_data(charts.confusion_heatmap(stored["metrics"]["sentiment"]["confusion"]))
+    assert {"truth": "Negative", "predicted": "(failed)", "count": 1} in heatmap
+
+    (line,) = [rows for spec, rows in _charts(app) if spec.get("mark", {}).get("type") == "line"]
+    assert line == evaluate.history("sentiment", proj.id) == [
+        {"version": "v1", "accuracy": 0.5, "run_id": first.id, "subset": "6 ground-truth tasks"},
+        {"version": "v2", "accuracy": 4 / 6, "run_id": second.id, "subset": "6 ground-truth tasks"},
+    ]
+
+    tasks = _table(app, *TASK_COLUMNS)
+    assert list(tasks["task"]) == sorted(ids.values())
+    assert tasks.set_index("task").loc[ids["awful"], "error"].startswith("The answer is not valid JSON")
+    assert tasks.set_index("task").loc[ids["good"], "link"] == connection.client().task_url(proj.id, ids["good"])
+    app.checkbox(key="ev_wrong_only").check().run()
+    assert list(_table(app, *TASK_COLUMNS)["task"]) == sorted([ids["fine"], ids["awful"]])
+    app.checkbox(key="ev_failed_only").check().run()
+    assert list(_table(app, *TASK_COLUMNS)["task"]) == [ids["awful"]]
+    app.checkbox(key="ev_wrong_only").uncheck()
+    app.checkbox(key="ev_failed_only").uncheck()
+    app.selectbox(key="ev_class").set_value("Neutral").run()
+    assert list(_table(app, *TASK_COLUMNS)["task"]) == sorted([ids["meh"], ids["fine"]])
+
+    comparison = evaluate.compare_runs(first.id, second.id)
+    assert (app.selectbox(key="ev_compare_a").value, app.selectbox(key="ev_compare_b").value) == (first.id, second.id)
+    assert comparison.verdict() in [i.value for i in app.info]
+    assert comparison.wrong_to_right == [ids["meh"]] and comparison.right_to_wrong == []
+    assert {m.label: m.value for m in app.metric}["Accuracy difference"] == "+16.7 points"
+    assert any(f"[{ids['meh']}](" in m.value for m in app.markdown if m.value.startswith("**Wrong → right**"))
+
+    history = _table(app, *HISTORY_COLUMNS)
+    assert list(history["run"]) == [second.id, first.id]
+    assert list(history["version"]) == ["v2", "v1"] and list(history["status"]) == ["completed", "completed"]
+    assert list(history["accuracy"]) == [4 / 6, 0.5] and list(history["done"]) == [5, 6] and list(history["failed"]) == [1, 0]
+
+    # the older run, picked: its figures, no delta (v1 has no version before it)
+    app.selectbox(key="ev_run").set_value(first.id).run()
+    accuracy = {m.label: m for m in app.metric}["Accuracy"]
+    assert (accuracy.value, accuracy.delta) == ("50.0%", "")
+
+
+def test_run_an_evaluation_on_the_page_and_see_its_results(project):
+    proj, ids, v1, v2 = project
+    app = _page(proj.id)
+    assert app.selectbox(key="ev_version").value == 2  # the latest
+    assert [c.value for c in app.caption if "ground-truth tasks" in c.value] == ["sentiment@v2 (gpt-4o-mini) on 6 ground-truth tasks."]
+    assert [i.value for i in app.info] == ["No evaluation of sentiment yet: run one above."]
+    app.number_input(key="ev_concurrency").set_value(2)
+    app.button(key="ev_start").click().run()
+    assert not app.exception, app.exception
+    (run,) = runs.runs(prompt="sentiment", project_id=proj.id)
+    assert f"Started run {run.id}: sentiment@v2 on 6 ground-truth tasks." in [s.value for s in app.success]
+    assert app.selectbox(key="ev_run").value == run.id
+    assert run.concurrency == 2 and run.worker_pid is not None  # a background worker has it
+    assert app.get("progress") and app.button(key="ev_cancel")  # followed live
+
+    finished = _wait_until_finished(run.id)
+    assert (finished.status, finished.done, finished.failed) == ("completed", 5, 1)
+    app.run()
+    assert not app.exception, app.exception
+    assert not app.get("progress")
+    assert {m.label: m.value for m in app.metric}["Accuracy"] == "66.7%"
+    assert list(_table(app, *HISTORY_COLUMNS)["status"]) == ["completed"]
+
+
+def test_a_run_no_worker_picked_up_is_resumed_from_the_page(project):
+    proj, ids, v1, v2 = project
+    client = connection.client()
+    run = evaluate.start(v1, subsets.choose(client, proj.id, "sample", size=2, seed=3), client.label_config(proj.id))
+    with store.writing() as s:  # created a while ago and never launched
+        row = s.get(store.Run, run.id)
+        row.created_at = store.utcnow() - timedelta(minutes=5)
+        s.add(row)
+    app = _page(proj.id)
+    assert app.warning[0].value == f"Run {run.id} is pending. No worker has picked it up; resume to start it."
+    app.button(key="ev_resume").click().run()
+    assert f"Resumed run {run.id}: only tasks without a result are sent." in [s.value for s in app.success]
+    assert _wait_until_finished(run.id).status == "completed"
+    app.run()
+    assert list(_table(app, *HISTORY_COLUMNS)["subset"]) == ["a sample of 2 tasks (seed 3)"]
+
+
+def test_a_project_without_prompts_points_to_the_prompts_page(use_labelstudio, make_project):
+    project, _ = make_project(CHOICES_CONFIG, [NewTask({"text": "hello"})])
+    app = _page(project.id)
+    assert [i.value for i in app.info] == ["This project has no prompts yet: write one on the Prompts page, then evaluate it here."]
+    assert not app.button  # nothing to start
