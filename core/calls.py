@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -29,8 +30,10 @@ class Request:
 
     @property
     def hash(self) -> str:
-        """Identical calls have identical hashes: the cache key for answers already paid for."""
-        canonical = json.dumps({"provider": self.provider, "body": self.body}, sort_keys=True, ensure_ascii=False)
+        """Identical calls have identical hashes: the cache key for answers already paid for.
+        Asking for log-probabilities does not change the answer, so it is left out."""
+        body = {k: v for k, v in self.body.items() if k != "logprobs"}
+        canonical = json.dumps({"provider": self.provider, "body": body}, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
     @property
@@ -47,7 +50,7 @@ class Reply:
     latency_ms: float = 0.0
     error: str | None = None
     finish_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    confidence: float | None = None  # mean probability of the answer's tokens, when the provider gives logprobs
 
     @property
     def ok(self) -> bool:
@@ -59,6 +62,7 @@ def request(version: Version, key: Key, messages: list[dict[str, Any]], schema: 
         "model": version.model,
         "messages": messages,
         "temperature": version.temperature,
+        "logprobs": True,  # for the answer's confidence; dropped for a server that refuses it
         "response_format": {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema}},
     }
     if version.max_output_tokens:
@@ -71,7 +75,12 @@ def request(version: Version, key: Key, messages: list[dict[str, Any]], schema: 
 def ask(client: openai.OpenAI, call: Request) -> Reply:
     started = time.perf_counter()
     try:
-        completion = client.chat.completions.create(**call.body)
+        try:
+            completion = client.chat.completions.create(**call.body)
+        except openai.BadRequestError as error:
+            if not _refuses_logprobs(call, error):
+                raise
+            completion = client.chat.completions.create(**_without_logprobs(call))
     except openai.APIError as error:
         return Reply(None, latency_ms=_since(started), error=explain(error))
     return _reply(completion, _since(started))
@@ -80,10 +89,24 @@ def ask(client: openai.OpenAI, call: Request) -> Reply:
 async def ask_async(client: openai.AsyncOpenAI, call: Request) -> Reply:
     started = time.perf_counter()
     try:
-        completion = await client.chat.completions.create(**call.body)
+        try:
+            completion = await client.chat.completions.create(**call.body)
+        except openai.BadRequestError as error:
+            if not _refuses_logprobs(call, error):
+                raise
+            completion = await client.chat.completions.create(**_without_logprobs(call))
     except openai.APIError as error:
         return Reply(None, latency_ms=_since(started), error=explain(error))
     return _reply(completion, _since(started))
+
+
+def _refuses_logprobs(call: Request, error: openai.BadRequestError) -> bool:
+    # Reasoning models and some servers refuse logprobs; the answer matters more than its confidence.
+    return "logprobs" in call.body and "logprob" in str(error).lower()
+
+
+def _without_logprobs(call: Request) -> dict[str, Any]:
+    return {k: v for k, v in call.body.items() if k != "logprobs"}
 
 
 def explain(error: openai.APIError) -> str:
@@ -128,7 +151,14 @@ def _reply(completion: Any, latency_ms: float) -> Reply:
         )
     if choice.finish_reason == "content_filter":
         return Reply(raw, latency_ms=latency_ms, error="The provider's content filter withheld the answer.", finish_reason="content_filter", **tokens)
-    return Reply(raw, latency_ms=latency_ms, finish_reason=choice.finish_reason, **tokens)
+    return Reply(raw, latency_ms=latency_ms, finish_reason=choice.finish_reason, confidence=_confidence(choice), **tokens)
+
+
+def _confidence(choice: Any) -> float | None:
+    tokens = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not tokens:
+        return None
+    return round(sum(math.exp(t.logprob) for t in tokens) / len(tokens), 4)
 
 
 def _detail(error: openai.APIStatusError) -> str:

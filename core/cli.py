@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core import connection, demo, keys, launcher, messages, pricing, prompts, providers, runs
+from core import connection, demo, keys, launcher, messages, predict, pricing, prompts, providers, runs
 from core.evaluation import evaluate, subsets
 from core.checks import Check
 from core.labelstudio import LabelStudioError
@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     _prompts_commands(commands)
     _evaluate_command(commands)
     _prices_commands(commands)
+    _predict_commands(commands)
     _runs_commands(commands)
 
     demo_parser = commands.add_parser("demo", help="the demo project").add_subparsers(title="demo")
@@ -508,7 +509,7 @@ def _runs_cancel(args: argparse.Namespace) -> int:
 
 
 def _print_run(run: runs.RunView, as_json: bool) -> int:
-    document = evaluate.summary(run.id) if run.kind == "evaluate" else _run_document(run)
+    document = evaluate.summary(run.id) if run.kind == "evaluate" else _prediction_document(run)
     if as_json:
         print(json.dumps(document, default=str))
     else:
@@ -549,6 +550,8 @@ def _run_text(run: runs.RunView, document: dict[str, Any]) -> str:
         f"Run {run.id}: {run.kind} of {run.model_version}, {run.status}" + (f" ({run.status_reason})" if run.status_reason else ""),
         f"tasks: {run.total}, completed {run.done}, failed {run.failed}; tokens {run.input_tokens} in, {run.output_tokens} out; cost {cost}",
     ]
+    if run.kind == "predict":
+        lines.append(f"written to Label Studio: {document['written']} predictions of {run.model_version}")
     if run.kind == "evaluate":
         lines.append(f"accuracy: {_percent(document['accuracy'])} on {document['scored']} scored tasks; completion rate {_percent(document['completion_rate'])}")
         for name, control in document["metrics"].items():
@@ -615,4 +618,88 @@ def _prices_set(args: argparse.Namespace) -> int:
 def _prices_remove(args: argparse.Namespace) -> int:
     pricing.remove(args.model)
     print(f"Removed your price for {args.model}.")
+    return 0
+
+
+# -- predict and predictions ----------------------------------------------------------------------
+
+
+def _predict_commands(commands) -> None:
+    parser = commands.add_parser("predict", help="run a version over the project's tasks and write the predictions into Label Studio")
+    parser.add_argument("--prompt", required=True, metavar="NAME")
+    parser.add_argument("--version", type=int, metavar="N", help="default: the latest")
+    parser.add_argument("--project", type=int, metavar="ID", help="project id, when prompts in several projects share the name")
+    parser.add_argument("--only-missing", action="store_true", help="only tasks without a prediction of this version")
+    parser.add_argument("--concurrency", type=int, default=runs.DEFAULT_CONCURRENCY, metavar="C", help="calls at once (default %(default)s)")
+    parser.add_argument("--max-cost", type=float, metavar="USD", help="stop before the run's cost would pass this")
+    parser.add_argument("--estimate", action="store_true", help="print the estimate (tasks, tokens, cost) and stop")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.set_defaults(action=_predict)
+
+    group = commands.add_parser("predictions", help="a project's predictions in Label Studio").add_subparsers(title="predictions")
+    listing = group.add_parser("list", help="model versions with their prediction counts")
+    listing.add_argument("--project", type=int, required=True, metavar="ID")
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
+    listing.set_defaults(action=_predictions_list)
+    for name, help_, action in (
+        ("delete", "delete one version's predictions (other versions' stay)", _predictions_delete),
+        ("to-annotations", "turn one version's predictions into annotations", _predictions_to_annotations),
+    ):
+        command = group.add_parser(name, help=help_)
+        command.add_argument("--prompt", required=True, metavar="NAME")
+        command.add_argument("--version", type=int, required=True, metavar="N")
+        command.add_argument("--project", type=int, metavar="ID")
+        command.add_argument("--json", action="store_true", help="print one JSON document")
+        command.set_defaults(action=action)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    version = prompts.version(args.prompt, args.version, args.project)
+    client = connection.client()
+    chosen = predict.scope(version, client, only_missing=args.only_missing)
+    guess = predict.estimate(version, chosen, client)
+    cost = f"${guess.cost_usd:.4f}" if guess.cost_usd is not None else "no price"
+    print(f"Estimate: {guess.tasks} tasks, about {guess.input_tokens} input and {guess.output_tokens} output tokens, {cost}.", file=sys.stderr)
+    if args.estimate:
+        if args.json:
+            print(json.dumps({"prompt": version.prompt, "version": version.number, **dataclasses.asdict(guess)}))
+        return 0
+    if not chosen.task_ids:
+        document = {"prompt": version.prompt, "version": version.number, "model_version": version.model_version, "tasks": 0, "completed": 0, "failed": 0, "written": 0, "cost_usd": None, "tokens": {"input": 0, "output": 0}}
+        print(json.dumps(document) if args.json else f"Every task already has a prediction of {version.model_version}.")
+        return 0
+    run = predict.start(version, chosen, client, concurrency=args.concurrency, max_cost_usd=args.max_cost)
+    print(f"Run {run.id}: {version.model_version} on {chosen.description}.", file=sys.stderr)
+    run = runs.execute(run.id, progress=_progress_bar, client=client)
+    print(file=sys.stderr)  # end the progress line
+    return _print_run(run, args.json)
+
+
+def _prediction_document(run: runs.RunView) -> dict[str, Any]:
+    return _run_document(run) | {"written": predict.written(run.id)}
+
+
+def _predictions_list(args: argparse.Namespace) -> int:
+    found = predict.model_versions(connection.client(), args.project)
+    if args.json:
+        print(json.dumps({"project_id": args.project, "model_versions": [{"model_version": v.name, "predictions": v.prediction_count} for v in found]}))
+        return 0
+    if not found:
+        print(f"Project {args.project} has no predictions.")
+    for v in found:
+        print(f"{v.prediction_count:>8}  {v.name}")
+    return 0
+
+
+def _predictions_delete(args: argparse.Namespace) -> int:
+    version = prompts.version(args.prompt, args.version, args.project)
+    deleted = predict.delete(version, connection.client())
+    print(json.dumps({"model_version": version.model_version, "deleted": deleted}) if args.json else f"Deleted {deleted} predictions of {version.model_version}.")
+    return 0
+
+
+def _predictions_to_annotations(args: argparse.Namespace) -> int:
+    version = prompts.version(args.prompt, args.version, args.project)
+    created = predict.to_annotations(version, connection.client())
+    print(json.dumps({"model_version": version.model_version, "annotations_created": created}) if args.json else f"Created {created} annotations from the predictions of {version.model_version}.")
     return 0

@@ -209,6 +209,25 @@ class LabelStudioClient:
         batches = [wanted[i : i + EXPORT_IDS_PER_REQUEST] for i in range(0, len(wanted), EXPORT_IDS_PER_REQUEST)]
         return (_task(t) for batch in batches for t in self._export(project_id, batch))
 
+    def task_ids(self, project_id: int, *, page_size: int = 1000) -> list[int]:
+        """Every task id of the project, in order, read a page at a time without task data."""
+        found: list[int] = []
+        page = 1
+        while True:
+            params = {"project": project_id, "page": page, "page_size": page_size, "fields": "task_only", "include": "id"}
+            response = self._http("GET", "api/tasks", params=params)
+            if response.status_code == 404 and page > 1:
+                break  # Label Studio answers 404 past the last page
+            self._raise_for_status(response, project_id=project_id)
+            body = response.json()
+            batch = body.get("tasks", []) if isinstance(body, dict) else body
+            found.extend(int(t["id"]) for t in batch)
+            total = body.get("total") if isinstance(body, dict) else None
+            if not batch or len(batch) < page_size or (total is not None and len(found) >= total):
+                break
+            page += 1
+        return sorted(found)
+
     def task_fields(self, project_id: int, *, sample: int = 100) -> list[str]:
         """The data fields of the project's first ``sample`` tasks, in the order first seen."""
         response = self._http("GET", "api/tasks", params={"project": project_id, "page_size": sample, "fields": "all"})

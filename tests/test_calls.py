@@ -1,0 +1,45 @@
+"""core.calls over real HTTP to the stand-in: the request sent, the answer's confidence, and
+servers that refuse log-probabilities."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from core import calls, keys, providers
+from core.prompts import Version
+from tests.standin import Reply
+
+VERSION = Version("p", 1, 1, "{text}", None, ("sentiment",), "k", "gpt-4o-mini", 0.0, 50)
+SCHEMA = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["Positive", "Negative"]}}, "required": ["sentiment"], "additionalProperties": False}
+MESSAGES = [{"role": "user", "content": "great"}]
+
+
+@pytest.fixture
+def key(standin):
+    return keys.validate(keys.Key(name="k", provider="openai-compatible", base_url=standin.base_url))
+
+
+def test_the_request_asks_for_strict_structured_output_and_the_confidence(key, standin):
+    standin.script(Reply.json({"sentiment": "Positive"}, logprobs=-0.1))
+    reply = calls.ask(providers.client(key), calls.request(VERSION, key, MESSAGES, SCHEMA))
+    assert reply.ok and reply.raw == '{"sentiment": "Positive"}'
+    assert reply.confidence == pytest.approx(math.exp(-0.1), abs=1e-4)
+    body = standin.requests[-1].body
+    assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "answer", "strict": True, "schema": SCHEMA}}
+    assert body["logprobs"] is True and body["max_tokens"] == 50 and body["temperature"] == 0
+
+
+def test_a_server_that_refuses_logprobs_still_answers(key, standin):
+    standin.script(Reply.error(400, "logprobs is not supported with this model"), Reply.json({"sentiment": "Negative"}))
+    reply = calls.ask(providers.client(key), calls.request(VERSION, key, MESSAGES, SCHEMA))
+    assert reply.ok and reply.raw == '{"sentiment": "Negative"}' and reply.confidence is None
+    assert [("logprobs" in r.body) for r in standin.requests] == [True, False]
+
+
+def test_the_cache_key_ignores_logprobs_but_not_the_messages(key):
+    a = calls.request(VERSION, key, MESSAGES, SCHEMA)
+    b = calls.Request({k: v for k, v in a.body.items() if k != "logprobs"}, a.provider)
+    c = calls.request(VERSION, key, [{"role": "user", "content": "awful"}], SCHEMA)
+    assert a.hash == b.hash and a.hash != c.hash
