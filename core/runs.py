@@ -238,8 +238,8 @@ def status_of(run: RunView) -> str:
 
 
 def resumable(run: RunView) -> bool:
-    """The run stopped before its end and can go on: interrupted, failed, stopped, or never picked up."""
-    if run.interrupted or run.status in ("failed", "stopped"):
+    """The run stopped before its end and can go on: interrupted, failed, stopped, cancelled, or never picked up."""
+    if run.interrupted or run.status in ("failed", "stopped", "cancelled"):
         return True
     return run.status == "pending" and store.utcnow() - _aware(run.created_at) > STALE_AFTER
 
@@ -307,13 +307,11 @@ def _claim(run_id: int) -> None:
         # A completed run may still owe Label Studio some predictions, which a resume writes.
         if not _unwritten_ids(run_id):
             raise RunError(f"Run {run_id} is already completed.")
-    elif run.status == "cancelled":
-        raise RunError(f"Run {run_id} was cancelled; start a new run instead.")
     elif run.status == "running" and not run.interrupted and run.worker_pid != os.getpid() and _alive(run.worker_pid):
         raise RunError(f"Run {run_id} is already running (process {run.worker_pid}).")
     with store.writing() as s:
         row = s.get(store.Run, run_id)
-        row.status, row.status_reason = "running", None
+        row.status, row.status_reason, row.cancel_requested = "running", None, False
         row.worker_pid, row.heartbeat_at = os.getpid(), store.utcnow()
         row.started_at = row.started_at or store.utcnow()
         row.finished_at = None

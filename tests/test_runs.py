@@ -139,8 +139,10 @@ def test_cancel_stops_sending_and_keeps_what_finished(setup, standin):
     sent = standin.request_count
     assert sent <= stopped.done + 2  # at most the calls already out when it was cancelled
     assert len(runs.items(run.id)) == stopped.done
-    with pytest.raises(runs.RunError, match="was cancelled; start a new run"):
-        runs.execute(run.id)
+
+    resumed = runs.execute(run.id)  # a cancelled run can be resumed: it sends only what did not finish
+    assert (resumed.status, resumed.done, resumed.cancel_requested) == ("completed", 12, False)
+    assert sorted(number_of(r) for r in standin.requests) == list(range(12))  # every task sent exactly once
 
 
 def test_a_killed_worker_is_resumed_without_sending_a_finished_task_again(setup, standin, ls_client):
