@@ -10,6 +10,7 @@ navigation = st.navigation(
         st.Page("pages/1_Keys.py", title="Keys", icon=":material/key:"),
         st.Page("pages/2_Prompts.py", title="Prompts", icon=":material/edit_note:"),
         st.Page("pages/3_Evaluate.py", title="Evaluate", icon=":material/analytics:"),
+        st.Page("pages/4_Predict.py", title="Predict", icon=":material/bolt:"),
     ]
 )
 navigation.run()

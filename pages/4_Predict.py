@@ -1,0 +1,303 @@
+import pandas as pd
+import streamlit as st
+
+from core import connection, predict, prompts, runs
+from core.labelstudio import LabelStudioError
+from core.runs import RunError
+
+st.title("Predict")
+st.caption("Run a prompt version over the project's tasks and write its answers into Label Studio as predictions.")
+
+state = st.session_state
+for kind, text in state.pop("flash", []):
+    (st.success if kind == "ok" else st.error)(text)
+
+
+def percent(value: float | None) -> str:
+    return f"{value * 100:.1f}%" if value is not None else "—"
+
+
+def dollars(value: float | None) -> str:
+    if value is None:
+        return "no price"
+    if value == 0:
+        return "$0.00"
+    return f"${value:,.2f}" if value >= 1 else f"${value:.6f}".rstrip("0")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+# -- project ----------------------------------------------------------------------------------------
+
+try:
+    client = connection.client()
+    projects = client.projects()
+except (LabelStudioError, ValueError) as error:
+    st.error(f"Label Studio is not available. {error}")
+    st.stop()
+if not projects:
+    st.info("Label Studio has no projects yet; create one there, or run `python -m core demo create`.")
+    st.stop()
+
+by_id = {p.id: p for p in projects}
+project_id = st.selectbox(
+    "Project",
+    list(by_id),
+    format_func=lambda i: f"{by_id[i].title} (#{i}) · {by_id[i].task_count} tasks · {by_id[i].prediction_count} predictions",
+    key="pr_project",
+)
+
+
+# -- managing predictions (shown last; also on a project without prompts) ----------------------------
+
+
+def manage_predictions() -> None:
+    st.subheader("Predictions in Label Studio")
+    try:
+        found = predict.model_versions(client, project_id)
+    except LabelStudioError as error:
+        st.error(f"Could not read the project's predictions. {error}")
+        return
+    if not found:
+        st.info("This project has no predictions yet.")
+        return
+    st.dataframe(
+        pd.DataFrame([{"model version": v.name, "predictions": v.prediction_count} for v in found]),
+        hide_index=True,
+        key="pr_model_versions",
+    )
+    counts = {v.name: v.prediction_count for v in found}
+    name = st.selectbox("Model version", list(counts), format_func=lambda n: f"{n} ({counts[n]} predictions)", key="pr_model_version")
+    c1, c2, _ = st.columns([1, 1, 2])
+    if c1.button("Create annotations", key="pr_convert", help="Turn this version's predictions into annotations."):
+        state["pr_confirm"] = ("convert", project_id, name)
+    if c2.button("Delete predictions", key="pr_delete", help="Delete this version's predictions; other versions' stay."):
+        state["pr_confirm"] = ("delete", project_id, name)
+
+    asked = state.get("pr_confirm")
+    if asked == ("convert", project_id, name):
+        st.warning(f"Create {counts[name]} annotations from the predictions of {name}?")
+        y, n, _ = st.columns([1, 1, 2])
+        if y.button("Yes, create", key="pr_convert_confirm", type="primary"):
+            state.pop("pr_confirm", None)
+            try:
+                created = predict.to_annotations_named(client, project_id, name)
+            except LabelStudioError as error:
+                state["flash"] = [("error", f"No annotations created: {error}")]
+            else:
+                state["flash"] = [("ok", f"Created {created} annotations from the predictions of {name}.")]
+            st.rerun()
+        if n.button("No", key="pr_convert_cancel"):
+            state.pop("pr_confirm", None)
+            st.rerun()
+    elif asked == ("delete", project_id, name):
+        st.warning(f"Delete the {counts[name]} predictions of {name}? Other model versions' predictions stay.")
+        y, n, _ = st.columns([1, 1, 2])
+        if y.button("Yes, delete", key="pr_delete_confirm", type="primary"):
+            state.pop("pr_confirm", None)
+            try:
+                deleted = predict.delete_named(client, project_id, name)
+            except LabelStudioError as error:
+                state["flash"] = [("error", f"Nothing deleted: {error}")]
+            else:
+                state["flash"] = [("ok", f"Deleted {deleted} predictions of {name}.")]
+            state.pop("pr_estimate_for", None)  # which tasks lack a prediction may have changed
+            st.rerun()
+        if n.button("No", key="pr_delete_cancel"):
+            state.pop("pr_confirm", None)
+            st.rerun()
+
+
+# -- prompt and version ------------------------------------------------------------------------------
+
+names = [v.prompt for v in prompts.latest_versions(project_id)]
+if not names:
+    st.info("This project has no prompts yet: write one on the Prompts page, then predict with it here.")
+    st.page_link("pages/2_Prompts.py", label="Open the Prompts page", icon=":material/edit_note:")
+    manage_predictions()
+    st.stop()
+
+left, right = st.columns(2)
+prompt_name = left.selectbox("Prompt", names, key="pr_prompt")
+saved = {v.number: v for v in prompts.versions(prompt_name, project_id)}
+numbers = sorted(saved, reverse=True)
+if state.get("pr_version_for") != (project_id, prompt_name) or state.get("pr_version") not in numbers:
+    state["pr_version"] = numbers[0]  # the latest, whenever the prompt changes
+    state["pr_version_for"] = (project_id, prompt_name)
+accuracy = {n: predict.latest_accuracy(v) for n, v in saved.items()}
+
+
+def version_label(n: int) -> str:
+    return f"v{n} · accuracy {percent(accuracy[n])}" if accuracy[n] is not None else f"v{n} · not evaluated yet"
+
+
+number = right.selectbox("Version", numbers, format_func=version_label, key="pr_version")
+version = saved[number]
+predictions = runs.runs(prompt=prompt_name, project_id=project_id, kind="predict")
+going = [r for r in predictions if r.version == number and runs.live(r)]
+
+# -- a new prediction run ----------------------------------------------------------------------------
+
+st.subheader("New prediction run")
+only_missing = st.checkbox("Only tasks without a prediction of this version yet", key="pr_only_missing")
+c1, c2 = st.columns(2)
+concurrency = c1.number_input(
+    "Concurrency", min_value=1, max_value=256, value=runs.DEFAULT_CONCURRENCY, step=1, key="pr_concurrency", help="Calls to the model at once."
+)
+max_cost = c2.number_input(
+    "Spending limit (USD)",
+    min_value=0.0,
+    value=None,
+    step=0.5,
+    format="%.4f",
+    placeholder="no limit",
+    key="pr_max_cost",
+    help="The run stops before its cost would pass this. Empty: no limit.",
+)
+
+# The estimate reads tasks from Label Studio: done again only when the choice changes, when a run of
+# this version changes state, or on request.
+choice = (project_id, prompt_name, number, only_missing)
+marker = tuple((r.id, r.status) for r in predictions if r.version == number)
+if st.button("Re-estimate", key="pr_reestimate"):
+    state.pop("pr_estimate_for", None)
+if state.get("pr_estimate_for") != (choice, marker):
+    try:
+        chosen = predict.scope(version, client, only_missing=only_missing)
+        state["pr_estimate"] = (chosen, predict.estimate(version, chosen, client))
+    except (LabelStudioError, ValueError) as error:
+        state["pr_estimate"] = error
+    state["pr_estimate_for"] = (choice, marker)
+estimated = state["pr_estimate"]
+
+nothing_to_do = False
+if isinstance(estimated, Exception):
+    st.warning(f"No estimate: {estimated}")
+else:
+    chosen, guess = estimated
+    nothing_to_do = not chosen.task_ids
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Tasks", f"{guess.tasks:,}")
+    m2.metric("Tokens in / out", f"{guess.input_tokens:,} / {guess.output_tokens:,}")
+    m3.metric("Estimated cost", dollars(guess.cost_usd), help="No price: the model has none; set one on the Keys page.")
+    notes = [f"{version.model_version} ({version.model}) on {chosen.description}."]
+    if chosen.already_predicted:
+        notes.append(f"{chosen.already_predicted} tasks already have a prediction of this version.")
+    if guess.sampled:
+        notes.append(f"Prompt tokens counted on {guess.sampled} tasks; answer length from {guess.answer_basis}.")
+    if guess.cached:
+        notes.append(f"{guess.cached} of them were answered before and cost nothing.")
+    if guess.unrenderable:
+        notes.append(f"{guess.unrenderable} of them cannot be put into the prompt and will fail.")
+    st.caption(" ".join(notes))
+    if nothing_to_do:
+        st.info(f"Nothing to do: every task already has a prediction of {version.model_version}.")
+
+if going:
+    st.caption(f"Run {going[0].id} of {version.model_version} is going; wait for it to end, or cancel it, before starting another.")
+if st.button("Start predicting", key="pr_start", type="primary", disabled=isinstance(estimated, Exception) or nothing_to_do or bool(going)):
+    try:
+        chosen = predict.scope(version, client, only_missing=only_missing)  # fresh: tasks may have changed
+        run = predict.start(version, chosen, client, concurrency=int(concurrency), max_cost_usd=float(max_cost) if max_cost is not None else None)
+        runs.launch(run.id)
+    except (RunError, LabelStudioError) as error:
+        st.error(f"Not started: {error}")
+    else:
+        state["flash"] = [("ok", f"Started run {run.id}: {version.model_version} on {chosen.description}.")]
+        state["pr_select_run"] = run.id
+        st.rerun()
+
+# -- the selected run --------------------------------------------------------------------------------
+
+if not predictions:
+    st.info(f"No prediction run of {prompt_name} yet: start one above.")
+    manage_predictions()
+    st.stop()
+
+st.subheader("Run")
+by_run = {r.id: r for r in predictions}
+if "pr_select_run" in state:  # set after starting, applied before the widget exists
+    state["pr_run"] = state.pop("pr_select_run")
+if state.get("pr_run") not in by_run:
+    state["pr_run"] = next(iter(by_run))  # the newest
+
+
+def run_label(i: int) -> str:
+    r = by_run[i]
+    return f"run {i} · v{r.version} · {runs.status_of(r)} · {r.subset.get('description', '')}"
+
+
+run_id = st.selectbox("Run", list(by_run), format_func=run_label, key="pr_run")
+run = runs.get(run_id)
+
+
+def cancel(run_id: int) -> None:
+    try:
+        runs.cancel(run_id)
+    except RunError:
+        pass  # it ended meanwhile
+
+
+@st.fragment(run_every=1.0)
+def follow(run_id: int) -> None:
+    run = runs.get(run_id)
+    if not runs.live(run):
+        st.rerun(scope="app")  # it ended: the whole page shows how
+    if run.status == "pending":
+        st.caption("Waiting for the worker to start…")
+    st.progress(run.finished / run.total if run.total else 0.0, text=f"{run.done} done, {run.failed} failed of {run.total} tasks")
+    c1, c2, c3 = st.columns([1, 1, 2])
+    c1.metric("Cost so far", dollars(run.cost_usd) if run.finished else "—")
+    c2.metric("Time left", duration(run.eta_seconds))
+    if run.cancel_requested:
+        c3.caption("Stopping: no new calls go out; calls already sent finish.")
+    else:
+        c3.button("Cancel", key="pr_cancel", on_click=cancel, args=(run_id,))
+
+
+if runs.live(run):
+    follow(run.id)
+else:
+    written = predict.written(run.id)
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Done", f"{run.done} of {run.total}")
+    m2.metric("Failed", run.failed)
+    m3.metric("Written to Label Studio", written, help=f"Predictions of {run.model_version}.")
+    m4.metric("Cost", dollars(run.cost_usd))
+    if runs.resumable(run):
+        st.warning(f"Run {run.id} is {runs.status_of(run)}. {runs.why_stopped(run) or 'It did not finish.'}")
+        if st.button("Resume", key="pr_resume"):
+            try:
+                with st.spinner("Starting a worker…"):
+                    resumed = runs.resume_in_background(run.id)
+            except RunError as error:
+                st.error(str(error))
+            else:
+                if runs.live(resumed) or resumed.status == "completed":
+                    state["flash"] = [("ok", f"Resumed run {run.id}: only tasks without a result are sent.")]
+                else:
+                    state["flash"] = [("error", f"Run {run.id} did not start again; `python -m core runs resume {run.id}` shows why.")]
+                st.rerun()
+    elif run.status == "cancelled":
+        st.info(f"Run {run.id} was cancelled. {run.status_reason or 'What finished is kept.'}")
+    elif run.status == "completed":
+        st.success(f"Run {run.id} finished: {written} predictions of {run.model_version} written to Label Studio, {run.failed} tasks failed.")
+
+# -- past runs ---------------------------------------------------------------------------------------
+
+st.subheader(f"Prediction runs of {prompt_name}")
+st.dataframe(
+    pd.DataFrame(predict.run_rows(prompt_name, project_id)),
+    hide_index=True,
+    key="pr_history",
+    column_config={
+        "cost": st.column_config.NumberColumn(format="$%.6f"),
+        "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+    },
+)
+
+manage_predictions()
