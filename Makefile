@@ -14,6 +14,10 @@ test: setup
 
 setup: $(VENV)/.installed $(LS_VENV)/.installed
 
+# A measurement, not a test: prints a table and a JSON line (see bench/README.md).
+bench: setup
+	$(VENV)/bin/python -m bench.run_engine $(BENCH_ARGS)
+
 # Reinstall only when the requirements change.
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Prompter needs Python 3.11 or newer"'

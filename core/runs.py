@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import bindparam, func, update
 from sqlmodel import select
 
 from core import calls, connection, keys, labeling, messages, pricing, prompts, providers, settings, store
@@ -40,13 +40,29 @@ DEFAULT_CONCURRENCY = 16
 CALL_TIMEOUT = 60.0  # seconds per attempt
 CALL_RETRIES = 4  # the SDK's retries: 429 (honouring Retry-After), 5xx, timeouts, lost connections
 TASK_BATCH = 200  # tasks fetched from Label Studio per request
-WRITE_CHUNK = 250  # predictions per import
-WRITE_EVERY = 2.0  # seconds between writes to Label Studio while running
+WRITE_CHUNK = 500  # predictions per import (Label Studio's import has a large fixed cost per request)
+WRITE_EVERY = 2.0  # at most this many seconds between writes to Label Studio while running
 HEARTBEAT_EVERY = 1.0
 STALE_AFTER = timedelta(seconds=30)  # a running run whose worker is this quiet has stopped
 LABEL_STUDIO_GRACE = 120.0  # how long the end of a run waits for Label Studio to come back
 
 ACTIVE = ("pending", "running")
+
+
+_ITEMS, _RUNS = store.RunItem.__table__, store.Run.__table__
+_INSERT_ITEM = _ITEMS.insert()
+_COUNT_ITEM = (
+    _RUNS.update()
+    .where(_RUNS.c.id == bindparam("run"))
+    .values(
+        done=_RUNS.c.done + bindparam("add_done"),
+        failed=_RUNS.c.failed + bindparam("add_failed"),
+        input_tokens=_RUNS.c.input_tokens + bindparam("add_input"),
+        output_tokens=_RUNS.c.output_tokens + bindparam("add_output"),
+        # a call without a price leaves the cost as it was; the first priced one starts it
+        cost_usd=func.coalesce(_RUNS.c.cost_usd + bindparam("add_cost"), _RUNS.c.cost_usd, bindparam("add_cost")),
+    )
+)
 
 
 class RunError(ValueError):
@@ -345,6 +361,8 @@ class _Engine:
         self.old_predictions: dict[int, list[int]] | None = None
         self.writes_started = False
         self.writing = threading.Lock()  # one writer at a time, so no item is imported twice
+        self.unwritten = 0  # answers stored but not yet in Label Studio (an estimate, for pacing writes)
+        self.db = store.engine().execution_options(sqlite_begin="IMMEDIATE").connect()
 
     def _row(self) -> store.Run:
         with store.session() as s:
@@ -363,6 +381,7 @@ class _Engine:
                 task.cancel()
             await asyncio.gather(watcher, writer, return_exceptions=True)
             await client.close()
+            self.db.close()
         await self._write_rest()
         self._conclude()
 
@@ -468,22 +487,24 @@ class _Engine:
             "created_at": store.utcnow(),
         }
         paid = reply is not None and not from_cache
-        if paid and cost is not None:
-            self.spent += cost
         if paid:
             self.paid_calls += 1
-        counters = {
-            store.Run.done: store.Run.done + (0 if error else 1),
-            store.Run.failed: store.Run.failed + (1 if error else 0),
+            self.spent += cost or 0.0
+        counts = {
+            "run": self.run_id,
+            "add_done": 0 if error else 1,
+            "add_failed": 1 if error else 0,
+            "add_input": reply.input_tokens if paid else 0,
+            "add_output": reply.output_tokens if paid else 0,
+            "add_cost": cost if paid else None,
         }
-        if paid:
-            counters[store.Run.input_tokens] = store.Run.input_tokens + reply.input_tokens
-            counters[store.Run.output_tokens] = store.Run.output_tokens + reply.output_tokens
-            if cost is not None:
-                counters[store.Run.cost_usd] = func.coalesce(store.Run.cost_usd, 0.0) + cost
-        with store.writing() as s:
-            s.execute(insert(store.RunItem).values(**row))
-            s.execute(update(store.Run).where(store.Run.id == self.run_id).values(counters))
+        # One short transaction per item, with statements compiled once: a crash loses no finished
+        # task, and the event loop is not held up between answers.
+        with self.db.begin():
+            self.db.execute(_INSERT_ITEM, row)
+            self.db.execute(_COUNT_ITEM, counts)
+        if not error:
+            self.unwritten += 1
 
     # watching: heartbeat, cancel requests, progress
 
@@ -502,19 +523,26 @@ class _Engine:
     # writing predictions to Label Studio
 
     async def _write_while_running(self) -> None:
+        """Write a chunk as soon as one is ready, and whatever is waiting every WRITE_EVERY seconds,
+        so little is left to write when the last answer arrives."""
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(WRITE_EVERY)
-            try:
-                await asyncio.to_thread(self._write_pending)
-            except LabelStudioError:
-                pass  # kept in the store; the next round or the end of the run writes them
+            await asyncio.sleep(0.25)
+            if self.unwritten >= WRITE_CHUNK or (self.unwritten and time.monotonic() - last >= WRITE_EVERY):
+                last = time.monotonic()
+                try:
+                    await asyncio.to_thread(self._write_pending)
+                except LabelStudioError:
+                    pass  # kept in the store; the next round or the end of the run writes them
 
     async def _write_rest(self) -> None:
         await _patiently(self._write_pending, self, deadline=LABEL_STUDIO_GRACE, quiet=True)
 
     def _write_pending(self) -> int:
         with self.writing:
-            return self._write_chunks(_unwritten_ids(self.run_id))
+            written = self._write_chunks(_unwritten_ids(self.run_id))
+            self.unwritten = max(0, self.unwritten - written)
+            return written
 
     def _write_chunks(self, pending: list[int]) -> int:
         written = 0
