@@ -16,6 +16,7 @@ from typing import Any
 from core import connection, demo, keys, launcher, messages, predict, pricing, prompts, providers, runs
 from core.evaluation import evaluate, subsets
 from core.checks import Check
+from core.formatting import percent, usd
 from core.labelstudio import LabelStudioError
 from core.prompts import PromptError, Version
 from core.workbench import Trial, Workbench
@@ -483,7 +484,7 @@ def _runs_list(args: argparse.Namespace) -> int:
     if not found:
         print("No runs yet: `python -m core evaluate --prompt NAME` starts one.")
     for r in found:
-        cost = f"${r.cost_usd:.4f}" if r.cost_usd is not None else "no price"
+        cost = usd(r.cost_usd)
         state = runs.status_of(r)
         print(f"{r.id:>5}  {r.kind:<8} {r.model_version:<28} {state:<11} {r.done:>6} done {r.failed:>5} failed  {cost:>10}  {r.subset.get('description', '')}")
     return 0
@@ -545,7 +546,7 @@ def _run_document(run: runs.RunView) -> dict[str, Any]:
 
 
 def _run_text(run: runs.RunView, document: dict[str, Any]) -> str:
-    cost = f"${run.cost_usd:.4f}" if run.cost_usd is not None else "no price"
+    cost = usd(run.cost_usd)
     lines = [
         f"Run {run.id}: {run.kind} of {run.model_version}, {run.status}" + (f" ({run.status_reason})" if run.status_reason else ""),
         f"tasks: {run.total}, completed {run.done}, failed {run.failed}; tokens {run.input_tokens} in, {run.output_tokens} out; cost {cost}",
@@ -553,17 +554,13 @@ def _run_text(run: runs.RunView, document: dict[str, Any]) -> str:
     if run.kind == "predict":
         lines.append(f"written to Label Studio: {document['written']} predictions of {run.model_version}")
     if run.kind == "evaluate":
-        lines.append(f"accuracy: {_percent(document['accuracy'])} on {document['scored']} scored tasks; completion rate {_percent(document['completion_rate'])}")
+        lines.append(f"accuracy: {percent(document['accuracy'])} on {document['scored']} scored tasks; completion rate {percent(document['completion_rate'])}")
         for name, control in document["metrics"].items():
             scores = ", ".join(f"{k} {_figure(v)}" for k, v in control["scores"].items())
             lines.append(f"  {name} ({control['tag']}): {scores}")
             for row in control["per_class"]:
                 lines.append(f"    {row['label']:<24} P {row['precision']:.2f}  R {row['recall']:.2f}  F1 {row['f1']:.2f}  n {row['support']}")
     return "\n".join(lines)
-
-
-def _percent(value: float | None) -> str:
-    return f"{value * 100:.1f}%" if value is not None else "—"
 
 
 def _figure(value: Any) -> str:
@@ -573,7 +570,7 @@ def _figure(value: Any) -> str:
 def _progress_bar(run: runs.RunView) -> None:
     width = 30
     filled = int(width * run.finished / run.total) if run.total else width
-    cost = f"${run.cost_usd:.4f}" if run.cost_usd is not None else "no price"
+    cost = usd(run.cost_usd)
     left = f", {run.eta_seconds:.0f} s left" if run.eta_seconds is not None else ""
     line = f"\r[{'#' * filled}{'.' * (width - filled)}] {run.finished}/{run.total} ({run.failed} failed), {cost}{left}   "
     print(line, end="", file=sys.stderr, flush=True)

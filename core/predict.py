@@ -18,7 +18,7 @@ from typing import Any
 import tiktoken
 from sqlmodel import select
 
-from core import calls, keys, labeling, messages, pricing, prompts, runs, store
+from core import calls, keys, labeling, messages, pricing, runs, store
 from core.labelstudio import LabelStudioClient, ModelVersion
 from core.prompts import Version
 from core.rendering import RenderError

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Sequence
 from sqlalchemy import bindparam, func, update
 from sqlmodel import select
 
+from core.formatting import usd
 from core import calls, connection, keys, labeling, messages, pricing, prompts, providers, settings, store
 from core.labelstudio import LabelStudioClient, LabelStudioError, NewPrediction, Task
 from core.prompts import Version
@@ -454,7 +455,7 @@ class _Engine:
             return bool(self.stopping)
         average = self.spent / self.paid_calls if self.paid_calls else 0.0
         if self.spent + average * (self.in_flight + 1) > limit:
-            self.stopping = f"Stopped before passing the spending limit of {_usd(limit)} (spent {_usd(self.spent)})."
+            self.stopping = f"Stopped before passing the spending limit of {usd(limit)} (spent {usd(self.spent)})."
         return bool(self.stopping)
 
     def _save(self, task_id: int, job: _Job | None, reply: calls.Reply | None, *, error: str | None = None, from_cache: bool = False) -> None:
@@ -696,10 +697,6 @@ def _view(row: store.Run, version: Version) -> RunView:
         started_at=row.started_at,
         finished_at=row.finished_at,
     )
-
-
-def _usd(amount: float) -> str:
-    return f"${amount:.2f}" if amount >= 1 else f"${amount:.6f}".rstrip("0").rstrip(".")
 
 
 def _aware(moment: datetime) -> datetime:

@@ -4,6 +4,7 @@ import streamlit as st
 from core import connection, prompts, runs
 from core.evaluation import charts, evaluate, subsets
 from core.evaluation.subsets import SubsetError
+from core.formatting import duration, milliseconds, percent, usd
 from core.labelstudio import LabelStudioError
 from core.runs import RunError
 
@@ -16,24 +17,6 @@ st.caption("Run a prompt version on a set of tasks, score it against their groun
 state = st.session_state
 for kind, text in state.pop("flash", []):
     (st.success if kind == "ok" else st.error)(text)
-
-
-def percent(value: float | None) -> str:
-    return f"{value * 100:.1f}%" if value is not None else "—"
-
-
-def dollars(value: float | None) -> str:
-    return f"${value:.4f}" if value is not None else "no price"
-
-
-def milliseconds(value: float | None) -> str:
-    return f"{value:.0f} ms" if value is not None else "—"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 # -- project, prompt, version ---------------------------------------------------------------------
@@ -157,7 +140,7 @@ def follow(run_id: int) -> None:
         st.caption("Waiting for the worker to start…")
     st.progress(run.finished / run.total if run.total else 0.0, text=f"{run.done} done, {run.failed} failed of {run.total} tasks")
     c1, c2, c3 = st.columns([1, 1, 2])
-    c1.metric("Cost so far", dollars(run.cost_usd) if run.finished else "—")
+    c1.metric("Cost so far", usd(run.cost_usd) if run.finished else "—")
     c2.metric("Time left", duration(run.eta_seconds))
     if run.cancel_requested:
         c3.caption("Stopping: no new calls go out; calls already sent finish.")
@@ -197,7 +180,7 @@ if before_accuracy is not None and summary["accuracy"] is not None:
 m1, m2, m3 = st.columns(3)
 m1.metric("Accuracy", percent(summary["accuracy"]), delta=change, help=f"On {summary['scored']} tasks with ground truth.")
 m2.metric("Completion rate", percent(summary["completion_rate"]), help="Tasks answered without an error.")
-m3.metric("Cost", dollars(summary["cost_usd"]))
+m3.metric("Cost", usd(summary["cost_usd"]))
 m4, m5, m6 = st.columns(3)
 m4.metric("Tokens in / out", f"{summary['tokens']['input']:,} / {summary['tokens']['output']:,}")
 m5.metric("Latency p50", milliseconds(summary["latency_ms"]["p50"]))

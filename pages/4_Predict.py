@@ -2,6 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from core import connection, predict, prompts, runs
+from core.formatting import duration, percent, usd
 from core.labelstudio import LabelStudioError
 from core.runs import RunError
 
@@ -11,24 +12,6 @@ st.caption("Run a prompt version over the project's tasks and write its answers 
 state = st.session_state
 for kind, text in state.pop("flash", []):
     (st.success if kind == "ok" else st.error)(text)
-
-
-def percent(value: float | None) -> str:
-    return f"{value * 100:.1f}%" if value is not None else "—"
-
-
-def dollars(value: float | None) -> str:
-    if value is None:
-        return "no price"
-    if value == 0:
-        return "$0.00"
-    return f"${value:,.2f}" if value >= 1 else f"${value:.6f}".rstrip("0")
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 # -- project ----------------------------------------------------------------------------------------
@@ -183,7 +166,7 @@ else:
     m1, m2, m3 = st.columns(3)
     m1.metric("Tasks", f"{guess.tasks:,}")
     m2.metric("Tokens in / out", f"{guess.input_tokens:,} / {guess.output_tokens:,}")
-    m3.metric("Estimated cost", dollars(guess.cost_usd), help="No price: the model has none; set one on the Keys page.")
+    m3.metric("Estimated cost", usd(guess.cost_usd), help="No price: the model has none; set one on the Keys page.")
     notes = [f"{version.model_version} ({version.model}) on {chosen.description}."]
     if chosen.already_predicted:
         notes.append(f"{chosen.already_predicted} tasks already have a prediction of this version.")
@@ -251,7 +234,7 @@ def follow(run_id: int) -> None:
         st.caption("Waiting for the worker to start…")
     st.progress(run.finished / run.total if run.total else 0.0, text=f"{run.done} done, {run.failed} failed of {run.total} tasks")
     c1, c2, c3 = st.columns([1, 1, 2])
-    c1.metric("Cost so far", dollars(run.cost_usd) if run.finished else "—")
+    c1.metric("Cost so far", usd(run.cost_usd) if run.finished else "—")
     c2.metric("Time left", duration(run.eta_seconds))
     if run.cancel_requested:
         c3.caption("Stopping: no new calls go out; calls already sent finish.")
@@ -267,7 +250,7 @@ else:
     m1.metric("Done", f"{run.done} of {run.total}")
     m2.metric("Failed", run.failed)
     m3.metric("Written to Label Studio", written, help=f"Predictions of {run.model_version}.")
-    m4.metric("Cost", dollars(run.cost_usd))
+    m4.metric("Cost", usd(run.cost_usd))
     if runs.resumable(run):
         st.warning(f"Run {run.id} is {runs.status_of(run)}. {runs.why_stopped(run) or 'It did not finish.'}")
         if st.button("Resume", key="pr_resume"):
