@@ -2,6 +2,8 @@ import pandas as pd
 import streamlit as st
 
 from core import connection
+from core.evaluation import evaluate
+from core.formatting import percent
 
 st.title("Prompter")
 st.caption(
@@ -44,3 +46,15 @@ st.dataframe(
     hide_index=True,
     column_config={"open": st.column_config.LinkColumn("open", display_text="open in Label Studio")},
 )
+
+st.subheader("Prompts")
+scores = evaluate.overview()
+if not scores:
+    st.info("No prompts yet: write one on the Prompts page.")
+else:
+    titles = {p.id: p.title for p in status.projects}
+    st.dataframe(
+        pd.DataFrame([{**row, "project": titles.get(row["project"], f"#{row['project']}"), "accuracy": percent(row["accuracy"])} for row in scores]),
+        key="prompts",
+        hide_index=True,
+    )

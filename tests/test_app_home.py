@@ -58,3 +58,22 @@ def test_home_without_any_label_studio_configured():
     app = _run()
     (error,) = app.error
     assert "No Label Studio is configured" in error.value and "make run" in error.value
+
+
+def test_home_lists_prompts_with_their_latest_score(use_labelstudio, make_project, standin, ls_client):
+    from core import keys, prompts, runs
+    from core.evaluation import evaluate, subsets
+    from tests.standin import Reply
+
+    keys.add("team", "openai-compatible", base_url=standin.base_url)
+    project, _ = make_project(CHOICES_CONFIG, [NewTask({"text": t}, [(choice("Positive"), True)]) for t in ("good", "great", "fine", "nice")], title="Home scores")
+    version = prompts.create(project.id, "tone", template="{text}", controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
+    prompts.new_version("tone", project.id, template="Tone: {text}")
+    standin.respond_with(lambda r: Reply.json({"sentiment": "Positive" if "great" not in r.user_text else "Negative"}))
+    runs.execute(evaluate.start(version, subsets.choose(ls_client, project.id), ls_client.label_config(project.id)).id)
+
+    app = _run()
+    table = app.dataframe[1].value
+    assert table.to_dict("records") == [
+        {"project": "Home scores", "prompt": "tone", "latest": "v2", "model": "gpt-4o-mini", "evaluated": "v1", "accuracy": "75.0%", "on": "4 ground-truth tasks"}
+    ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from core import labeling, runs
+from core import labeling, prompts, runs
 from core.evaluation import answers, compare, metrics
 from core.evaluation.subsets import Subset, SubsetError
 from core.labelstudio import LabelStudioClient
@@ -164,3 +164,24 @@ def run_rows(prompt: str, project_id: int) -> list[dict[str, Any]]:
         }
         for run in runs.runs(prompt=prompt, project_id=project_id, kind="evaluate")
     ]
+
+
+def overview(project_id: int | None = None) -> list[dict[str, Any]]:
+    """Every prompt with its latest version and its best-known score: the latest completed evaluation."""
+    rows = []
+    for version in prompts.latest_versions(project_id):
+        scored = next(
+            (r for r in runs.runs(prompt=version.prompt, project_id=version.project_id, kind="evaluate") if r.status == "completed"), None
+        )
+        rows.append(
+            {
+                "project": version.project_id,
+                "prompt": version.prompt,
+                "latest": f"v{version.number}",
+                "model": version.model,
+                "evaluated": f"v{scored.version}" if scored else "—",
+                "accuracy": report(scored.id).accuracy if scored else None,
+                "on": scored.subset.get("description", "") if scored else "",
+            }
+        )
+    return rows
