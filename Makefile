@@ -4,7 +4,7 @@ VENV := .venv
 LS_VENV := .venv-labelstudio
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: run test setup bench clean
+.PHONY: run test setup bench bench-predict clean
 
 run: setup
 	$(VENV)/bin/python -m core run
@@ -14,9 +14,14 @@ test: setup
 
 setup: $(VENV)/.installed $(LS_VENV)/.installed
 
-# A measurement, not a test: prints a table and a JSON line (see bench/README.md).
+# Measurements, not tests: each prints a table and a JSON line (see bench/README.md). One after the
+# other, never at once: they would compete for the CPUs.
 bench: setup
 	$(VENV)/bin/python -m bench.run_engine $(BENCH_ARGS)
+	$(VENV)/bin/python -m bench.predict $(PREDICT_ARGS)
+
+bench-predict: setup
+	$(VENV)/bin/python -m bench.predict $(PREDICT_ARGS)
 
 # Reinstall only when the requirements change.
 $(VENV)/.installed: requirements.txt

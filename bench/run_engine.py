@@ -29,150 +29,32 @@ import json
 import os
 import pstats
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from bench.common import (
+    IMPORT_CHUNK,
+    LABEL_CONFIG,
+    TEMPLATE,
+    Measured,
+    StandInProcess,
+    TimedClient,
+    _aware,
+    cpu_seconds,
+    label_studio,
+    percentile,
+    table,
+    task_text,
+)
 
 TARGET_RATIO = 1.2
-IMPORT_CHUNK = 1000
-
-LABEL_CONFIG = """
-<View>
-  <Text name="text" value="$text"/>
-  <Choices name="sentiment" toName="text" choice="single">
-    <Choice value="Positive"/>
-    <Choice value="Negative"/>
-    <Choice value="Neutral"/>
-  </Choices>
-</View>
-"""
-TEMPLATE = "Sentiment of: {text}\nAnswer with {labels}"
-
-_THINGS = ("parcel", "blender", "headset", "jacket", "lamp", "kettle", "router", "backpack")
-_VERDICTS = ("arrived early and works well", "broke after a week", "is fine, nothing special", "was not what the photo showed")
-
-
-def task_text(part: str, n: int) -> str:
-    """A short review, different for every (part, n), so that no call is ever answered from the cache."""
-    return f"{part} review {n}: the {_THINGS[n % len(_THINGS)]} {_VERDICTS[n % len(_VERDICTS)]}."
-
-
-# -- the pieces the benchmark runs against --------------------------------------------------------
-
-
-@dataclass
-class StandInProcess:
-    """bench.standin_process in a child process (see there why)."""
-
-    latency: float
-    process: subprocess.Popen | None = None
-    base_url: str = ""
-
-    def __enter__(self) -> "StandInProcess":
-        repo = Path(__file__).resolve().parent.parent
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.standin_process", str(self.latency)],
-            cwd=repo,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.base_url = self.process.stdout.readline().strip()
-        if not self.base_url.startswith("http"):
-            raise RuntimeError(f"the stand-in did not start (printed {self.base_url!r})")
-        return self
-
-    def count(self) -> int:
-        self.process.stdin.write("count\n")
-        self.process.stdin.flush()
-        return int(self.process.stdout.readline())
-
-    def __exit__(self, *_exc) -> None:
-        if self.process is not None:
-            self.process.stdin.close()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@contextlib.contextmanager
-def label_studio(workdir: Path) -> Iterator[tuple[str, str, str, int | None]]:
-    """(url, token, where, process group): the one in LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY, else our
-    own, started here (its process group is known then, to account for its CPU)."""
-    from core import settings
-    from core.local_labelstudio import LocalLabelStudio, free_port
-
-    url = (os.environ.get("LABEL_STUDIO_URL") or "").strip().rstrip("/")
-    if url:
-        yield url, os.environ.get("LABEL_STUDIO_API_KEY", ""), f"given by LABEL_STUDIO_URL ({url})", None
-        return
-    server = LocalLabelStudio(workdir / "labelstudio", free_port(), settings.load().local_labelstudio_venv)
-    started = time.perf_counter()
-    print(f"Starting a Label Studio of the benchmark's own on {server.url} ...", file=sys.stderr, flush=True)
-    server.start()
-    print(f"  healthy after {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
-    try:
-        yield server.url, server.credentials.token, f"started for the benchmark ({server.url})", getattr(server._process, "pid", None)
-    finally:
-        server.stop()
-
-
-class TimedClient:
-    """Wraps a LabelStudioClient and adds up the time spent in the calls the engine makes.
-
-    Instrumentation only: it passes every call through unchanged.
-    """
-
-    MEASURED = ("tasks", "import_predictions", "delete_model_version", "model_versions", "predictions", "delete_prediction", "label_config")
-
-    def __init__(self, client):
-        self._client = client
-        self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-        self.spans: list[tuple[str, float, float, int]] = []  # (name, start, end in time.time(), items sent)
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._client, name)
-        if name not in self.MEASURED or not callable(attribute):
-            return attribute
-
-        def timed(*args, **kwargs):
-            started, began = time.perf_counter(), time.time()
-            try:
-                result = attribute(*args, **kwargs)
-                if name == "tasks":
-                    result = list(result)  # the export happens when the iterator is read
-                return result
-            finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
-                self.calls[name] = self.calls.get(name, 0) + 1
-                sent = len(args[1]) if name == "import_predictions" and len(args) > 1 and hasattr(args[1], "__len__") else 0
-                self.spans.append((name, began, time.time(), sent))
-
-        return timed
 
 
 # -- measurements -----------------------------------------------------------------------------
-
-
-@dataclass
-class Measured:
-    label: str
-    tasks: int  # tasks the wall time is for (after extrapolation)
-    concurrency: int
-    wall_s: float
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def per_task_ms(self) -> float:
-        return self.wall_s / self.tasks * 1000
 
 
 def engine_run(version, task_ids: list[int], concurrency: int, client: TimedClient, standin: StandInProcess, *, profile: bool, label_studio_group: int | None = None) -> dict[str, Any]:
@@ -223,29 +105,6 @@ def engine_run(version, task_ids: list[int], concurrency: int, client: TimedClie
     }
 
 
-def cpu_seconds(groups: dict[str, int | None]) -> dict[str, float]:
-    """CPU seconds used so far by the whole machine ("machine", all CPUs) and by each named process
-    group (a pid whose process group is summed), from /proc; empty where there is no /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
-    except (OSError, ValueError):
-        return {}
-    found = {"machine": (sum(fields) - fields[3] - fields[4]) / tick}  # all but idle and iowait
-    wanted = {pgid: name for name, pgid in groups.items() if pgid}
-    found.update({name: 0.0 for name in wanted.values()})
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            after_name = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        pid, pgrp = int(stat.parent.name), int(after_name[2])
-        name = wanted.get(pid) or wanted.get(pgrp)
-        if name:
-            found[name] += (float(after_name[11]) + float(after_name[12])) / tick  # utime + stime
-    return found
-
-
 def sequential_loop(version, texts: list[str], key) -> float:
     """The plain one-call-at-a-time loop: the same requests, the synchronous OpenAI client."""
     from core import calls, labeling, messages, providers
@@ -267,21 +126,6 @@ def sequential_loop(version, texts: list[str], key) -> float:
 # -- report -----------------------------------------------------------------------------------
 
 
-def table(rows: list[Measured], ideal_s: float) -> str:
-    head = ("", "tasks", "concurrency", "wall s", "per task ms", "ratio to ideal")
-    body = [
-        (r.label, str(r.tasks), str(r.concurrency), f"{r.wall_s:.2f}", f"{r.per_task_ms:.2f}", f"{r.wall_s / ideal_s:.2f}")
-        for r in rows
-    ]
-    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
-    fmt = lambda line: "  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(line))  # noqa: E731
-    out = [fmt(head), "  ".join("-" * w for w in widths)]
-    for row, line in zip(rows, body):
-        out.append(fmt(line))
-        out.extend(f"    {note}" for note in row.notes)
-    return "\n".join(out)
-
-
 def timeline(began: float, saved: list[float], spans: list[tuple[str, float, float, int]], ideal_per_s: float, step: float = 0.5) -> str:
     end = max(saved + [e for _, _, e, _ in spans])
     lines, t = [], began
@@ -292,14 +136,6 @@ def timeline(began: float, saved: list[float], spans: list[tuple[str, float, flo
         lines.append(f"  {t - began:6.1f} s {count:4d} {bar:<44} {' '.join(busy)}")
         t += step
     return "\n".join(lines)
-
-
-def percentile(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 # -- main -------------------------------------------------------------------------------------

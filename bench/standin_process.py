@@ -1,7 +1,7 @@
 """The test stand-in model in a process of its own, answering every call after a fixed delay.
 
 A real provider is another machine; running the stand-in in the benchmark's own process would make
-its HTTP handling compete with the engine for the GIL. Started by ``bench.run_engine``:
+its HTTP handling compete with the engine for the GIL. Started by the benchmarks (``bench.common``):
 
     python -m bench.standin_process DELAY_SECONDS
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core import connection, demo, keys, launcher, messages, predict, pricing, prompts, providers, runs
-from core.evaluation import evaluate, subsets
+from core.evaluation import subsets
 from core.checks import Check
 from core.formatting import percent, usd
 from core.labelstudio import LabelStudioError
@@ -463,6 +463,8 @@ def _ids(value: str) -> list[int]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from core.evaluation import evaluate  # scikit-learn and scipy: loaded only by the commands that score
+
     version = prompts.version(args.prompt, args.version, args.project)
     client = connection.client()
     kind = "tasks" if args.tasks else args.subset
@@ -510,6 +512,8 @@ def _runs_cancel(args: argparse.Namespace) -> int:
 
 
 def _print_run(run: runs.RunView, as_json: bool) -> int:
+    from core.evaluation import evaluate
+
     document = evaluate.summary(run.id) if run.kind == "evaluate" else _prediction_document(run)
     if as_json:
         print(json.dumps(document, default=str))

@@ -151,6 +151,9 @@ class LocalLabelStudio:
             LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
             LATEST_VERSION_CHECK="false",
             COLLECT_ANALYTICS="false",
+            # Label Studio 1.23 recounts every task of the project on each prediction import unless
+            # this flag is on: 5.35 s instead of 0.30 s per 500 predictions in a 20,000-task project.
+            fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short="true",
             PATH=f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
         )
         return env
