@@ -530,23 +530,7 @@ def _finished_ok(run: runs.RunView) -> int:
 
 
 def _run_document(run: runs.RunView) -> dict[str, Any]:
-    return {
-        "run_id": run.id,
-        "kind": run.kind,
-        "status": runs.status_of(run),
-        "status_reason": run.status_reason,
-        "prompt": run.prompt,
-        "version": run.version,
-        "model_version": run.model_version,
-        "subset": {k: v for k, v in run.subset.items() if k != "task_ids"},
-        "tasks": run.total,
-        "completed": run.done,
-        "failed": run.failed,
-        "cost_usd": run.cost_usd,
-        "tokens": {"input": run.input_tokens, "output": run.output_tokens},
-        "created_at": run.created_at,
-        "finished_at": run.finished_at,
-    }
+    return run.document()
 
 
 def _run_text(run: runs.RunView, document: dict[str, Any]) -> str:

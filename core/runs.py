@@ -120,6 +120,26 @@ class RunView:
         end = _aware(self.finished_at) if self.finished_at else store.utcnow()
         return max(0.0, (end - _aware(self.started_at)).total_seconds())
 
+    def document(self) -> dict[str, Any]:
+        """The run as the commands print it with --json."""
+        return {
+            "run_id": self.id,
+            "kind": self.kind,
+            "status": status_of(self),
+            "status_reason": self.status_reason,
+            "prompt": self.prompt,
+            "version": self.version,
+            "model_version": self.model_version,
+            "subset": {k: v for k, v in self.subset.items() if k != "task_ids"},
+            "tasks": self.total,
+            "completed": self.done,
+            "failed": self.failed,
+            "cost_usd": self.cost_usd,
+            "tokens": {"input": self.input_tokens, "output": self.output_tokens},
+            "created_at": _aware(self.created_at).isoformat(),
+            "finished_at": _aware(self.finished_at).isoformat() if self.finished_at else None,
+        }
+
     @property
     def eta_seconds(self) -> float | None:
         """Seconds left at the pace so far; None before there is a pace."""

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import connection, keys, predict, prompts, runs, settings
+from core.formatting import usd
 from core.labelstudio import NewPrediction, NewTask
 from tests.conftest import CHOICES_CONFIG, choice
 from tests.standin import Reply
@@ -53,14 +54,6 @@ def _metrics(app: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in app.metric}
 
 
-def _dollars(value: float | None) -> str:
-    """As the page shows an amount."""
-    if value is None:
-        return "no price"
-    if value == 0:
-        return "$0.00"
-    return f"${value:,.2f}" if value >= 1 else f"${value:.6f}".rstrip("0")
-
 
 def _wait_until_finished(run_id: int, timeout: float = 60.0) -> runs.RunView:
     deadline = time.monotonic() + timeout
@@ -88,7 +81,7 @@ def test_estimate_start_follow_and_finish_a_prediction_run(project):
     metrics = _metrics(app)
     assert metrics["Tasks"] == "8"
     assert metrics["Tokens in / out"] == f"{guess.input_tokens:,} / {guess.output_tokens:,}"
-    assert metrics["Estimated cost"] == _dollars(guess.cost_usd)
+    assert metrics["Estimated cost"] == usd(guess.cost_usd)
     assert any(c.value.startswith("sentiment@v1 (gpt-4o-mini) on all 8 tasks.") for c in app.caption)
 
     # start: a worker takes the run, and the page follows it
@@ -110,7 +103,7 @@ def test_estimate_start_follow_and_finish_a_prediction_run(project):
     assert not app.get("progress")
     metrics = _metrics(app)
     assert (metrics["Done"], metrics["Failed"], metrics["Written to Label Studio"]) == ("8 of 8", "0", "8")
-    assert metrics["Cost"] == _dollars(finished.cost_usd)
+    assert metrics["Cost"] == usd(finished.cost_usd)
     assert f"Run {run.id} finished: 8 predictions of sentiment@v1 written to Label Studio, 0 tasks failed." in [s.value for s in app.success]
     history = _table(app, *HISTORY_COLUMNS)
     assert history.drop(columns=["cost", "started"]).to_dict("records") == [

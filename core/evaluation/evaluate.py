@@ -45,23 +45,11 @@ def summary(run_id: int) -> dict[str, Any]:
     run = runs.get(run_id)
     found = report(run_id)
     latencies = [i.latency_ms for i in runs.items(run_id) if i.latency_ms is not None and not i.from_cache]
-    return {
-        "run_id": run.id,
-        "status": run.status,
-        "status_reason": run.status_reason,
-        "prompt": run.prompt,
-        "version": run.version,
-        "model_version": run.model_version,
-        "subset": {k: v for k, v in run.subset.items() if k != "task_ids"},
-        "tasks": run.total,
-        "completed": run.done,
-        "failed": run.failed,
+    return run.document() | {
         "scored": found.tasks,
         "accuracy": found.accuracy,
         "completion_rate": run.done / run.total if run.total else 0.0,
         "metrics": {name: control.to_dict() for name, control in found.controls.items()},
-        "cost_usd": run.cost_usd,
-        "tokens": {"input": run.input_tokens, "output": run.output_tokens},
         "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
     }
 
