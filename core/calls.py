@@ -8,6 +8,7 @@ what still fails becomes one sentence in ``Reply.error``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -28,7 +29,7 @@ class Request:
     body: dict[str, Any]
     provider: str  # which server answers: part of the cache key, never a secret
 
-    @property
+    @functools.cached_property  # read for the cache lookup and again when the item is stored
     def hash(self) -> str:
         """Identical calls have identical hashes: the cache key for answers already paid for.
         Asking for log-probabilities does not change the answer, so it is left out."""
@@ -36,7 +37,7 @@ class Request:
         canonical = json.dumps({"provider": self.provider, "body": body}, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
-    @property
+    @functools.cached_property
     def messages_hash(self) -> str:
         canonical = json.dumps(self.body["messages"], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()

@@ -481,7 +481,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _runs_list(args: argparse.Namespace) -> int:
     found = runs.runs(prompt=args.prompt, project_id=args.project)
     if args.json:
-        print(json.dumps({"runs": [_run_document(r) for r in found]}, default=str))
+        print(json.dumps({"runs": [r.document() for r in found]}, default=str))
         return 0
     if not found:
         print("No runs yet: `python -m core evaluate --prompt NAME` starts one.")
@@ -505,7 +505,7 @@ def _runs_resume(args: argparse.Namespace) -> int:
 def _runs_cancel(args: argparse.Namespace) -> int:
     run = runs.cancel(args.run_id)
     if args.json:
-        print(json.dumps(_run_document(run), default=str))
+        print(json.dumps(run.document(), default=str))
     else:
         print(f"Run {run.id} is {'cancelled' if run.status == 'cancelled' else 'stopping: no new calls go out'}; {run.finished} of {run.total} tasks finished.")
     return 0
@@ -527,10 +527,6 @@ def _finished_ok(run: runs.RunView) -> int:
         print(f"error: run {run.id} is {run.status}: {run.status_reason or 'not finished'}", file=sys.stderr)
         return 1
     return 0
-
-
-def _run_document(run: runs.RunView) -> dict[str, Any]:
-    return run.document()
 
 
 def _run_text(run: runs.RunView, document: dict[str, Any]) -> str:
@@ -661,7 +657,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _prediction_document(run: runs.RunView) -> dict[str, Any]:
-    return _run_document(run) | {"written": predict.written(run.id)}
+    return run.document() | {"written": predict.written(run.id)}
 
 
 def _predictions_list(args: argparse.Namespace) -> int:

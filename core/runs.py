@@ -369,8 +369,8 @@ class _Engine:
         self.run_id = run_id
         self.client = client
         self.progress = progress
-        self.version = prompts.by_row_id(self._row().prompt_version_id)
-        self.targets = labeling.read(self._row().label_config or client.label_config(self.version.project_id))
+        self.version = version_of(run_id)
+        self.targets = labeling.read(label_config(run_id) or client.label_config(self.version.project_id))
         self.schema = labeling.schema(self.targets, self.version.controls)
         self.key = keys.get(self.version.provider_key)
         self.images = messages.ImageLinks(client.url, client.file)
@@ -384,10 +384,6 @@ class _Engine:
         self.writing = threading.Lock()  # one writer at a time, so no item is imported twice
         self.unwritten = 0  # answers stored but not yet in Label Studio (an estimate, for pacing writes)
         self.db = store.engine().execution_options(sqlite_begin="IMMEDIATE").connect()
-
-    def _row(self) -> store.Run:
-        with store.session() as s:
-            return s.get(store.Run, self.run_id)
 
     async def go(self) -> None:
         client = providers.async_client(self.key, timeout=CALL_TIMEOUT, max_retries=CALL_RETRIES)

@@ -1,14 +1,14 @@
 import pandas as pd
 import streamlit as st
 
+import widgets
 from core import connection, keys, pricing, providers
 
 st.title("Keys")
 st.caption("Model providers and the Label Studio connection. Secrets are encrypted at rest and only ever shown masked.")
 
 state = st.session_state
-for flash in state.pop("flash", []):
-    (st.success if flash[0] == "ok" else st.error)(flash[1])
+widgets.show_flash()
 
 
 def show(check) -> None:
@@ -17,7 +17,7 @@ def show(check) -> None:
 
 def saved(message: str, form: str) -> None:
     """Report success after the rerun, with the form's fields (and the typed secret) cleared."""
-    state["flash"] = [("ok", message)]
+    widgets.flash("ok", message)
     state[f"{form}_generation"] = state.get(f"{form}_generation", 0) + 1
     state.pop(f"{form}_pending", None)
     st.rerun()
@@ -92,7 +92,7 @@ for key in all_keys:
             if st.button("Yes, delete", key=f"confirm_delete_{key.name}"):
                 keys.remove(key.name)
                 state.pop("deleting")
-                state["flash"] = [("ok", f"Deleted {key.name!r}.")]
+                widgets.flash("ok", f"Deleted {key.name!r}.")
                 st.rerun()
 
 
@@ -193,11 +193,11 @@ s1, s2 = st.columns(2)
 if s1.button("Save price", key="price_save"):
     try:
         pricing.save(price_model, price_in, price_out)
-        state["flash"] = [("ok", f"Saved the price of {price_model.strip()}.")]
+        widgets.flash("ok", f"Saved the price of {price_model.strip()}.")
         st.rerun()
     except ValueError as error:
         st.error(str(error))
 if own and s2.button("Remove my price for this model", key="price_remove", disabled=price_model.strip() not in own):
     pricing.remove(price_model.strip())
-    state["flash"] = [("ok", f"Removed your price for {price_model.strip()}.")]
+    widgets.flash("ok", f"Removed your price for {price_model.strip()}.")
     st.rerun()

@@ -1,7 +1,8 @@
 import pandas as pd
 import streamlit as st
 
-from core import connection, keys, messages, prompts, providers
+import widgets
+from core import keys, messages, prompts, providers
 from core.evaluation import answers
 from core.labeling import ConfigError
 from core.labelstudio import LabelStudioError
@@ -15,27 +16,11 @@ st.title("Prompts")
 st.caption("Write a prompt against a Label Studio project, see what the model receives, try it on one task, save versions.")
 
 state = st.session_state
-for kind, text in state.pop("flash", []):
-    (st.success if kind == "ok" else st.error)(text)
+widgets.show_flash()
 
 # -- project --------------------------------------------------------------------------------------
 
-try:
-    projects = connection.client().projects()
-except (LabelStudioError, ValueError) as error:
-    st.error(f"Label Studio is not available. {error}")
-    st.stop()
-if not projects:
-    st.info("Label Studio has no projects yet; create one there, or run `python -m core demo create`.")
-    st.stop()
-
-by_id = {p.id: p for p in projects}
-project_id = st.selectbox(
-    "Project",
-    list(by_id),
-    format_func=lambda i: f"{by_id[i].title} (#{i}) · {by_id[i].task_count} tasks · {by_id[i].ground_truth_count} ground truth",
-    key="project",
-)
+_, project_id = widgets.pick_project("project")
 if st.button("Reload from Label Studio", key="reload") or state.get("workbench_for") != project_id:
     try:
         state["workbench"] = Workbench.open(project_id)
@@ -146,7 +131,7 @@ if st.button(label, key="save", type="primary"):
     except (PromptError, ConfigError) as error:
         st.error(f"Not saved: {error}")
     else:
-        state["flash"] = [("ok", f"Saved {saved_version.prompt} v{saved_version.number} ({saved_version.model_version}).")]
+        widgets.flash("ok", f"Saved {saved_version.prompt} v{saved_version.number} ({saved_version.model_version}).")
         state["select_prompt"] = saved_version.prompt
         state.pop(f"start_version_{saved_version.prompt}", None)  # start from the version just saved
         st.rerun()

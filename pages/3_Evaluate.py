@@ -1,10 +1,11 @@
 import pandas as pd
 import streamlit as st
 
-from core import connection, prompts, runs
+import widgets
+from core import runs
 from core.evaluation import charts, evaluate, subsets
 from core.evaluation.subsets import SubsetError
-from core.formatting import duration, milliseconds, percent, usd
+from core.formatting import milliseconds, percent, usd
 from core.labelstudio import LabelStudioError
 from core.runs import RunError
 
@@ -15,43 +16,16 @@ st.title("Evaluate")
 st.caption("Run a prompt version on a set of tasks, score it against their ground truth, and see whether the new version is better.")
 
 state = st.session_state
-for kind, text in state.pop("flash", []):
-    (st.success if kind == "ok" else st.error)(text)
+widgets.show_flash()
 
 
 # -- project, prompt, version ---------------------------------------------------------------------
 
-try:
-    client = connection.client()
-    projects = client.projects()
-except (LabelStudioError, ValueError) as error:
-    st.error(f"Label Studio is not available. {error}")
+client, project_id = widgets.pick_project("ev_project")
+version = widgets.pick_version(project_id, "ev", then="evaluate it")
+if version is None:
     st.stop()
-if not projects:
-    st.info("Label Studio has no projects yet; create one there, or run `python -m core demo create`.")
-    st.stop()
-
-by_id = {p.id: p for p in projects}
-project_id = st.selectbox(
-    "Project",
-    list(by_id),
-    format_func=lambda i: f"{by_id[i].title} (#{i}) · {by_id[i].task_count} tasks · {by_id[i].ground_truth_count} ground truth",
-    key="ev_project",
-)
-names = [v.prompt for v in prompts.latest_versions(project_id)]
-if not names:
-    st.info("This project has no prompts yet: write one on the Prompts page, then evaluate it here.")
-    st.page_link("pages/2_Prompts.py", label="Open the Prompts page", icon=":material/edit_note:")
-    st.stop()
-
-left, right = st.columns(2)
-prompt_name = left.selectbox("Prompt", names, key="ev_prompt")
-numbers = [v.number for v in reversed(prompts.versions(prompt_name, project_id))]
-if state.get("ev_version_for") != (project_id, prompt_name) or state.get("ev_version") not in numbers:
-    state["ev_version"] = numbers[0]  # the latest, whenever the prompt changes
-    state["ev_version_for"] = (project_id, prompt_name)
-number = right.selectbox("Version", numbers, format_func=lambda n: f"v{n}", key="ev_version")
-version = prompts.version(prompt_name, number, project_id)
+prompt_name = version.prompt
 
 # -- a new evaluation -----------------------------------------------------------------------------
 
@@ -98,7 +72,7 @@ if st.button("Run evaluation", key="ev_start", type="primary", disabled=isinstan
     except (SubsetError, RunError, LabelStudioError) as error:
         st.error(f"Not started: {error}")
     else:
-        state["flash"] = [("ok", f"Started run {run.id}: {version.model_version} on {subset.description}.")]
+        widgets.flash("ok", f"Started run {run.id}: {version.model_version} on {subset.description}.")
         state["ev_select_run"] = run.id
         st.rerun()
 
@@ -124,48 +98,10 @@ run_id = st.selectbox("Run", list(evaluations), format_func=run_label, key="ev_r
 run = runs.get(run_id)
 
 
-def cancel(run_id: int) -> None:
-    try:
-        runs.cancel(run_id)
-    except RunError:
-        pass  # it ended meanwhile
-
-
-@st.fragment(run_every=1.0)
-def follow(run_id: int) -> None:
-    run = runs.get(run_id)
-    if not runs.live(run):
-        st.rerun(scope="app")  # it ended: the whole page shows its results
-    if run.status == "pending":
-        st.caption("Waiting for the worker to start…")
-    st.progress(run.finished / run.total if run.total else 0.0, text=f"{run.done} done, {run.failed} failed of {run.total} tasks")
-    c1, c2, c3 = st.columns([1, 1, 2])
-    c1.metric("Cost so far", usd(run.cost_usd) if run.finished else "—")
-    c2.metric("Time left", duration(run.eta_seconds))
-    if run.cancel_requested:
-        c3.caption("Stopping: no new calls go out; calls already sent finish.")
-    else:
-        c3.button("Cancel", key="ev_cancel", on_click=cancel, args=(run_id,))
-
-
 if runs.live(run):
-    follow(run.id)
-elif runs.resumable(run):
-    st.warning(f"Run {run.id} is {runs.status_of(run)}. {runs.why_stopped(run) or 'It did not finish.'}")
-    if st.button("Resume", key="ev_resume"):
-        try:
-            with st.spinner("Starting a worker…"):
-                resumed = runs.resume_in_background(run.id)
-        except RunError as error:
-            st.error(str(error))
-        else:
-            if runs.live(resumed) or resumed.status == "completed":
-                state["flash"] = [("ok", f"Resumed run {run.id}: only tasks without a result are sent.")]
-            else:
-                state["flash"] = [("error", f"Run {run.id} did not start again; `python -m core runs resume {run.id}` shows why.")]
-            st.rerun()
-elif run.status == "cancelled":
-    st.info(f"Run {run.id} was cancelled. {run.status_reason or 'What finished is kept.'}")
+    widgets.follow_run(run.id, "ev_cancel")
+else:
+    widgets.stopped_run(run, "ev_resume")
 
 if not run.finished:
     st.caption("Results show here as tasks finish.")

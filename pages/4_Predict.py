@@ -1,38 +1,23 @@
 import pandas as pd
 import streamlit as st
 
-from core import connection, predict, prompts, runs
-from core.formatting import duration, percent, usd
+import widgets
+from core import predict, runs
+from core.formatting import percent, usd
 from core.labelstudio import LabelStudioError
+from core.prompts import Version
 from core.runs import RunError
 
 st.title("Predict")
 st.caption("Run a prompt version over the project's tasks and write its answers into Label Studio as predictions.")
 
 state = st.session_state
-for kind, text in state.pop("flash", []):
-    (st.success if kind == "ok" else st.error)(text)
+widgets.show_flash()
 
 
 # -- project ----------------------------------------------------------------------------------------
 
-try:
-    client = connection.client()
-    projects = client.projects()
-except (LabelStudioError, ValueError) as error:
-    st.error(f"Label Studio is not available. {error}")
-    st.stop()
-if not projects:
-    st.info("Label Studio has no projects yet; create one there, or run `python -m core demo create`.")
-    st.stop()
-
-by_id = {p.id: p for p in projects}
-project_id = st.selectbox(
-    "Project",
-    list(by_id),
-    format_func=lambda i: f"{by_id[i].title} (#{i}) · {by_id[i].task_count} tasks · {by_id[i].prediction_count} predictions",
-    key="pr_project",
-)
+client, project_id = widgets.pick_project("pr_project", detail=lambda p: f"{p.prediction_count} predictions")
 
 
 # -- managing predictions (shown last; also on a project without prompts) ----------------------------
@@ -63,63 +48,55 @@ def manage_predictions() -> None:
 
     asked = state.get("pr_confirm")
     if asked == ("convert", project_id, name):
-        st.warning(f"Create {counts[name]} annotations from the predictions of {name}?")
-        y, n, _ = st.columns([1, 1, 2])
-        if y.button("Yes, create", key="pr_convert_confirm", type="primary"):
-            state.pop("pr_confirm", None)
-            try:
-                created = predict.to_annotations_named(client, project_id, name)
-            except LabelStudioError as error:
-                state["flash"] = [("error", f"No annotations created: {error}")]
-            else:
-                state["flash"] = [("ok", f"Created {created} annotations from the predictions of {name}.")]
-            st.rerun()
-        if n.button("No", key="pr_convert_cancel"):
-            state.pop("pr_confirm", None)
-            st.rerun()
+        confirm(
+            "convert",
+            f"Create {counts[name]} annotations from the predictions of {name}?",
+            "Yes, create",
+            lambda: predict.to_annotations_named(client, project_id, name),
+            lambda n: f"Created {n} annotations from the predictions of {name}.",
+            "No annotations created",
+        )
     elif asked == ("delete", project_id, name):
-        st.warning(f"Delete the {counts[name]} predictions of {name}? Other model versions' predictions stay.")
-        y, n, _ = st.columns([1, 1, 2])
-        if y.button("Yes, delete", key="pr_delete_confirm", type="primary"):
-            state.pop("pr_confirm", None)
-            try:
-                deleted = predict.delete_named(client, project_id, name)
-            except LabelStudioError as error:
-                state["flash"] = [("error", f"Nothing deleted: {error}")]
-            else:
-                state["flash"] = [("ok", f"Deleted {deleted} predictions of {name}.")]
-            state.pop("pr_estimate_for", None)  # which tasks lack a prediction may have changed
-            st.rerun()
-        if n.button("No", key="pr_delete_cancel"):
-            state.pop("pr_confirm", None)
-            st.rerun()
+        confirm(
+            "delete",
+            f"Delete the {counts[name]} predictions of {name}? Other model versions' predictions stay.",
+            "Yes, delete",
+            lambda: predict.delete_named(client, project_id, name),
+            lambda n: f"Deleted {n} predictions of {name}.",
+            "Nothing deleted",
+        )
+
+
+def confirm(action: str, question: str, yes: str, act, done, failed: str) -> None:
+    """Ask before acting on Label Studio; report after the rerun."""
+    st.warning(question)
+    y, n, _ = st.columns([1, 1, 2])
+    if y.button(yes, key=f"pr_{action}_confirm", type="primary"):
+        state.pop("pr_confirm", None)
+        try:
+            widgets.flash("ok", done(act()))
+        except LabelStudioError as error:
+            widgets.flash("error", f"{failed}: {error}")
+        state.pop("pr_estimate_for", None)  # which tasks lack a prediction may have changed
+        st.rerun()
+    if n.button("No", key=f"pr_{action}_cancel"):
+        state.pop("pr_confirm", None)
+        st.rerun()
 
 
 # -- prompt and version ------------------------------------------------------------------------------
 
-names = [v.prompt for v in prompts.latest_versions(project_id)]
-if not names:
-    st.info("This project has no prompts yet: write one on the Prompts page, then predict with it here.")
-    st.page_link("pages/2_Prompts.py", label="Open the Prompts page", icon=":material/edit_note:")
+
+def version_label(v: Version) -> str:
+    accuracy = predict.latest_accuracy(v)
+    return f"v{v.number} · accuracy {percent(accuracy)}" if accuracy is not None else f"v{v.number} · not evaluated yet"
+
+
+version = widgets.pick_version(project_id, "pr", then="predict with it", label=version_label)
+if version is None:
     manage_predictions()
     st.stop()
-
-left, right = st.columns(2)
-prompt_name = left.selectbox("Prompt", names, key="pr_prompt")
-saved = {v.number: v for v in prompts.versions(prompt_name, project_id)}
-numbers = sorted(saved, reverse=True)
-if state.get("pr_version_for") != (project_id, prompt_name) or state.get("pr_version") not in numbers:
-    state["pr_version"] = numbers[0]  # the latest, whenever the prompt changes
-    state["pr_version_for"] = (project_id, prompt_name)
-accuracy = {n: predict.latest_accuracy(v) for n, v in saved.items()}
-
-
-def version_label(n: int) -> str:
-    return f"v{n} · accuracy {percent(accuracy[n])}" if accuracy[n] is not None else f"v{n} · not evaluated yet"
-
-
-number = right.selectbox("Version", numbers, format_func=version_label, key="pr_version")
-version = saved[number]
+prompt_name, number = version.prompt, version.number
 predictions = runs.runs(prompt=prompt_name, project_id=project_id, kind="predict")
 going = [r for r in predictions if r.version == number and runs.live(r)]
 
@@ -190,7 +167,7 @@ if st.button("Start predicting", key="pr_start", type="primary", disabled=isinst
     except (RunError, LabelStudioError) as error:
         st.error(f"Not started: {error}")
     else:
-        state["flash"] = [("ok", f"Started run {run.id}: {version.model_version} on {chosen.description}.")]
+        widgets.flash("ok", f"Started run {run.id}: {version.model_version} on {chosen.description}.")
         state["pr_select_run"] = run.id
         st.rerun()
 
@@ -218,32 +195,8 @@ run_id = st.selectbox("Run", list(by_run), format_func=run_label, key="pr_run")
 run = runs.get(run_id)
 
 
-def cancel(run_id: int) -> None:
-    try:
-        runs.cancel(run_id)
-    except RunError:
-        pass  # it ended meanwhile
-
-
-@st.fragment(run_every=1.0)
-def follow(run_id: int) -> None:
-    run = runs.get(run_id)
-    if not runs.live(run):
-        st.rerun(scope="app")  # it ended: the whole page shows how
-    if run.status == "pending":
-        st.caption("Waiting for the worker to start…")
-    st.progress(run.finished / run.total if run.total else 0.0, text=f"{run.done} done, {run.failed} failed of {run.total} tasks")
-    c1, c2, c3 = st.columns([1, 1, 2])
-    c1.metric("Cost so far", usd(run.cost_usd) if run.finished else "—")
-    c2.metric("Time left", duration(run.eta_seconds))
-    if run.cancel_requested:
-        c3.caption("Stopping: no new calls go out; calls already sent finish.")
-    else:
-        c3.button("Cancel", key="pr_cancel", on_click=cancel, args=(run_id,))
-
-
 if runs.live(run):
-    follow(run.id)
+    widgets.follow_run(run.id, "pr_cancel")
 else:
     written = predict.written(run.id)
     m1, m2, m3, m4 = st.columns(4)
@@ -251,23 +204,7 @@ else:
     m2.metric("Failed", run.failed)
     m3.metric("Written to Label Studio", written, help=f"Predictions of {run.model_version}.")
     m4.metric("Cost", usd(run.cost_usd))
-    if runs.resumable(run):
-        st.warning(f"Run {run.id} is {runs.status_of(run)}. {runs.why_stopped(run) or 'It did not finish.'}")
-        if st.button("Resume", key="pr_resume"):
-            try:
-                with st.spinner("Starting a worker…"):
-                    resumed = runs.resume_in_background(run.id)
-            except RunError as error:
-                st.error(str(error))
-            else:
-                if runs.live(resumed) or resumed.status == "completed":
-                    state["flash"] = [("ok", f"Resumed run {run.id}: only tasks without a result are sent.")]
-                else:
-                    state["flash"] = [("error", f"Run {run.id} did not start again; `python -m core runs resume {run.id}` shows why.")]
-                st.rerun()
-    elif run.status == "cancelled":
-        st.info(f"Run {run.id} was cancelled. {run.status_reason or 'What finished is kept.'}")
-    elif run.status == "completed":
+    if not widgets.stopped_run(run, "pr_resume") and run.status == "completed":
         st.success(f"Run {run.id} finished: {written} predictions of {run.model_version} written to Label Studio, {run.failed} tasks failed.")
 
 # -- past runs ---------------------------------------------------------------------------------------

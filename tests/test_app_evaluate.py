@@ -5,20 +5,19 @@ by a real background worker and its results show when it ends."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import timedelta
 
 import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import connection, keys, prompts, runs, settings, store
+from core import connection, keys, prompts, runs, store
 from core.evaluation import charts, evaluate, subsets
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
+from tests.helpers import open_page, table, wait_for_run
 from tests.standin import Reply
 
-APP = str(settings.REPO_ROOT / "app.py")
 V1 = "Sentiment of: {text}\nAnswer with {labels}"
 V2 = "Sentiment of this review: {text}\nAnswer with {labels}"
 TRUTH = {"good": "Positive", "bad": "Negative", "meh": "Neutral", "great": "Positive", "awful": "Negative", "fine": "Neutral"}
@@ -54,21 +53,8 @@ def _evaluate(version) -> runs.RunView:
     return runs.execute(evaluate.start(version, subset, client.label_config(version.project_id)).id)
 
 
-def _page(project_id: int) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=90)
-    app.run()
-    app.switch_page("pages/3_Evaluate.py").run()
-    app.selectbox(key="ev_project").set_value(project_id).run()
-    assert not app.exception, app.exception
-    return app
 
 
-def _table(app: AppTest, *columns: str):
-    """The table with these columns (AppTest does not expose a dataframe's key)."""
-    for frame in app.dataframe:
-        if tuple(frame.value.columns) == columns:
-            return frame.value
-    raise AssertionError(f"no table with columns {columns}; tables: {[tuple(f.value.columns) for f in app.dataframe]}")
 
 
 def _charts(app: AppTest) -> list[tuple[dict, list[dict]]]:
@@ -80,18 +66,12 @@ def _charts(app: AppTest) -> list[tuple[dict, list[dict]]]:
     return found
 
 
-def _wait_until_finished(run_id: int, timeout: float = 60.0) -> runs.RunView:
-    deadline = time.monotonic() + timeout
-    while (run := runs.get(run_id)).status in runs.ACTIVE or run.interrupted:
-        assert time.monotonic() < deadline, f"run {run_id} is still {run.status} after {timeout} s"
-        time.sleep(0.3)
-    return run
 
 
 def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     proj, ids, v1, v2 = project
     first, second = _evaluate(v1), _evaluate(v2)
-    app = _page(proj.id)
+    app = open_page("pages/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
     assert app.selectbox(key="ev_prompt").value == "sentiment"
     assert app.selectbox(key="ev_run").value == second.id  # the newest run
 
@@ -104,9 +84,9 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     assert metrics["Cost"].value == "$0.000108" and stored["cost_usd"] == pytest.approx(0.000108)  # 6 calls of 100 in, 5 out
     assert metrics["Tokens in / out"].value == "600 / 30"
 
-    per_class = _table(app, "label", "precision", "recall", "f1", "support")
+    per_class = table(app, "label", "precision", "recall", "f1", "support")
     assert per_class.to_dict("records") == stored["metrics"]["sentiment"]["per_class"]
-    scores = _table(app, "tasks", "accuracy", "macro_f1", "micro_f1")
+    scores = table(app, "tasks", "accuracy", "macro_f1", "micro_f1")
     assert scores.to_dict("records") == [stored["metrics"]["sentiment"]["scores"]]
     (heatmap,) = [rows for spec, rows in _charts(app) if "layer" in spec]
     assert heatmap == charts.chart_data(charts.confusion_heatmap(stored["metrics"]["sentiment"]["confusion"]))
@@ -118,18 +98,18 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
         {"version": "v2", "accuracy": 4 / 6, "run_id": second.id, "subset": "6 ground-truth tasks"},
     ]
 
-    tasks = _table(app, *TASK_COLUMNS)
+    tasks = table(app, *TASK_COLUMNS)
     assert list(tasks["task"]) == sorted(ids.values())
     assert tasks.set_index("task").loc[ids["awful"], "error"].startswith("The answer is not valid JSON")
     assert tasks.set_index("task").loc[ids["good"], "link"] == connection.client().task_url(proj.id, ids["good"])
     app.checkbox(key="ev_wrong_only").check().run()
-    assert list(_table(app, *TASK_COLUMNS)["task"]) == sorted([ids["fine"], ids["awful"]])
+    assert list(table(app, *TASK_COLUMNS)["task"]) == sorted([ids["fine"], ids["awful"]])
     app.checkbox(key="ev_failed_only").check().run()
-    assert list(_table(app, *TASK_COLUMNS)["task"]) == [ids["awful"]]
+    assert list(table(app, *TASK_COLUMNS)["task"]) == [ids["awful"]]
     app.checkbox(key="ev_wrong_only").uncheck()
     app.checkbox(key="ev_failed_only").uncheck()
     app.selectbox(key="ev_class").set_value("Neutral").run()
-    assert list(_table(app, *TASK_COLUMNS)["task"]) == sorted([ids["meh"], ids["fine"]])
+    assert list(table(app, *TASK_COLUMNS)["task"]) == sorted([ids["meh"], ids["fine"]])
 
     comparison = evaluate.compare_runs(first.id, second.id)
     assert (app.selectbox(key="ev_compare_a").value, app.selectbox(key="ev_compare_b").value) == (first.id, second.id)
@@ -138,7 +118,7 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     assert {m.label: m.value for m in app.metric}["Accuracy difference"] == "+16.7 points"
     assert any(f"[{ids['meh']}](" in m.value for m in app.markdown if m.value.startswith("**Wrong → right**"))
 
-    history = _table(app, *HISTORY_COLUMNS)
+    history = table(app, *HISTORY_COLUMNS)
     assert list(history["run"]) == [second.id, first.id]
     assert list(history["version"]) == ["v2", "v1"] and list(history["status"]) == ["completed", "completed"]
     assert list(history["accuracy"]) == [4 / 6, 0.5] and list(history["done"]) == [5, 6] and list(history["failed"]) == [1, 0]
@@ -151,7 +131,7 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
 
 def test_run_an_evaluation_on_the_page_and_see_its_results(project):
     proj, ids, v1, v2 = project
-    app = _page(proj.id)
+    app = open_page("pages/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
     assert app.selectbox(key="ev_version").value == 2  # the latest
     assert [c.value for c in app.caption if "ground-truth tasks" in c.value] == ["sentiment@v2 (gpt-4o-mini) on 6 ground-truth tasks."]
     assert [i.value for i in app.info] == ["No evaluation of sentiment yet: run one above."]
@@ -164,13 +144,13 @@ def test_run_an_evaluation_on_the_page_and_see_its_results(project):
     assert run.concurrency == 2 and run.worker_pid is not None  # a background worker has it
     assert app.get("progress") and app.button(key="ev_cancel")  # followed live
 
-    finished = _wait_until_finished(run.id)
+    finished = wait_for_run(run.id)
     assert (finished.status, finished.done, finished.failed) == ("completed", 5, 1)
     app.run()
     assert not app.exception, app.exception
     assert not app.get("progress")
     assert {m.label: m.value for m in app.metric}["Accuracy"] == "66.7%"
-    assert list(_table(app, *HISTORY_COLUMNS)["status"]) == ["completed"]
+    assert list(table(app, *HISTORY_COLUMNS)["status"]) == ["completed"]
 
 
 def test_a_run_no_worker_picked_up_is_resumed_from_the_page(project):
@@ -181,17 +161,17 @@ def test_a_run_no_worker_picked_up_is_resumed_from_the_page(project):
         row = s.get(store.Run, run.id)
         row.created_at = store.utcnow() - timedelta(minutes=5)
         s.add(row)
-    app = _page(proj.id)
+    app = open_page("pages/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
     assert app.warning[0].value == f"Run {run.id} is pending. No worker has picked it up; resume to start it."
     app.button(key="ev_resume").click().run()
     assert f"Resumed run {run.id}: only tasks without a result are sent." in [s.value for s in app.success]
-    assert _wait_until_finished(run.id).status == "completed"
+    assert wait_for_run(run.id).status == "completed"
     app.run()
-    assert list(_table(app, *HISTORY_COLUMNS)["subset"]) == ["a sample of 2 tasks (seed 3)"]
+    assert list(table(app, *HISTORY_COLUMNS)["subset"]) == ["a sample of 2 tasks (seed 3)"]
 
 
 def test_a_project_without_prompts_points_to_the_prompts_page(use_labelstudio, make_project):
     project, _ = make_project(CHOICES_CONFIG, [NewTask({"text": "hello"})])
-    app = _page(project.id)
+    app = open_page("pages/3_Evaluate.py", project_key="ev_project", project_id=project.id)
     assert [i.value for i in app.info] == ["This project has no prompts yet: write one on the Prompts page, then evaluate it here."]
     assert not app.button  # nothing to start

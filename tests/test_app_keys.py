@@ -5,20 +5,14 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import connection, keys, pricing, settings
+from core import connection, keys, pricing
 from core.local_labelstudio import free_port
+from tests.helpers import open_page
 from tests.standin import StandIn
 
-APP = str(settings.REPO_ROOT / "app.py")
 SECRET = "sk-page-secret-0123456789abcdefXYZ7"
 
 
-def _keys_page() -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    app.switch_page("pages/1_Keys.py").run()
-    assert not app.exception, app.exception
-    return app
 
 
 def _rendered_text(app: AppTest) -> str:
@@ -47,7 +41,7 @@ def server():
 
 
 def test_add_test_mask_edit_delete(server):
-    app = _keys_page()
+    app = open_page("pages/1_Keys.py", timeout=60)
     app.selectbox(key="new_provider").set_value("openai").run()
     app.text_input(key="new_0_name").input("team")
     app.text_input(key="new_0_api_key").input(SECRET)
@@ -79,7 +73,7 @@ def test_add_test_mask_edit_delete(server):
 
 
 def test_a_failed_test_does_not_save_unless_confirmed(server):
-    app = _keys_page()
+    app = open_page("pages/1_Keys.py", timeout=60)
     app.selectbox(key="new_provider").set_value("openai").run()
     app.text_input(key="new_0_name").input("wrong")
     app.text_input(key="new_0_api_key").input("sk-not-the-right-key-000000000")
@@ -94,7 +88,7 @@ def test_a_failed_test_does_not_save_unless_confirmed(server):
 
 
 def test_bad_input_is_refused_naming_the_field():
-    app = _keys_page()
+    app = open_page("pages/1_Keys.py", timeout=60)
     app.selectbox(key="new_provider").set_value("azure").run()
     app.text_input(key="new_0_name").input("az")
     app.text_input(key="new_0_api_key").input(SECRET)
@@ -108,7 +102,7 @@ def test_label_studio_connection_saved_and_environment_wins(use_labelstudio, mon
     token = use_labelstudio.credentials.token
     monkeypatch.delenv("LABEL_STUDIO_URL")
     monkeypatch.delenv("LABEL_STUDIO_API_KEY")
-    app = _keys_page()
+    app = open_page("pages/1_Keys.py", timeout=60)
     app.text_input(key="ls_url_0").input(use_labelstudio.url)
     app.text_input(key="ls_token_0").input(token)
     app.button(key="ls_save").click().run()
@@ -118,14 +112,14 @@ def test_label_studio_connection_saved_and_environment_wins(use_labelstudio, mon
 
     monkeypatch.setenv("LABEL_STUDIO_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "env-token-0000000000000")
-    app = _keys_page()
+    app = open_page("pages/1_Keys.py", timeout=60)
     assert any("set in the environment" in i.value for i in app.info)
     app.button(key="ls_test").click().run()
     assert any("Cannot reach Label Studio" in e for e in _texts(app.error))
 
 
 def test_a_team_sets_and_removes_a_model_price():
-    app = _keys_page()
+    app = open_page("pages/1_Keys.py", timeout=60)
     app.text_input(key="price_model").input("my-azure-gpt4o")
     app.number_input(key="price_input").set_value(2.5)
     app.number_input(key="price_output").set_value(10.0)

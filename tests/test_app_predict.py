@@ -5,18 +5,17 @@ are turned into annotations or deleted, after a confirmation, one version at a t
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import connection, keys, predict, prompts, runs, settings
+from core import connection, keys, predict, prompts, runs
 from core.formatting import usd
 from core.labelstudio import NewPrediction, NewTask
 from tests.conftest import CHOICES_CONFIG, choice
+from tests.helpers import open_page, table, wait_for_run
 from tests.standin import Reply
 
-APP = str(settings.REPO_ROOT / "app.py")
 TEXTS = ["good", "bad", "meh", "great", "awful", "fine", "lovely", "dull"]
 HISTORY_COLUMNS = ("run", "version", "status", "scope", "done", "failed", "written", "cost", "started")
 MODEL_VERSION_COLUMNS = ("model version", "predictions")
@@ -33,21 +32,8 @@ def project(use_labelstudio, make_project, standin):
     return project, ids, version
 
 
-def _page(project_id: int) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=90)
-    app.run()
-    app.switch_page("pages/4_Predict.py").run()
-    app.selectbox(key="pr_project").set_value(project_id).run()
-    assert not app.exception, app.exception
-    return app
 
 
-def _table(app: AppTest, *columns: str):
-    """The table with these columns (AppTest does not expose a dataframe's key)."""
-    for frame in app.dataframe:
-        if tuple(frame.value.columns) == columns:
-            return frame.value
-    raise AssertionError(f"no table with columns {columns}; tables: {[tuple(f.value.columns) for f in app.dataframe]}")
 
 
 def _metrics(app: AppTest) -> dict[str, str]:
@@ -55,12 +41,6 @@ def _metrics(app: AppTest) -> dict[str, str]:
 
 
 
-def _wait_until_finished(run_id: int, timeout: float = 60.0) -> runs.RunView:
-    deadline = time.monotonic() + timeout
-    while (run := runs.get(run_id)).status in runs.ACTIVE or run.interrupted:
-        assert time.monotonic() < deadline, f"run {run_id} is still {run.status} after {timeout} s"
-        time.sleep(0.3)
-    return run
 
 
 def _annotations(ls_client, project_id: int) -> int:
@@ -70,7 +50,7 @@ def _annotations(ls_client, project_id: int) -> int:
 def test_estimate_start_follow_and_finish_a_prediction_run(project):
     proj, ids, v1 = project
     client = connection.client()
-    app = _page(proj.id)
+    app = open_page("pages/4_Predict.py", project_key="pr_project", project_id=proj.id)
     assert app.selectbox(key="pr_prompt").value == "sentiment"
     assert app.selectbox(key="pr_version").value == 1
     assert [i.value for i in app.info] == ["No prediction run of sentiment yet: start one above.", "This project has no predictions yet."]
@@ -96,7 +76,7 @@ def test_estimate_start_follow_and_finish_a_prediction_run(project):
     assert app.get("progress") and app.button(key="pr_cancel")  # followed live
     assert app.button(key="pr_start").disabled  # one run of a version at a time
 
-    finished = _wait_until_finished(run.id)
+    finished = wait_for_run(run.id)
     assert (finished.status, finished.done, finished.failed) == ("completed", 8, 0)
     app.run()
     assert not app.exception, app.exception
@@ -105,11 +85,11 @@ def test_estimate_start_follow_and_finish_a_prediction_run(project):
     assert (metrics["Done"], metrics["Failed"], metrics["Written to Label Studio"]) == ("8 of 8", "0", "8")
     assert metrics["Cost"] == usd(finished.cost_usd)
     assert f"Run {run.id} finished: 8 predictions of sentiment@v1 written to Label Studio, 0 tasks failed." in [s.value for s in app.success]
-    history = _table(app, *HISTORY_COLUMNS)
+    history = table(app, *HISTORY_COLUMNS)
     assert history.drop(columns=["cost", "started"]).to_dict("records") == [
         {"run": run.id, "version": "v1", "status": "completed", "scope": "all 8 tasks", "done": 8, "failed": 0, "written": 8}
     ]
-    assert _table(app, *MODEL_VERSION_COLUMNS).to_dict("records") == [{"model version": "sentiment@v1", "predictions": 8}]
+    assert table(app, *MODEL_VERSION_COLUMNS).to_dict("records") == [{"model version": "sentiment@v1", "predictions": 8}]
 
     # only missing: nothing left to do
     app.checkbox(key="pr_only_missing").check().run()
@@ -122,7 +102,7 @@ def test_estimate_start_follow_and_finish_a_prediction_run(project):
 
 def test_a_run_stopped_by_the_spending_limit_says_why(project):
     proj, ids, v1 = project
-    app = _page(proj.id)
+    app = open_page("pages/4_Predict.py", project_key="pr_project", project_id=proj.id)
     app.number_input(key="pr_concurrency").set_value(1)
     # one call costs $0.000018 (100 in, 5 out at gpt-4o-mini's price): a second would pass $0.00003
     app.number_input(key="pr_max_cost").set_value(0.00003)
@@ -131,7 +111,7 @@ def test_a_run_stopped_by_the_spending_limit_says_why(project):
     (run,) = runs.runs(prompt="sentiment", project_id=proj.id, kind="predict")
     assert run.max_cost_usd == 0.00003
 
-    stopped = _wait_until_finished(run.id)
+    stopped = wait_for_run(run.id)
     assert (stopped.status, stopped.done) == ("stopped", 1)
     app.run()
     assert app.warning[0].value == f"Run {run.id} is stopped. {stopped.status_reason}"
@@ -145,8 +125,8 @@ def test_predictions_to_annotations_and_delete_one_model_version(project, ls_cli
     client = connection.client()
     assert runs.execute(predict.start(v1, predict.scope(v1, client), client).id).status == "completed"
     ls_client.import_predictions(proj.id, [NewPrediction(ids[0], choice("Neutral"), "other@v1")])
-    app = _page(proj.id)
-    assert _table(app, *MODEL_VERSION_COLUMNS).to_dict("records") == [
+    app = open_page("pages/4_Predict.py", project_key="pr_project", project_id=proj.id)
+    assert table(app, *MODEL_VERSION_COLUMNS).to_dict("records") == [
         {"model version": "sentiment@v1", "predictions": 8},
         {"model version": "other@v1", "predictions": 1},
     ]
@@ -170,7 +150,7 @@ def test_predictions_to_annotations_and_delete_one_model_version(project, ls_cli
     app.button(key="pr_delete_confirm").click().run()
     assert not app.exception, app.exception
     assert "Deleted 8 predictions of sentiment@v1." in [s.value for s in app.success]
-    assert _table(app, *MODEL_VERSION_COLUMNS).to_dict("records") == [{"model version": "other@v1", "predictions": 1}]
+    assert table(app, *MODEL_VERSION_COLUMNS).to_dict("records") == [{"model version": "other@v1", "predictions": 1}]
     assert [p.model_version for p in ls_client.predictions(proj.id)] == ["other@v1"]
     assert _annotations(ls_client, proj.id) == 8  # the annotations made from them stay
 
@@ -190,7 +170,7 @@ def test_predictions_to_annotations_and_delete_one_model_version(project, ls_cli
 
 def test_a_project_without_prompts_points_to_the_prompts_page(use_labelstudio, make_project):
     project, _ = make_project(CHOICES_CONFIG, [NewTask({"text": "hello"})])
-    app = _page(project.id)
+    app = open_page("pages/4_Predict.py", project_key="pr_project", project_id=project.id)
     assert [i.value for i in app.info] == [
         "This project has no prompts yet: write one on the Prompts page, then predict with it here.",
         "This project has no predictions yet.",

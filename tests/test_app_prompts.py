@@ -4,23 +4,16 @@ write a template, preview it, try it on a task, save versions and compare them."
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from core import keys, prompts, settings
+from core import keys, prompts
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
+from tests.helpers import open_page, table
 from tests.standin import Reply
 
-APP = str(settings.REPO_ROOT / "app.py")
 TEMPLATE = "Review: {text}\nAnswer with {labels}"
 
 
-def _prompts_page() -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=90)
-    app.run()
-    app.switch_page("pages/2_Prompts.py").run()
-    assert not app.exception, app.exception
-    return app
 
 
 @pytest.fixture
@@ -38,27 +31,16 @@ def project(use_labelstudio, make_project, standin):
     return project, ids
 
 
-def _table(app: AppTest, *columns: str):
-    """The table with these columns (AppTest does not expose a dataframe's key)."""
-    for frame in app.dataframe:
-        if tuple(frame.value.columns) == columns:
-            return frame.value
-    raise AssertionError(f"no table with columns {columns}; tables: {[tuple(f.value.columns) for f in app.dataframe]}")
 
 
-def _open_project(project_id: int) -> AppTest:
-    app = _prompts_page()
-    app.selectbox(key="project").set_value(project_id).run()
-    assert not app.exception, app.exception
-    return app
 
 
 def test_the_page_shows_what_the_config_asks_for_and_a_working_starter(project):
     (proj, ids) = project
-    app = _open_project(proj.id)
+    app = open_page("pages/2_Prompts.py", project_key="project", project_id=proj.id)
     assert f"Prompts page check (#{proj.id}) · 3 tasks · 2 ground truth" in app.selectbox(key="project").format_func(proj.id)
-    inputs = _table(app, "name", "tag", "field")
-    outputs = _table(app, "name", "tag", "accepts")
+    inputs = table(app, "name", "tag", "field")
+    outputs = table(app, "name", "tag", "accepts")
     assert inputs.to_dict("records") == [{"name": "text", "tag": "Text", "field": "text"}]
     assert outputs.to_dict("records") == [{"name": "sentiment", "tag": "Choices", "accepts": "one of: Positive, Negative, Neutral"}]
     assert [b.label for b in app.button if b.key.startswith("var_")] == ["{text}", "{channel}", "{labels}", "{labels:sentiment}"]
@@ -69,7 +51,7 @@ def test_the_page_shows_what_the_config_asks_for_and_a_working_starter(project):
 
 def test_write_try_save_and_compare_versions(project, standin):
     (proj, ids) = project
-    app = _open_project(proj.id)
+    app = open_page("pages/2_Prompts.py", project_key="project", project_id=proj.id)
     app.text_input(key="ed_name").input("sentiment")
     app.text_area(key="ed_template").input(TEMPLATE)
     app.selectbox(key="ed_model").set_value("gpt-4o-mini")
@@ -84,7 +66,7 @@ def test_write_try_save_and_compare_versions(project, standin):
     assert [s.value for s in app.success] == ["Matches the ground truth."]
     metrics = {m.label: m.value for m in app.metric}
     assert metrics == {"Input tokens": "1200", "Output tokens": "8", "Cost": f"${(1200 * 0.15 + 8 * 0.60) / 1e6:.6f}", "Latency": metrics["Latency"]}
-    assert _table(app, "output", "answer", "ground truth").to_dict("records") == [{"output": "sentiment", "answer": "Positive", "ground truth": "Positive"}]
+    assert table(app, "output", "answer", "ground truth").to_dict("records") == [{"output": "sentiment", "answer": "Positive", "ground truth": "Positive"}]
     assert standin.requests[-1].messages == [{"role": "user", "content": "Review: Great value\nAnswer with sentiment: one of: Positive, Negative, Neutral"}]
 
     app.button(key="save").click().run()
@@ -106,7 +88,7 @@ def test_write_try_save_and_compare_versions(project, standin):
     app.button(key="save").click().run()
     assert "Saved sentiment v2 (sentiment@v2)." in [s.value for s in app.success]
     assert [v.note for v in prompts.versions("sentiment", proj.id)] == [None, "add the channel"]
-    history = _table(app, "version", "saved", "model", "key", "temperature", "outputs", "note")
+    history = table(app, "version", "saved", "model", "key", "temperature", "outputs", "note")
     assert list(history["version"]) == ["v2", "v1"]
     diff = app.code[-1].value
     assert "+Channel: {channel}" in diff and "-note: None" in diff
@@ -114,7 +96,7 @@ def test_write_try_save_and_compare_versions(project, standin):
 
 def test_a_bad_draft_is_refused_with_the_fix_and_nothing_is_saved(project, standin):
     (proj, ids) = project
-    app = _open_project(proj.id)
+    app = open_page("pages/2_Prompts.py", project_key="project", project_id=proj.id)
     app.text_input(key="ed_name").input("sentiment")
     app.text_area(key="ed_template").input("Classify {review}")
     app.selectbox(key="ed_model").set_value("gpt-4o-mini").run()
@@ -128,7 +110,7 @@ def test_a_bad_draft_is_refused_with_the_fix_and_nothing_is_saved(project, stand
 
 def test_a_failed_answer_shows_its_reason_and_the_raw_text(project, standin):
     (proj, ids) = project
-    app = _open_project(proj.id)
+    app = open_page("pages/2_Prompts.py", project_key="project", project_id=proj.id)
     app.text_area(key="ed_template").input(TEMPLATE)
     app.selectbox(key="ed_model").set_value("gpt-4o-mini").run()
     standin.script(Reply.json({"sentiment": "Ecstatic"}))
@@ -139,6 +121,6 @@ def test_a_failed_answer_shows_its_reason_and_the_raw_text(project, standin):
 
 def test_a_project_with_nothing_to_fill_says_why(use_labelstudio, make_project):
     project, _ = make_project('<View><Image name="img" value="$image"/><RectangleLabels name="box" toName="img"><Label value="Cat"/></RectangleLabels></View>')
-    app = _open_project(project.id)
+    app = open_page("pages/2_Prompts.py", project_key="project", project_id=project.id)
     assert "has nothing Prompter can fill (RectangleLabels 'box'" in app.error[0].value
-    assert _table(app, "name", "tag", "why").to_dict("records")[0]["why"] == "Prompter fills Choices, Labels, TextArea, Number, Rating, Pairwise, Taxonomy, not RectangleLabels"
+    assert table(app, "name", "tag", "why").to_dict("records")[0]["why"] == "Prompter fills Choices, Labels, TextArea, Number, Rating, Pairwise, Taxonomy, not RectangleLabels"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import collections
 import math
 import threading
-import time
 
 import pytest
 
 from core import keys, predict, prompts, runs
 from core.labelstudio import NewPrediction, NewTask
 from tests.conftest import CHOICES_CONFIG, choice
+from tests.helpers import wait_until
 from tests.standin import Reply
 
 TEMPLATE = "Sentiment of: {text}\nAnswer with {labels}"
@@ -92,9 +92,9 @@ def test_label_studio_going_away_mid_run_loses_and_doubles_nothing(project, stan
     worker = threading.Thread(target=runs.execute, args=(run.id,), kwargs={"client": ls_client})
     worker.start()
     try:
-        _wait_until(lambda: predict.written(run.id) >= 2)  # some predictions are in before it goes
+        wait_until(lambda: predict.written(run.id) >= 2, timeout=60)  # some predictions are in before it goes
         labelstudio.stop()
-        _wait_until(lambda: runs.get(run.id).done >= 8)  # answers keep coming while it is away
+        wait_until(lambda: runs.get(run.id).done >= 8, timeout=60)  # answers keep coming while it is away
     finally:
         labelstudio.start()
     worker.join(timeout=180)
@@ -125,10 +125,3 @@ def test_an_estimate_counts_what_the_cache_will_answer_as_free(project, standin)
     guess = predict.estimate(version, predict.scope(version, ls_client), ls_client)
     assert (guess.cached, guess.input_tokens, guess.cost_usd) == (10, 0, 0.0)
 
-
-def _wait_until(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)

@@ -7,13 +7,13 @@ import collections
 import os
 import signal
 import threading
-import time
 
 import pytest
 
 from core import keys, prompts, runs
 from core.labelstudio import NewPrediction, NewTask
 from tests.conftest import CHOICES_CONFIG, choice
+from tests.helpers import wait_until
 from tests.standin import Reply
 
 TEMPLATE = "Sentiment of: {text}\nAnswer with {labels}"
@@ -130,7 +130,7 @@ def test_cancel_stops_sending_and_keeps_what_finished(setup, standin):
     run = new_run(concurrency=2)
     worker = threading.Thread(target=runs.execute, args=(run.id,))
     worker.start()
-    _wait_until(lambda: runs.get(run.id).done >= 2)
+    wait_until(lambda: runs.get(run.id).done >= 2)
     runs.cancel(run.id)
     worker.join(timeout=30)
     stopped = runs.get(run.id)
@@ -150,7 +150,7 @@ def test_a_killed_worker_is_resumed_without_sending_a_finished_task_again(setup,
     standin.respond_with(lambda r: Reply.json({"sentiment": LABELS[number_of(r) % 3]}, delay=0.4))
     run = new_run(concurrency=2)
     pid = runs.launch(run.id)
-    _wait_until(lambda: runs.get(run.id).done >= 4, timeout=60)
+    wait_until(lambda: runs.get(run.id).done >= 4, timeout=60)
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     before = {i.task_id for i in runs.items(run.id)}
@@ -176,12 +176,6 @@ def test_a_task_that_cannot_be_rendered_fails_alone(use_labelstudio, make_projec
     assert standin.request_count == 2
 
 
-def _wait_until(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
 
 
 def test_a_spending_limit_stops_the_run_before_it_is_passed(setup, standin):

@@ -1,0 +1,45 @@
+"""Helpers the page and run tests share: opening a page in AppTest, finding a table, waiting."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from streamlit.testing.v1 import AppTest
+
+from core import runs, settings
+
+APP = str(settings.REPO_ROOT / "app.py")
+
+
+def open_page(page: str, *, project_key: str | None = None, project_id: int | None = None, timeout: float = 90) -> AppTest:
+    """The app switched to ``page`` (e.g. "pages/3_Evaluate.py"), with a project picked when given."""
+    app = AppTest.from_file(APP, default_timeout=timeout)
+    app.run()
+    app.switch_page(page).run()
+    if project_key is not None:
+        app.selectbox(key=project_key).set_value(project_id).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def table(app: AppTest, *columns: str):
+    """The table with these columns (AppTest does not expose a dataframe's key)."""
+    for frame in app.dataframe:
+        if tuple(frame.value.columns) == columns:
+            return frame.value
+    raise AssertionError(f"no table with columns {columns}; tables: {[tuple(f.value.columns) for f in app.dataframe]}")
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, poll: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(poll)
+
+
+def wait_for_run(run_id: int, timeout: float = 60.0) -> runs.RunView:
+    """The run once no worker is on it any more (a real worker process may be)."""
+    wait_until(lambda: (r := runs.get(run_id)).status not in runs.ACTIVE and not r.interrupted, timeout, poll=0.3)
+    return runs.get(run_id)

@@ -1,0 +1,119 @@
+"""Streamlit pieces the pages share: flash messages, the project, prompt and version pickers, and a run
+followed live with cancel and resume. Layout only: every decision is in core/.
+
+(It lives beside app.py, not in pages/, because Streamlit lists every file in pages/ as a page.)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import streamlit as st
+
+from core import connection, prompts, runs
+from core.formatting import duration, usd
+from core.labelstudio import LabelStudioClient, LabelStudioError, Project
+from core.prompts import Version
+from core.runs import RunError, RunView
+
+
+def show_flash() -> None:
+    """Messages left by the previous script run (an action, then st.rerun)."""
+    for kind, text in st.session_state.pop("flash", []):
+        (st.success if kind == "ok" else st.error)(text)
+
+
+def flash(kind: str, text: str) -> None:
+    st.session_state["flash"] = [(kind, text)]
+
+
+def ground_truth_count(project: Project) -> str:
+    return f"{project.ground_truth_count} ground truth"
+
+
+def pick_project(key: str, detail: Callable[[Project], str] = ground_truth_count) -> tuple[LabelStudioClient, int]:
+    """The Label Studio client and the chosen project's id; stops the page when there is none."""
+    try:
+        client = connection.client()
+        projects = client.projects()
+    except (LabelStudioError, ValueError) as error:
+        st.error(f"Label Studio is not available. {error}")
+        st.stop()
+    if not projects:
+        st.info("Label Studio has no projects yet; create one there, or run `python -m core demo create`.")
+        st.stop()
+    by_id = {p.id: p for p in projects}
+    project_id = st.selectbox(
+        "Project",
+        list(by_id),
+        format_func=lambda i: f"{by_id[i].title} (#{i}) · {by_id[i].task_count} tasks · {detail(by_id[i])}",
+        key=key,
+    )
+    return client, project_id
+
+
+def pick_version(project_id: int, prefix: str, *, then: str, label: Callable[[Version], str] = lambda v: f"v{v.number}") -> Version | None:
+    """A prompt of the project and one of its versions (the latest whenever the prompt changes);
+    None, with a pointer to the Prompts page, when the project has no prompt to ``then`` with."""
+    names = [v.prompt for v in prompts.latest_versions(project_id)]
+    if not names:
+        st.info(f"This project has no prompts yet: write one on the Prompts page, then {then} here.")
+        st.page_link("pages/2_Prompts.py", label="Open the Prompts page", icon=":material/edit_note:")
+        return None
+    state = st.session_state
+    left, right = st.columns(2)
+    name = left.selectbox("Prompt", names, key=f"{prefix}_prompt")
+    by_number = {v.number: v for v in prompts.versions(name, project_id)}
+    numbers = sorted(by_number, reverse=True)
+    if state.get(f"{prefix}_version_for") != (project_id, name) or state.get(f"{prefix}_version") not in numbers:
+        state[f"{prefix}_version"] = numbers[0]
+        state[f"{prefix}_version_for"] = (project_id, name)
+    number = right.selectbox("Version", numbers, format_func=lambda n: label(by_number[n]), key=f"{prefix}_version")
+    return by_number[number]
+
+
+def _cancel(run_id: int) -> None:
+    try:
+        runs.cancel(run_id)
+    except RunError:
+        pass  # it ended meanwhile
+
+
+@st.fragment(run_every=1.0)
+def follow_run(run_id: int, cancel_key: str) -> None:
+    """A running run, refreshed every second: progress, cost so far, time left, and Cancel."""
+    run = runs.get(run_id)
+    if not runs.live(run):
+        st.rerun(scope="app")  # it ended: the whole page shows how
+    if run.status == "pending":
+        st.caption("Waiting for the worker to start…")
+    st.progress(run.finished / run.total if run.total else 0.0, text=f"{run.done} done, {run.failed} failed of {run.total} tasks")
+    c1, c2, c3 = st.columns([1, 1, 2])
+    c1.metric("Cost so far", usd(run.cost_usd) if run.finished else "—")
+    c2.metric("Time left", duration(run.eta_seconds))
+    if run.cancel_requested:
+        c3.caption("Stopping: no new calls go out; calls already sent finish.")
+    else:
+        # A click callback, not st.rerun: a fragment may not rerun itself during a full-page run.
+        c3.button("Cancel", key=cancel_key, on_click=_cancel, args=(run_id,))
+
+
+def stopped_run(run: RunView, resume_key: str) -> bool:
+    """Say why a run stopped before its end (interrupted, failed, stopped, cancelled) and offer Resume;
+    False when it did not stop early."""
+    if runs.resumable(run):
+        st.warning(f"Run {run.id} is {runs.status_of(run)}. {runs.why_stopped(run) or 'It did not finish.'}")
+        if st.button("Resume", key=resume_key):
+            try:
+                with st.spinner("Starting a worker…"):
+                    resumed = runs.resume_in_background(run.id)
+            except RunError as error:
+                st.error(str(error))
+            else:
+                if runs.live(resumed) or resumed.status == "completed":
+                    flash("ok", f"Resumed run {run.id}: only tasks without a result are sent.")
+                else:
+                    flash("error", f"Run {run.id} did not start again; `python -m core runs resume {run.id}` shows why.")
+                st.rerun()
+        return True
+    return False
