@@ -4,12 +4,12 @@ VENV := .venv
 LS_VENV := .venv-labelstudio
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: run test setup bench bench-predict clean
+.PHONY: run test setup chromium bench bench-predict clean
 
 run: setup
 	$(VENV)/bin/python -m core run
 
-test: setup
+test: setup chromium
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 setup: $(VENV)/.installed $(LS_VENV)/.installed
@@ -34,6 +34,11 @@ $(LS_VENV)/.installed: requirements-labelstudio.txt
 	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
 	$(LS_VENV)/bin/pip install $(PIP_FLAGS) -r requirements-labelstudio.txt
 	touch $@
+
+# The browser tests drive the distribution's Chromium (Playwright cannot download its own browser here).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+		|| { echo "Install Chromium (Debian: apt-get install chromium) for the browser tests"; exit 1; }
 
 clean:
 	rm -rf $(VENV) $(LS_VENV)

@@ -50,8 +50,12 @@ if not bench.targets.outputs:
 # -- prompt and version to start from ----------------------------------------------------------------
 
 saved = {v.prompt: v for v in prompts.latest_versions(project_id)}
-if "select_prompt" in state:  # set after saving, applied before the widget exists
-    state["prompt"] = state.pop("select_prompt")
+if "select_version" in state:  # set after saving, applied before the widgets exist
+    # Set the pickers' values outright: the browser keeps what a widget showed, so merely
+    # forgetting the old value would let its next event bring the old version back.
+    chosen_prompt, chosen_number = state.pop("select_version")
+    state["prompt"] = chosen_prompt
+    state[f"start_version_{chosen_prompt}"] = chosen_number
 left, right = st.columns(2)
 prompt_name = left.selectbox("Prompt", [NEW, *saved], key="prompt")
 history = prompts.versions(prompt_name, project_id) if prompt_name != NEW else []
@@ -132,8 +136,7 @@ if st.button(label, key="save", type="primary"):
         st.error(f"Not saved: {error}")
     else:
         widgets.flash("ok", f"Saved {saved_version.prompt} v{saved_version.number} ({saved_version.model_version}).")
-        state["select_prompt"] = saved_version.prompt
-        state.pop(f"start_version_{saved_version.prompt}", None)  # start from the version just saved
+        state["select_version"] = (saved_version.prompt, saved_version.number)  # the editor holds what was just saved
         st.rerun()
 
 # -- preview and try ------------------------------------------------------------------------------
@@ -240,8 +243,12 @@ if history:
     )
     if len(history) > 1:
         numbers = [v.number for v in history]
+        if state.get("diff_for") != (project_id, prompt_name, numbers[-1]):
+            # a new version (or another prompt): compare the latest with the one before it
+            state["diff_for"] = (project_id, prompt_name, numbers[-1])
+            state["diff_a"], state["diff_b"] = numbers[-2], numbers[-1]
         d1, d2 = st.columns(2)
-        a = d1.selectbox("Compare", numbers, index=len(numbers) - 2, format_func=lambda n: f"v{n}", key="diff_a")
-        b = d2.selectbox("with", numbers, index=len(numbers) - 1, format_func=lambda n: f"v{n}", key="diff_b")
+        a = d1.selectbox("Compare", numbers, format_func=lambda n: f"v{n}", key="diff_a")
+        b = d2.selectbox("with", numbers, format_func=lambda n: f"v{n}", key="diff_b")
         shown = prompts.diff(history[numbers.index(a)], history[numbers.index(b)])
         st.code(shown or "These versions are the same.", language="diff")

@@ -95,3 +95,20 @@ def standin() -> Iterator[StandIn]:
     with StandIn() as server:
         yield server
 
+
+@pytest.fixture
+def browser_page(use_labelstudio, tmp_path) -> Iterator:
+    """A headless Chromium page and the dashboard it talks to (``page.base_url``)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import Dashboard, chromium
+
+    with Dashboard(tmp_path / "dashboard.log") as dashboard, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.base_url = dashboard.url  # type: ignore[attr-defined]
+        try:
+            yield page
+        finally:
+            browser.close()

@@ -1,0 +1,129 @@
+"""The dashboard in a real browser: a Streamlit server of the app on a free loopback port, driven by
+Playwright through the distribution's Chromium (headless).
+
+Streamlit keeps part of a page's state in the browser (what a widget shows), which AppTest does not
+model; a defect that lives there is only seen here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from core import settings
+from core.local_labelstudio import free_port
+
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+
+def chromium() -> str:
+    """The distribution's Chromium; `make test` installs it (Playwright cannot download its own here)."""
+    for path in (os.environ.get("PROMPTER_CHROMIUM"), *CHROMIUM_PATHS, shutil.which("chromium")):
+        if path and Path(path).exists():
+            return path
+    raise RuntimeError("Chromium is not installed: run the tests with `make test` (it installs the distribution's chromium package).")
+
+
+class Dashboard:
+    """`streamlit run app.py` with this process's environment (PROMPTER_HOME, Label Studio)."""
+
+    def __init__(self, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Dashboard":
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "streamlit", "run", str(settings.REPO_ROOT / "app.py"),
+                    "--server.address", "127.0.0.1",
+                    "--server.port", str(self.port),
+                    "--server.headless", "true",
+                ],
+                cwd=settings.REPO_ROOT,
+                stdout=out,
+                stderr=out,
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/_stcore/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the dashboard did not start; see {self.log}")
+            time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def settle(page, timeout: float = 60_000) -> None:
+    """Wait until the script run a click or an edit started has finished and the page is drawn."""
+    # The run starts a moment after the event reaches the server, and one run can start another
+    # (st.rerun): call it settled once the app says it is not running for three looks in a row.
+    quiet = 0
+    deadline = time.monotonic() + timeout / 1000
+    while quiet < 3:
+        page.wait_for_timeout(150)
+        quiet = quiet + 1 if page.locator(IDLE).count() else 0
+        if time.monotonic() > deadline:
+            raise TimeoutError("the page kept running")
+
+
+def open_page(page, base_url: str, title: str) -> None:
+    """Open the dashboard at its root and go to a page by its sidebar link, as a user does."""
+    page.goto(base_url)
+    settle(page)
+    if title != "Home":
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+        settle(page)
+
+
+def fill(page, label: str, text: str) -> None:
+    """Type into a text input or area and commit it, as a user does by clicking elsewhere."""
+    box = page.get_by_label(label, exact=True)
+    box.fill(text)
+    box.press("Tab")
+    settle(page)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick an option of a selectbox."""
+    page.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    settle(page)
+
+
+def type_option(page, label: str, text: str) -> None:
+    """Type a value into a selectbox that accepts new options."""
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.click()
+    box.fill(text)
+    box.press("Enter")
+    settle(page)
+
+
+def click(page, name: str) -> None:
+    page.get_by_role("button", name=name, exact=True).click()
+    settle(page)
+
+
+def shown_value(page, label: str) -> str:
+    """What a selectbox shows the user right now."""
+    return page.get_by_role("combobox", name=label, exact=True).input_value()

@@ -1,0 +1,30 @@
+"""The Prompts page in a real browser (headless Chromium): what the user sees and what gets saved."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import keys, prompts
+from core.labelstudio import NewTask
+from tests.browser import click, fill, open_page, shown_value, type_option
+from tests.conftest import CHOICES_CONFIG, choice
+
+TEMPLATE = "Review: {text}\nAnswer with {labels}"
+
+
+def test_each_save_keeps_the_edit_just_made_three_versions_in_a_row(browser_page, make_project, standin):
+    keys.add("team", "openai-compatible", base_url=standin.base_url)
+    project, _ = make_project(CHOICES_CONFIG, [NewTask({"text": "Great value"}, [(choice("Positive"), True)])], title="Saves in a row")
+    page = browser_page
+    open_page(page, page.base_url, "Prompts")
+    fill(page, "Name of the new prompt", "sentiment")
+    type_option(page, "Model", "gpt-4o-mini")
+    for n in (1, 2, 3):
+        fill(page, "Template", f"{TEMPLATE}\nedit {n}")
+        label = "Create prompt (v1)" if n == 1 else f"Save as new version (v{n})"
+        click(page, label)
+        assert page.get_by_label("Template", exact=True).input_value() == f"{TEMPLATE}\nedit {n}"
+        assert shown_value(page, "Start from version") == f"v{n}"
+        if n > 1:  # the diff compares the version just saved with the one before it
+            assert (shown_value(page, "Compare"), shown_value(page, "with")) == (f"v{n - 1}", f"v{n}")
+    assert [v.template for v in prompts.versions("sentiment", project.id)] == [f"{TEMPLATE}\nedit {n}" for n in (1, 2, 3)]
