@@ -70,7 +70,20 @@ def request(version: Version, key: Key, messages: list[dict[str, Any]], schema: 
         # OpenAI's reasoning models refuse max_tokens; most other servers know only max_tokens.
         limit = "max_tokens" if key.provider == "openai-compatible" else "max_completion_tokens"
         body[limit] = version.max_output_tokens
-    return Request(body=body, provider=f"{key.provider} {key.address}")
+    return Request(body=body, provider=server_identity(key))
+
+
+def server_identity(key: Key) -> str:
+    """Everything about the server that can change an answer: the provider, its address (an Azure
+    deployment and API version included), the organization and the extra headers. Part of the cache
+    key; the headers enter only as a digest, since they may hold secrets."""
+    identity = f"{key.provider} {key.address}"
+    if key.organization:
+        identity += f" · organization {key.organization}"
+    if key.extra_headers:
+        headers = json.dumps(sorted((k.lower(), v) for k, v in key.extra_headers.items()))
+        identity += f" · headers {hashlib.sha256(headers.encode('utf-8')).hexdigest()[:16]}"
+    return identity
 
 
 def ask(client: openai.OpenAI, call: Request) -> Reply:

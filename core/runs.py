@@ -19,11 +19,14 @@ A run's state lives in the database, so any process can follow it, cancel it or 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
@@ -32,8 +35,8 @@ from sqlalchemy import bindparam, func, update
 from sqlmodel import select
 
 from core.formatting import usd
-from core import calls, connection, keys, labeling, messages, pricing, prompts, providers, settings, store
-from core.labelstudio import LabelStudioClient, LabelStudioError, NewPrediction, Task
+from core import calls, connection, keys, labeling, messages, pricing, prompts, providers, settings, store, tokens
+from core.labelstudio import LabelStudioClient, LabelStudioError, NewPrediction, Prediction, Task
 from core.prompts import Version
 from core.rendering import RenderError
 
@@ -46,8 +49,15 @@ WRITE_EVERY = 2.0  # at most this many seconds between writes to Label Studio wh
 HEARTBEAT_EVERY = 1.0
 STALE_AFTER = timedelta(seconds=30)  # a running run whose worker is this quiet has stopped
 LABEL_STUDIO_GRACE = 120.0  # how long the end of a run waits for Label Studio to come back
+REPLACE_AT_ONCE = 4  # predictions updated in place at once (Label Studio has no bulk update)
 
 ACTIVE = ("pending", "running")
+OVER_BUDGET = "the spending limit"  # why a run stops sending calls; the end of the run says how much was spent
+CACHE_POLICIES = {
+    "auto": "reuse earlier answers when the version's temperature is 0",
+    "reuse": "reuse earlier answers, even at a temperature above 0",
+    "fresh": "call the model for every task",
+}
 
 
 _ITEMS, _RUNS = store.RunItem.__table__, store.Run.__table__
@@ -60,6 +70,7 @@ _COUNT_ITEM = (
         failed=_RUNS.c.failed + bindparam("add_failed"),
         input_tokens=_RUNS.c.input_tokens + bindparam("add_input"),
         output_tokens=_RUNS.c.output_tokens + bindparam("add_output"),
+        cached=_RUNS.c.cached + bindparam("add_cached"),
         # a call without a price leaves the cost as it was; the first priced one starts it
         cost_usd=func.coalesce(_RUNS.c.cost_usd + bindparam("add_cost"), _RUNS.c.cost_usd, bindparam("add_cost")),
     )
@@ -91,7 +102,10 @@ class RunView:
     concurrency: int
     max_cost_usd: float | None
     cancel_requested: bool
+    cache: str
+    cached: int
     worker_pid: int | None
+    worker: str | None
     heartbeat_at: datetime | None
     created_at: datetime
     started_at: datetime | None
@@ -107,11 +121,8 @@ class RunView:
 
     @property
     def interrupted(self) -> bool:
-        """Marked running, but its worker has gone quiet (killed, crashed, machine restarted)."""
-        if self.status != "running":
-            return False
-        beat = self.heartbeat_at or self.started_at
-        return beat is None or store.utcnow() - _aware(beat) > STALE_AFTER
+        """Marked running, but its worker is gone (killed, crashed, machine restarted)."""
+        return self.status == "running" and _worker_gone(self.worker, self.heartbeat_at or self.started_at)
 
     @property
     def elapsed_seconds(self) -> float | None:
@@ -136,6 +147,8 @@ class RunView:
             "failed": self.failed,
             "cost_usd": self.cost_usd,
             "tokens": {"input": self.input_tokens, "output": self.output_tokens},
+            "cache": self.cache,
+            "from_cache": self.cached,
             "created_at": _aware(self.created_at).isoformat(),
             "finished_at": _aware(self.finished_at).isoformat() if self.finished_at else None,
         }
@@ -161,7 +174,9 @@ def create(
     label_config: str,
     concurrency: int = DEFAULT_CONCURRENCY,
     max_cost_usd: float | None = None,
+    cache: str = "auto",
 ) -> RunView:
+    """Record a run of ``version`` over ``task_ids``; refused while another run of the version is going."""
     if kind not in ("evaluate", "predict"):
         raise RunError(f"kind: {kind!r} is not a run kind (evaluate or predict).")
     ids = list(dict.fromkeys(int(t) for t in task_ids))
@@ -169,8 +184,9 @@ def create(
         raise RunError("The run has no tasks; pick a subset with tasks in it.")
     if not 1 <= int(concurrency) <= 256:
         raise RunError(f"concurrency: {concurrency} is outside 1 to 256.")
-    if max_cost_usd is not None and max_cost_usd <= 0:
-        raise RunError("max cost: give a positive number of US dollars, or none for no limit.")
+    if cache not in CACHE_POLICIES:
+        raise RunError(f"cache: {cache!r} is not one of {', '.join(CACHE_POLICIES)}.")
+    check_spending_limit(version, max_cost_usd)
     row = store.Run(
         prompt_version_id=prompts.row_id(version),
         kind=kind,
@@ -179,12 +195,35 @@ def create(
         concurrency=int(concurrency),
         max_cost_usd=max_cost_usd,
         label_config=label_config,
+        cache=cache,
     )
-    with store.writing() as s:
+    with store.writing() as s:  # the check and the insert in one transaction: two clicks make one run
+        going = _live_runs_of(s, row.prompt_version_id)
+        if going:
+            raise RunError(_already_going(going[0]))
         s.add(row)
         s.flush()
         run_id = row.id
     return get(run_id)
+
+
+def reuses_answers(version: Version, cache: str) -> bool:
+    """Whether a run with this cache policy answers a task from an earlier identical call. A sampled
+    answer (temperature above 0) is one draw among many: reused only when asked."""
+    return cache == "reuse" or (cache == "auto" and not version.temperature)
+
+
+def check_spending_limit(version: Version, max_cost_usd: float | None) -> None:
+    """Refuse a limit that cannot be kept: not a positive number, or on a model with no price."""
+    if max_cost_usd is None:
+        return
+    if not isinstance(max_cost_usd, (int, float)) or not math.isfinite(max_cost_usd) or max_cost_usd <= 0:
+        raise RunError(f"spending limit: {max_cost_usd} is not a positive amount of US dollars; give one, or none for no limit.")
+    if pricing.price(version.model) is None:
+        raise RunError(
+            f"spending limit: {version.model} has no price, so a limit cannot be kept. Set its price first "
+            f"(Keys page, Model prices, or `python -m core prices set {version.model} INPUT OUTPUT`), or start without a limit."
+        )
 
 
 def get(run_id: int) -> RunView:
@@ -196,19 +235,27 @@ def get(run_id: int) -> RunView:
 
 
 def runs(*, prompt: str | None = None, project_id: int | None = None, kind: str | None = None, limit: int = 200) -> list[RunView]:
-    """Runs, newest first."""
+    """Runs, newest first: the ``limit`` newest of those that match."""
+    query = (
+        select(store.Run)
+        .join(store.PromptVersion, store.PromptVersion.id == store.Run.prompt_version_id)
+        .join(store.Prompt, store.Prompt.id == store.PromptVersion.prompt_id)
+        .order_by(store.Run.id.desc())
+        .limit(limit)
+    )
+    if kind:
+        query = query.where(store.Run.kind == kind)
+    if prompt is not None:
+        query = query.where(store.Prompt.name == prompt)
+    if project_id is not None:
+        query = query.where(store.Prompt.project_id == project_id)
     with store.session() as s:
-        query = select(store.Run).order_by(store.Run.id.desc()).limit(limit)
-        if kind:
-            query = query.where(store.Run.kind == kind)
         rows = s.exec(query).all()
-    found = []
     versions: dict[int, Version] = {}
     for row in rows:
-        version = versions.get(row.prompt_version_id) or versions.setdefault(row.prompt_version_id, prompts.by_row_id(row.prompt_version_id))
-        if (prompt is None or version.prompt == prompt) and (project_id is None or version.project_id == project_id):
-            found.append(_view(row, version))
-    return found
+        if row.prompt_version_id not in versions:
+            versions[row.prompt_version_id] = prompts.by_row_id(row.prompt_version_id)
+    return [_view(row, versions[row.prompt_version_id]) for row in rows]
 
 
 def version_of(run_id: int) -> Version:
@@ -261,12 +308,7 @@ def launch(run_id: int) -> int:
             stderr=out,
             start_new_session=True,  # not killed with the dashboard's process group
         )
-    with store.writing() as s:
-        row = s.get(store.Run, run_id)
-        if row.status == "pending":
-            row.worker_pid = worker.pid
-            s.add(row)
-    return worker.pid
+    return worker.pid  # the worker names itself on the run when it claims it
 
 
 def status_of(run: RunView) -> str:
@@ -301,6 +343,10 @@ def resume_in_background(run_id: int, *, wait: float = 15.0) -> RunView:
     before = get(run_id)
     if not resumable(before):
         raise RunError(f"Run {run_id} is {status_of(before)}; there is nothing to resume.")
+    with store.session() as s:  # say now why a worker would refuse it, rather than start one in vain
+        refusal = _refusal(s, s.get(store.Run, run_id))
+    if refusal:
+        raise RunError(refusal)
     pid = launch(run_id)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -327,32 +373,115 @@ def execute(run_id: int, *, progress: Callable[[RunView], None] | None = None, c
 
     Resuming is calling this again: tasks with an item are not sent again.
     """
-    _claim(run_id)
+    me = _claim(run_id)
     try:
-        engine = _Engine(run_id, client or connection.client(), progress)
+        engine = _Engine(run_id, me, client or connection.client(), progress)
         asyncio.run(engine.go())
     except BaseException as error:  # noqa: BLE001 - record why, then let it propagate
         reason = "Stopped by the user (interrupt); resume to continue." if isinstance(error, KeyboardInterrupt) else f"The run stopped: {error}"
-        _set_status(run_id, "failed", reason)
+        _set_status(run_id, "failed", reason, only_if_worker=me)
         raise
     return get(run_id)
 
 
-def _claim(run_id: int) -> None:
-    run = get(run_id)
-    if run.status == "completed":
-        # A completed run may still owe Label Studio some predictions, which a resume writes.
-        if not _unwritten_ids(run_id):
-            raise RunError(f"Run {run_id} is already completed.")
-    elif run.status == "running" and not run.interrupted and run.worker_pid != os.getpid() and _alive(run.worker_pid):
-        raise RunError(f"Run {run_id} is already running (process {run.worker_pid}).")
+def _claim(run_id: int) -> str:
+    """Make this process the run's one worker, or refuse saying why; return this worker's name.
+
+    The check and the write are one transaction (BEGIN IMMEDIATE on SQLite, a row lock where the
+    database has one), so of two workers started at once exactly one gets the run.
+    """
+    me = worker_name()
     with store.writing() as s:
-        row = s.get(store.Run, run_id)
+        row = s.exec(select(store.Run).where(store.Run.id == run_id).with_for_update()).first()
+        if row is None:
+            raise RunError(f"There is no run {run_id}; `python -m core runs list` shows them.")
+        refusal = _refusal(s, row, me)
+        if refusal:
+            raise RunError(refusal)
         row.status, row.status_reason, row.cancel_requested = "running", None, False
-        row.worker_pid, row.heartbeat_at = os.getpid(), store.utcnow()
+        row.worker, row.worker_pid, row.heartbeat_at = me, os.getpid(), store.utcnow()
         row.started_at = row.started_at or store.utcnow()
         row.finished_at = None
         s.add(row)
+    return me
+
+
+def _refusal(s, row: store.Run, me: str | None = None) -> str | None:
+    """Why a worker may not take this run now, or None."""
+    if row.status == "completed" and not _unwritten_ids(row.id):
+        return f"Run {row.id} is already completed."
+    if row.status == "running" and row.worker != me and not _worker_gone(row.worker, row.heartbeat_at or row.started_at):
+        return (
+            f"Run {row.id} is already running ({_describe_worker(row.worker)}); follow it with "
+            f"`python -m core runs show {row.id}` or stop it with `python -m core runs cancel {row.id}`."
+        )
+    going = [other for other in _live_runs_of(s, row.prompt_version_id) if other.id != row.id]
+    if going:
+        return _already_going(going[0])
+    return None
+
+
+def _live_runs_of(s, prompt_version_id: int) -> list[store.Run]:
+    """The version's runs that a worker is on, or that one is about to take."""
+    rows = s.exec(select(store.Run).where(store.Run.prompt_version_id == prompt_version_id, store.Run.status.in_(ACTIVE))).all()
+    version = prompts.by_row_id(prompt_version_id)
+    return [row for row in rows if live(_view(row, version))]
+
+
+def _already_going(row: store.Run) -> str:
+    version = prompts.by_row_id(row.prompt_version_id)
+    return (
+        f"{version.prompt} v{version.number} already has a run going: run {row.id} ({row.kind}, "
+        f"{row.done + row.failed} of {row.total} tasks). One run per version at a time: follow it on the "
+        f"{row.kind.capitalize()} page or with `python -m core runs show {row.id}`, or cancel it with "
+        f"`python -m core runs cancel {row.id}`."
+    )
+
+
+# -- which worker, and whether it is still there ----------------------------------------------------
+
+
+def worker_name(pid: int | None = None) -> str:
+    """``host:pid:start``: the start time tells a live worker from a new process that reuses its pid."""
+    pid = pid or os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid) or ''}"
+
+
+def _worker_gone(worker: str | None, beat: datetime | None) -> bool:
+    """A worker on this machine is gone when its process is; elsewhere, when its heartbeat stopped."""
+    host, pid, started = _parse_worker(worker)
+    if host == socket.gethostname() and pid:
+        start_now = _process_start(pid)
+        return start_now is None or (bool(started) and start_now != started)
+    return beat is None or store.utcnow() - _aware(beat) > STALE_AFTER
+
+
+def _parse_worker(worker: str | None) -> tuple[str | None, int | None, str]:
+    parts = (worker or "").rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None, None, ""
+    return parts[0], int(parts[1]), parts[2]
+
+
+def _describe_worker(worker: str | None) -> str:
+    host, pid, _ = _parse_worker(worker)
+    if pid is None:
+        return "its worker is still answering"
+    return f"process {pid}" + ("" if host == socket.gethostname() else f" on {host}")
+
+
+def _process_start(pid: int) -> str | None:
+    """When the process started (clock ticks since boot), or None when there is no such live process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    except OSError:  # no /proc: fall back to whether the pid exists
+        return "" if _alive(pid) else None
+    if fields[0] in (b"Z", b"X"):  # a zombie has ended; only its exit status is left
+        return None
+    return fields[19].decode()
 
 
 @dataclass
@@ -361,12 +490,14 @@ class _Job:
     request: calls.Request | None
     render_error: str | None = None
     cached: store.RunItem | None = None
+    reserved: float = 0.0  # what the call holds against the spending limit while it is out
 
 
 class _Engine:
-    def __init__(self, run_id: int, client: LabelStudioClient, progress: Callable[[RunView], None] | None):
+    def __init__(self, run_id: int, me: str, client: LabelStudioClient, progress: Callable[[RunView], None] | None):
         self.run = get(run_id)
         self.run_id = run_id
+        self.me = me
         self.client = client
         self.progress = progress
         self.version = version_of(run_id)
@@ -375,12 +506,14 @@ class _Engine:
         self.key = keys.get(self.version.provider_key)
         self.images = messages.ImageLinks(client.url, client.file)
         self.prices = pricing.table()
-        self.stopping: str | None = None  # why no new calls go out: cancelled, or the budget
-        self.spent = self.run.cost_usd or 0.0
-        self.paid_calls = 0
-        self.in_flight = 0
-        self.old_predictions: dict[int, list[int]] | None = None
-        self.writes_started = False
+        self.reuse = reuses_answers(self.version, self.run.cache)
+        self.stopping: str | None = None  # why no new calls go out: cancelled, the budget, another worker
+        self.lost = False  # another worker took the run over: leave its state to that worker
+        self.spent, self.paid_calls = _spent_so_far(run_id)  # a resumed run counts what it paid before
+        self.reserved = 0.0
+        self.cost_known = asyncio.Event()  # set as each call ends, for the calls waiting on a first real cost
+        self.answer_tokens = tokens.typical_answer_tokens(self.targets, self.version.controls)
+        self.existing: dict[int, list[Prediction]] | None = None  # this version's predictions in Label Studio
         self.writing = threading.Lock()  # one writer at a time, so no item is imported twice
         self.unwritten = 0  # answers stored but not yet in Label Studio (an estimate, for pacing writes)
         self.db = store.engine().execution_options(sqlite_begin="IMMEDIATE").connect()
@@ -399,10 +532,11 @@ class _Engine:
             await asyncio.gather(watcher, writer, return_exceptions=True)
             await client.close()
             self.db.close()
-        await self._write_rest()
-        self._conclude()
+        if not self.lost:
+            await self._write_rest()
+            self._conclude()
 
-    # producing jobs: tasks fetched in batches, rendered, answered from the cache where possible
+    # producing jobs: tasks fetched in batches, rendered, answered from the cache where allowed
 
     async def _produce(self, jobs: asyncio.Queue) -> None:
         finished = self._finished_task_ids()
@@ -416,7 +550,7 @@ class _Engine:
             for task_id in sorted(missing):
                 self._save(task_id, None, None, error=f"Task {task_id} is no longer in the Label Studio project.")
             prepared = [self._prepare(task) for task in tasks]
-            cached = self._cached({job.request.hash for job in prepared if job.request})
+            cached = self._cached({job.request.hash for job in prepared if job.request}) if self.reuse else {}
             for job in prepared:
                 job.cached = cached.get(job.request.hash) if job.request else None
                 await jobs.put(job)
@@ -449,6 +583,7 @@ class _Engine:
             try:
                 await self._work(job, client)
             except Exception as error:  # noqa: BLE001 - one task's surprise must not stop the others
+                self._release(job)
                 self._save(job.task.id, job, None, error=f"Unexpected error on this task: {type(error).__name__}: {error}")
 
     async def _work(self, job: _Job, client) -> None:
@@ -456,23 +591,43 @@ class _Engine:
             self._save(job.task.id, job, None, error=job.render_error)
         elif job.cached is not None:
             self._save(job.task.id, job, _reply_from(job.cached), from_cache=True)
-        elif not self._over_budget():
-            self.in_flight += 1
+        elif await self._reserve(job):
             try:
                 reply = await calls.ask_async(client, job.request)
             finally:
-                self.in_flight -= 1
+                self._release(job)
             self._save(job.task.id, job, reply)
 
-    def _over_budget(self) -> bool:
-        """Stop before a call could take the cost past the limit (at the average cost of a call so far)."""
+    async def _reserve(self, job: _Job) -> bool:
+        """Hold a call's cost against the spending limit before sending it, so the calls out at once
+        cannot take the run past the limit together.
+
+        Until a real cost is known, one call goes out alone holding its estimate (its prompt counted
+        with tiktoken, a typical answer); after it, each call holds the average real cost so far.
+        """
         limit = self.run.max_cost_usd
-        if limit is None or self.stopping:
-            return bool(self.stopping)
-        average = self.spent / self.paid_calls if self.paid_calls else 0.0
-        if self.spent + average * (self.in_flight + 1) > limit:
-            self.stopping = f"Stopped before passing the spending limit of {usd(limit)} (spent {usd(self.spent)})."
-        return bool(self.stopping)
+        if limit is None:
+            return not self.stopping
+        while not self.paid_calls and self.reserved and not self.stopping:
+            await self.cost_known.wait()
+            self.cost_known.clear()
+        if self.stopping:
+            return False
+        if self.paid_calls:
+            per_call = self.spent / self.paid_calls
+        else:
+            per_call = pricing.cost(self.version.model, tokens.prompt_tokens(job.request.body["messages"]), self.answer_tokens, self.prices) or 0.0
+        if self.spent + self.reserved + per_call > limit:
+            self.stopping = OVER_BUDGET
+            return False
+        job.reserved = per_call
+        self.reserved += per_call
+        return True
+
+    def _release(self, job: _Job) -> None:
+        self.reserved -= job.reserved
+        job.reserved = 0.0
+        self.cost_known.set()
 
     def _save(self, task_id: int, job: _Job | None, reply: calls.Reply | None, *, error: str | None = None, from_cache: bool = False) -> None:
         task = job.task if job else None
@@ -504,13 +659,14 @@ class _Engine:
             "created_at": store.utcnow(),
         }
         paid = reply is not None and not from_cache
-        if paid:
+        if paid and (reply.input_tokens or reply.output_tokens):  # a call that used tokens tells what calls cost
             self.paid_calls += 1
             self.spent += cost or 0.0
         counts = {
             "run": self.run_id,
             "add_done": 0 if error else 1,
             "add_failed": 1 if error else 0,
+            "add_cached": 1 if from_cache else 0,
             "add_input": reply.input_tokens if paid else 0,
             "add_output": reply.output_tokens if paid else 0,
             "add_cost": cost if paid else None,
@@ -523,13 +679,18 @@ class _Engine:
         if not error:
             self.unwritten += 1
 
-    # watching: heartbeat, cancel requests, progress
+    # watching: heartbeat, cancel requests, another worker, progress
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_EVERY)
             with store.writing() as s:
                 row = s.get(store.Run, self.run_id)
+                if row.worker != self.me:
+                    # Another worker took the run (this one was thought gone): stop at once, touch nothing.
+                    self.lost = True
+                    self.stopping = "Another worker took this run over."
+                    return
                 row.heartbeat_at = store.utcnow()
                 s.add(row)
                 if row.cancel_requested and not self.stopping:
@@ -562,45 +723,83 @@ class _Engine:
             return written
 
     def _write_chunks(self, pending: list[int]) -> int:
+        """Write answers so that a task loses its earlier prediction of this version only to its new
+        one, and never holds two: a task with one gets it updated in place (or left alone when it
+        already says the same), a task without one gets it by bulk import."""
         written = 0
         for start in range(0, len(pending), WRITE_CHUNK):
             chunk = _items_by_id(pending[start : start + WRITE_CHUNK])
-            self._replace_old([item.task_id for item in chunk])
-            self.client.import_predictions(
-                self.version.project_id,
-                [NewPrediction(item.task_id, item.regions, self.version.model_version, item.score) for item in chunk],
-                chunk_size=WRITE_CHUNK,
-            )
+            existing = self._existing()
+            fresh = [item for item in chunk if item.task_id not in existing]
+            replacing = [item for item in chunk if item.task_id in existing]
+            done = self._replace(replacing, existing)
+            if fresh:
+                self._import(fresh)
+                done += fresh
             with store.writing() as s:
-                s.execute(update(store.RunItem).where(store.RunItem.id.in_([i.id for i in chunk])).values(written_to_labelstudio=True))
-            written += len(chunk)
+                s.execute(update(store.RunItem).where(store.RunItem.id.in_([i.id for i in done])).values(written_to_labelstudio=True))
+            written += len(done)
         return written
 
-    def _replace_old(self, task_ids: list[int]) -> None:
-        """Delete this version's earlier predictions on these tasks (and only those)."""
-        if self.old_predictions is None:
-            self.old_predictions = self._earlier_predictions()
-            covered = set(self.run.subset["task_ids"])
-            if self.old_predictions and set(self.old_predictions) <= covered and not self.writes_started:
-                # Every earlier prediction of this version is on this run's tasks: one call removes them.
-                self.client.delete_model_version(self.version.project_id, self.version.model_version)
-                self.old_predictions = {}
-        self.writes_started = True
-        for task_id in task_ids:
-            for prediction_id in self.old_predictions.pop(task_id, []):
-                self.client.delete_prediction(prediction_id)
+    def _existing(self) -> dict[int, list[Prediction]]:
+        """This version's predictions in Label Studio by task, read once and then kept up to date;
+        read again after a write whose outcome is unknown."""
+        if self.existing is None:
+            names = {v.name for v in self.client.model_versions(self.version.project_id)}
+            found: dict[int, list[Prediction]] = {}
+            if self.version.model_version in names:
+                for p in self.client.predictions(self.version.project_id):
+                    if p.model_version == self.version.model_version:
+                        found.setdefault(p.task_id, []).append(p)
+            self.existing = found
+        return self.existing
 
-    def _earlier_predictions(self) -> dict[int, list[int]]:
-        names = {v.name for v in self.client.model_versions(self.version.project_id)}
-        if self.version.model_version not in names:
-            return {}
-        found: dict[int, list[int]] = {}
-        for p in self.client.predictions(self.version.project_id):
-            if p.model_version == self.version.model_version:
-                found.setdefault(p.task_id, []).append(p.id)
-        # Items of this run already written are this run's own predictions, not earlier ones.
-        mine = set(_written_task_ids(self.run_id))
-        return {t: ids for t, ids in found.items() if t not in mine}
+    def _replace(self, items: list[store.RunItem], existing: dict[int, list[Prediction]]) -> list[store.RunItem]:
+        """Update each task's prediction in place (Label Studio has no bulk update), a few at once;
+        extra copies left by older versions of Prompter are deleted. Return the items now written."""
+        if not items:
+            return []
+
+        def replace(item: store.RunItem) -> store.RunItem:
+            keep, *extra = existing[item.task_id]
+            if keep.result != item.regions or not _same_score(keep.score, item.score):
+                self.client.update_prediction(keep.id, item.regions, item.score)
+            for duplicate in extra:
+                self.client.delete_prediction(duplicate.id)
+            existing[item.task_id] = [Prediction(keep.id, item.task_id, item.regions, keep.model_version, item.score)]
+            return item
+
+        with ThreadPoolExecutor(REPLACE_AT_ONCE) as pool:
+            futures = [pool.submit(replace, item) for item in items]
+        done = [f.result() for f in futures if f.exception() is None]
+        failed = next((f.exception() for f in futures if f.exception() is not None), None)
+        if failed is not None:
+            self._mark_written(done)
+            raise failed
+        return done
+
+    def _import(self, items: list[store.RunItem]) -> None:
+        """One bulk import, sent once: if its answer is lost, what Label Studio holds is read again
+        before the next write, so a committed import is never sent twice."""
+        try:
+            self.client.import_predictions(
+                self.version.project_id,
+                [NewPrediction(item.task_id, item.regions, self.version.model_version, item.score) for item in items],
+                chunk_size=WRITE_CHUNK,
+                retries=0,
+            )
+        except LabelStudioError:
+            self.existing = None
+            raise
+        for item in items:
+            self.existing[item.task_id] = [Prediction(0, item.task_id, item.regions, self.version.model_version, item.score)]
+            # The id is unknown until read again; a later write to this task in this run cannot happen
+            # (each task is written once per run), and a resume reads Label Studio afresh.
+
+    def _mark_written(self, items: list[store.RunItem]) -> None:
+        if items:
+            with store.writing() as s:
+                s.execute(update(store.RunItem).where(store.RunItem.id.in_([i.id for i in items])).values(written_to_labelstudio=True))
 
     # the end
 
@@ -612,13 +811,15 @@ class _Engine:
                 f"Label Studio could not be reached to write {unwritten} results; they are kept, and "
                 f"`python -m core runs resume {self.run_id}` writes them."
             )
+        elif self.stopping == OVER_BUDGET and run.finished < run.total:
+            status, reason = "stopped", f"Stopped before passing the spending limit of {usd(run.max_cost_usd)} (spent {usd(run.cost_usd or 0.0)})."
         elif self.stopping and run.finished < run.total:
             status, reason = ("cancelled" if run.cancel_requested else "stopped"), self.stopping
         elif run.finished < run.total:
             status, reason = "failed", f"{run.total - run.finished} tasks were not run; resume to run them."
         else:
             status, reason = "completed", None
-        _set_status(self.run_id, status, reason)
+        _set_status(self.run_id, status, reason, only_if_worker=self.me)
         if self.progress:
             self.progress(get(self.run_id))
 
@@ -661,11 +862,6 @@ def _unwritten_ids(run_id: int) -> list[int]:
         )
 
 
-def _written_task_ids(run_id: int) -> list[int]:
-    with store.session() as s:
-        return list(s.exec(select(store.RunItem.task_id).where(store.RunItem.run_id == run_id, store.RunItem.written_to_labelstudio == True)).all())  # noqa: E712
-
-
 def _items_by_id(ids: Iterable[int]) -> list[store.RunItem]:
     with store.session() as s:
         return list(s.exec(select(store.RunItem).where(store.RunItem.id.in_(list(ids))).order_by(store.RunItem.id)).all())
@@ -675,11 +871,32 @@ def _reply_from(item: store.RunItem) -> calls.Reply:
     return calls.Reply(item.raw_output, item.input_tokens or 0, item.output_tokens or 0, item.latency_ms or 0.0, confidence=item.score)
 
 
-def _set_status(run_id: int, status: str, reason: str | None) -> None:
+def _set_status(run_id: int, status: str, reason: str | None, *, only_if_worker: str | None = None) -> None:
+    """Set the run's status; with ``only_if_worker``, only while that worker still has the run."""
     with store.writing() as s:
         row = s.get(store.Run, run_id)
+        if only_if_worker is not None and row.worker != only_if_worker:
+            return
         _finish(row, status, reason)
         s.add(row)
+
+
+def _spent_so_far(run_id: int) -> tuple[float, int]:
+    """What the run paid before (resumed runs count it) and for how many calls."""
+    with store.session() as s:
+        row = s.get(store.Run, run_id)
+        paid = s.exec(
+            select(func.count(store.RunItem.id)).where(
+                store.RunItem.run_id == run_id,
+                store.RunItem.from_cache == False,  # noqa: E712
+                (store.RunItem.input_tokens > 0) | (store.RunItem.output_tokens > 0),
+            )
+        ).one()
+    return (row.cost_usd or 0.0), int(paid)
+
+
+def _same_score(a: float | None, b: float | None) -> bool:
+    return a == b or (a is not None and b is not None and abs(a - b) < 1e-9)
 
 
 def _finish(row: store.Run, status: str, reason: str | None) -> None:
@@ -707,7 +924,10 @@ def _view(row: store.Run, version: Version) -> RunView:
         concurrency=row.concurrency,
         max_cost_usd=row.max_cost_usd,
         cancel_requested=row.cancel_requested,
+        cache=row.cache,
+        cached=row.cached,
         worker_pid=row.worker_pid,
+        worker=row.worker,
         heartbeat_at=row.heartbeat_at,
         created_at=row.created_at,
         started_at=row.started_at,

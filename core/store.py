@@ -100,9 +100,12 @@ class Run(SQLModel, table=True):
     concurrency: int = 16
     max_cost_usd: Optional[float] = None
     worker_pid: Optional[int] = None
+    worker: Optional[str] = None  # "host:pid:process start", so a gone worker is told from a live one
     heartbeat_at: Optional[datetime] = None
     label_config: Optional[str] = Field(default=None, sa_type=Text)  # as scored, even if the project changes later
     cancel_requested: bool = False
+    cache: str = "auto"  # auto (reuse answers at temperature 0) | reuse (always) | fresh (never)
+    cached: int = 0  # answers taken from earlier identical calls
     created_at: datetime = Field(default_factory=utcnow)
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable
 
@@ -43,3 +44,44 @@ def wait_for_run(run_id: int, timeout: float = 60.0) -> runs.RunView:
     """The run once no worker is on it any more (a real worker process may be)."""
     wait_until(lambda: (r := runs.get(run_id)).status not in runs.ACTIVE and not r.interrupted, timeout, poll=0.3)
     return runs.get(run_id)
+
+
+class HeldCalls:
+    """A stand-in responder that holds each call until the test lets it through, so a run is driven
+    by events: ``allow(n)`` lets the next n calls answer, ``open()`` lets every call answer."""
+
+    def __init__(self, answer: Callable):
+        self.answer = answer
+        self.arrived = 0
+        self.allowed = 0
+        self.opened = False
+        self._changed = threading.Condition()
+
+    def __call__(self, request):
+        with self._changed:
+            self.arrived += 1
+            place = self.arrived
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: self.opened or self.allowed >= place, timeout=120)
+        return self.answer(request)
+
+    def allow(self, n: int) -> None:
+        with self._changed:
+            self.allowed += n
+            self._changed.notify_all()
+
+    def open(self) -> None:
+        with self._changed:
+            self.opened = True
+            self._changed.notify_all()
+
+    def wait_arrived(self, n: int, timeout: float = 60.0) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.arrived >= n, timeout=timeout):
+                raise AssertionError(f"only {self.arrived} of {n} calls arrived")
+
+    @property
+    def held(self) -> int:
+        """Calls that arrived and have not been let through."""
+        with self._changed:
+            return 0 if self.opened else max(0, self.arrived - self.allowed)

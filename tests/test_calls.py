@@ -43,3 +43,33 @@ def test_the_cache_key_ignores_logprobs_but_not_the_messages(key):
     b = calls.Request({k: v for k, v in a.body.items() if k != "logprobs"}, a.provider)
     c = calls.request(VERSION, key, [{"role": "user", "content": "awful"}], SCHEMA)
     assert a.hash == b.hash and a.hash != c.hash
+
+
+def test_the_cache_key_changes_with_everything_that_can_change_the_answer():
+    import dataclasses
+
+    base_key = keys.Key(name="k", provider="openai-compatible", base_url="http://127.0.0.1:9/v1")
+    azure = keys.Key(name="a", provider="azure", endpoint="https://x.example", deployment="d1", api_version="2024-10-21")
+
+    def key_of(version=VERSION, key=base_key, messages=MESSAGES, schema=SCHEMA):
+        return calls.request(version, key, messages, schema).hash
+
+    same = key_of()
+    assert key_of() == same and key_of(key=dataclasses.replace(base_key, name="renamed", api_key="sk-other")) == same
+    different = [
+        key_of(key=dataclasses.replace(base_key, base_url="http://127.0.0.1:10/v1")),
+        key_of(key=dataclasses.replace(base_key, organization="org-1")),
+        key_of(key=dataclasses.replace(base_key, extra_headers={"X-Route": "eu"})),
+        key_of(key=dataclasses.replace(base_key, extra_headers={"X-Route": "us"})),
+        key_of(key=azure),
+        key_of(key=dataclasses.replace(azure, deployment="d2")),
+        key_of(key=dataclasses.replace(azure, api_version="2025-01-01")),
+        key_of(version=dataclasses.replace(VERSION, model="gpt-4o")),
+        key_of(version=dataclasses.replace(VERSION, temperature=0.5)),
+        key_of(version=dataclasses.replace(VERSION, max_output_tokens=51)),
+        key_of(messages=[{"role": "user", "content": "great!"}]),
+        key_of(schema={**SCHEMA, "required": []}),
+    ]
+    assert len({same, *different}) == len(different) + 1
+    # the headers may hold secrets: only a digest of them takes part
+    assert "eu" not in calls.request(VERSION, dataclasses.replace(base_key, extra_headers={"X-Route": "eu"}), MESSAGES, SCHEMA).provider

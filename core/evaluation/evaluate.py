@@ -18,9 +18,9 @@ from core.prompts import Version
 from core.runs import RunView
 
 
-def start(version: Version, subset: Subset, label_config: str, *, concurrency: int = runs.DEFAULT_CONCURRENCY) -> RunView:
+def start(version: Version, subset: Subset, label_config: str, *, concurrency: int = runs.DEFAULT_CONCURRENCY, cache: str = "auto") -> RunView:
     return runs.create(
-        version, subset.task_ids, kind="evaluate", subset=subset.as_dict(), label_config=label_config, concurrency=concurrency
+        version, subset.task_ids, kind="evaluate", subset=subset.as_dict(), label_config=label_config, concurrency=concurrency, cache=cache
     )
 
 
