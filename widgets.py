@@ -10,11 +10,25 @@ from typing import Callable
 
 import streamlit as st
 
-from core import connection, prompts, runs
+from core import connection, prompts, runs, settings, vault
 from core.formatting import duration, usd
 from core.labelstudio import LabelStudioClient, LabelStudioError, Project
 from core.prompts import Version
 from core.runs import RunError, RunView
+
+
+def require_settings() -> None:
+    """Stop the page, saying what to fix, when a setting is malformed: a port number, or the key that
+    encrypts saved secrets (no saved key or token can be read or saved until it is fixed)."""
+    try:
+        settings.load()
+        vault.check()
+    except vault.SecretKeyInvalid as error:
+        st.error(str(error), icon=":material/key_off:")
+        st.stop()
+    except ValueError as error:  # settings.load names the variable and what it must be
+        st.error(str(error), icon=":material/settings:")
+        st.stop()
 
 
 def show_flash() -> None:
@@ -43,6 +57,9 @@ def pick_project(key: str, detail: Callable[[Project], str] = ground_truth_count
         st.info("Label Studio has no projects yet; create one there, or run `python -m core demo create`.")
         st.stop()
     by_id = {p.id: p for p in projects}
+    previous = st.session_state.get(key)
+    if previous is not None and previous not in by_id:
+        st.warning(f"Project #{previous} is no longer in Label Studio (deleted, or hidden from this token); pick another.")
     project_id = st.selectbox(
         "Project",
         list(by_id),

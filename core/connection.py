@@ -24,10 +24,24 @@ class Connection:
     source: str  # "environment" | "saved" | "local"
     problem: str | None = None  # why it cannot be used now, if it cannot
 
+    @property
+    def masked_token(self) -> str:
+        """The token's last four characters, all a page may show; nothing of a short token."""
+        return f"…{self.api_key[-4:]}" if len(self.api_key) >= 12 else "(hidden)"
+
     def client(self) -> LabelStudioClient:
         if self.problem:
             raise LabelStudioError(f"The saved Label Studio token cannot be used: {self.problem}.")
         return LabelStudioClient(self.url, self.api_key)
+
+
+class ConnectionTestFailed(ValueError):
+    """A connection was tested before saving and the test failed, so nothing was saved; the message
+    is the test's one sentence."""
+
+    def __init__(self, check: Check):
+        super().__init__(check.message)
+        self.check = check
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,15 @@ def save(url: str, api_key: str) -> Connection:
         row.updated_at = store.utcnow()
         s.add(row)
     return new
+
+
+def test_and_save(url: str, api_key: str, *, anyway: bool = False) -> tuple[Connection, Check | None]:
+    """Save the connection once it passes a test: the rule the Keys page follows. A failed test raises
+    ConnectionTestFailed and saves nothing; ``anyway`` ("Save anyway") saves untested, with no check."""
+    check = None if anyway else test(draft(url, api_key))
+    if check is not None and not check.ok:
+        raise ConnectionTestFailed(check)
+    return save(url, api_key), check
 
 
 def forget() -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Iterable
 
 from sqlmodel import select
 
 from core import store, vault
-from core.checks import missing_scheme
+from core.checks import Check, missing_scheme
 
 PROVIDERS = {"openai": "OpenAI", "azure": "Azure OpenAI", "openai-compatible": "OpenAI-compatible"}
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
@@ -35,6 +35,15 @@ class InvalidKey(ValueError):
 
 class KeyNotFound(LookupError):
     pass
+
+
+class KeyTestFailed(ValueError):
+    """A key was tested before saving and the test failed, so nothing was saved; the message is the
+    test's one sentence."""
+
+    def __init__(self, check: Check):
+        super().__init__(check.message)
+        self.check = check
 
 
 @dataclass(frozen=True)
@@ -123,10 +132,37 @@ def edited(name: str, /, **changes: Any) -> Key:
         raise InvalidKey("name", f"a key named {new_name!r} already exists; pick another name")
     if current.problem and "api_key" not in changes and not changes.get("api_key_env", current.api_key_env):
         raise InvalidKey("api_key", "the saved key cannot be read any more; paste it again")
+    if current.api_key_env:
+        # Its secret was read from the variable, not saved; a pasted key replaces the variable.
+        current = replace(current, api_key=None, api_key_env=None if "api_key" in changes else current.api_key_env)
     return validate(replace(current, **changes, problem=None))
 
 
+def test_and_add(name: str, provider: str, *, anyway: bool = False, **fields: Any) -> tuple[Key, Check | None]:
+    """Save a new key once a test call succeeds: the rule the Keys page and `keys add` follow.
+
+    A failed test raises KeyTestFailed and saves nothing; ``anyway`` ("Save anyway", ``--no-test``)
+    saves without a test, and the check is then None.
+    """
+    return _test_and_save(draft(name, provider, **fields), lambda: add(name, provider, **fields), anyway)
+
+
+def test_and_update(name: str, /, *, anyway: bool = False, **changes: Any) -> tuple[Key, Check | None]:
+    """Change a saved key once the changed key passes a test; as ``test_and_add``."""
+    return _test_and_save(edited(name, **changes), lambda: update(name, **changes), anyway)
+
+
+def _test_and_save(drafted: Key, save, anyway: bool) -> tuple[Key, Check | None]:
+    from core import providers  # it builds clients from a Key, so it imports this module
+
+    check = None if anyway else providers.test(_with_environment(drafted))
+    if check is not None and not check.ok:
+        raise KeyTestFailed(check)
+    return save(), check
+
+
 def add(name: str, provider: str, **fields: Any) -> Key:
+    """Save a new key without testing it (``test_and_add`` tests it first)."""
     key = draft(name, provider, **fields)
     with store.writing() as s:
         s.add(_to_row(key, store.ProviderKey(name=key.name, provider=key.provider)))
@@ -232,11 +268,17 @@ def _from_row(row: store.ProviderKey) -> Key:
         headers = json.loads(vault.decrypt(row.extra_headers_encrypted)) if row.extra_headers_encrypted else {}
     except vault.SecretUnreadable as error:
         return replace(key, problem=str(error))
-    if row.api_key_env and not os.environ.get(row.api_key_env, "").strip():
-        return replace(key, extra_headers=headers, problem=f"the environment variable {row.api_key_env} is not set")
-    if row.api_key_env:
-        api_key = os.environ[row.api_key_env].strip()
-    return replace(key, api_key=api_key, extra_headers=headers)
+    return _with_environment(replace(key, api_key=api_key, extra_headers=headers))
+
+
+def _with_environment(key: Key) -> Key:
+    """The key with its secret read from ``api_key_env`` now, or with the problem that it is unset."""
+    if not key.api_key_env:
+        return key
+    value = os.environ.get(key.api_key_env, "").strip()
+    if not value:
+        return replace(key, problem=f"the environment variable {key.api_key_env} is not set")
+    return replace(key, api_key=value)
 
 
 def _to_row(key: Key, row: store.ProviderKey) -> store.ProviderKey:
@@ -282,6 +324,12 @@ def _headers(value: dict[str, str] | None) -> dict[str, str]:
             raise InvalidKey("extra_headers", f"{name!r} is not a header name; write headers as 'Name: value'")
         headers[name] = str(content).strip()
     return headers
+
+
+def parse_headers(lines: Iterable[str]) -> dict[str, str] | None:
+    """'Name: value' lines (blank ones skipped) -> headers; None when there are none, which on an edit
+    keeps the saved headers (they are secret, so the form never shows them)."""
+    return dict(parse_header(line) for line in lines if line.strip()) or None
 
 
 def parse_header(text: str) -> tuple[str, str]:

@@ -18,11 +18,16 @@ from urllib.parse import urlsplit
 from core import rendering
 from core.labeling import Output, Targets
 from core.prompts import VARIABLE, Version
-from core.rendering import RenderError
+from core.rendering import MissingField, RenderError
 
 MAX_TASK_BYTES = 1_000_000
 MAX_IMAGE_BYTES = 20_000_000  # what OpenAI accepts for one image
 STORED_PREFIXES = ("/data/upload/", "/data/local-files/")
+
+
+class TemplateError(RenderError):
+    """The template itself cannot be filled, whatever the task (a task's own faults are RenderErrors)."""
+
 
 FileFetcher = Callable[[str], tuple[bytes, str]]
 """Label Studio's ``file(path) -> (bytes, content type)``."""
@@ -130,13 +135,16 @@ def _fill(template: str, version: Version, targets: Targets, data: dict[str, Any
     for literal, name, argument in _pieces(template):
         text = literal
         if name == "labels":
+            if argument is not None and argument not in version.controls:
+                outputs = ", ".join(version.controls) or "none (choose one to fill)"
+                raise TemplateError(f"{{labels:{argument}}} names no output of this prompt; the outputs are: {outputs}.")
             text += labels_text(targets, version.controls, argument)
         elif name is not None:
             source = next((i for i in targets.inputs if i.field == name), None)
             if source is not None and source.tag == "Image":
                 _add_text(parts, text)
                 if name not in data:
-                    raise RenderError(f"The task has no field {name!r}, which Image {source.name!r} reads.")
+                    raise MissingField(f"The task has no field {name!r}, which Image {source.name!r} reads.")
                 parts.append({"type": "image_url", "image_url": {"url": images(data[name], name)}})
                 continue
             text += _field(name, data, source)
@@ -160,8 +168,8 @@ def _unescape(literal: str) -> str:
 def _field(name: str, data: dict[str, Any], source) -> str:
     if name not in data:
         if source is not None:
-            raise RenderError(f"The task has no field {name!r}, which {source.tag} {source.name!r} reads; its fields are: {', '.join(data) or 'none'}.")
-        raise RenderError(f"The task has no field {name!r}; its fields are: {', '.join(data) or 'none'}.")
+            raise MissingField(f"The task has no field {name!r}, which {source.tag} {source.name!r} reads; its fields are: {', '.join(data) or 'none'}.")
+        raise MissingField(f"The task has no field {name!r}; its fields are: {', '.join(data) or 'none'}.")
     value = data[name]
     if source is not None:
         text = rendering.field_text(source, value)

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from sqlmodel import select
 
-from core import labeling, store
+from core import keys, labeling, store
 
 VARIABLE = re.compile(r"(?<!\{)\{([A-Za-z_][\w.-]*)(?::([\w.-]+))?\}(?!\})")
 
@@ -75,8 +75,8 @@ def _fields_used(where: str, text: str, controls: Sequence[str], known: list[str
     for name, argument in variables(text):
         if name == "labels":
             if argument is not None and argument not in controls:
-                chosen = ", ".join(controls) or "none"
-                raise PromptError(f"{where}: {{labels:{argument}}} names no output this prompt fills (it fills: {chosen}).")
+                chosen = ", ".join(controls) or "none (choose one to fill)"
+                raise PromptError(f"{where}: {{labels:{argument}}} names no output of this prompt; the outputs are: {chosen}.")
             continue
         if argument is not None:
             raise PromptError(f"{where}: {{{name}:{argument}}} is not a variable; write {{{name}}} for a field, or {{labels:NAME}}.")
@@ -163,6 +163,28 @@ def latest_versions(project_id: int | None = None) -> list[Version]:
         return [_version(p, _latest(s, p.id)) for p in s.exec(query).all()]
 
 
+def why_unusable(version: Version) -> str | None:
+    """Why ``version`` cannot call its model now, in one sentence with the fix; None when it can.
+
+    Its key may have been renamed, deleted or lost its secret since the version was saved.
+    """
+    if not version.model.strip():
+        return f"{version.model_version} names no model; save a new version with a model on the Prompts page."
+    try:
+        key = keys.get(version.provider_key)
+    except keys.KeyNotFound:
+        return (
+            f"{version.model_version} uses the key {version.provider_key!r}, which no longer exists; "
+            "add it again on the Keys page, or save a new version with another key."
+        )
+    if key.problem:
+        return (
+            f"{version.model_version} uses the key {key.name!r}, which cannot be used now: {key.problem}; "
+            "fix it on the Keys page, or save a new version with another key."
+        )
+    return None
+
+
 def changed(a: Version, b: Version) -> list[str]:
     """The settings in which ``b`` differs from ``a`` (the note aside)."""
     return [f for f in EDITABLE if f != "note" and getattr(a, f) != getattr(b, f)]
@@ -197,7 +219,7 @@ def _latest(s, prompt_id: int) -> store.PromptVersion:
 
 
 def _version_row(prompt_id: int, number: int, settings: dict[str, Any]) -> store.PromptVersion:
-    missing = [f for f in ("template", "controls", "provider_key", "model") if not settings.get(f)]
+    missing = [f for f in ("template", "controls", "provider_key", "model") if not str(settings.get(f) or "").strip()]
     if missing:
         raise PromptError(f"{missing[0]}: is required for a prompt version.")
     temperature = float(settings.get("temperature") or 0.0)

@@ -15,9 +15,13 @@ class RenderError(ValueError):
     """A task's field cannot be put into the prompt; the message says which and why."""
 
 
+class MissingField(RenderError):
+    """The task has no field the prompt reads."""
+
+
 def field_text(source: Input, value: Any) -> str:
     if value is None:
-        raise RenderError(f"The task has no field {source.field!r}, which {source.tag} {source.name!r} reads.")
+        raise MissingField(f"The task has no field {source.field!r}, which {source.tag} {source.name!r} reads.")
     if source.tag == "Text":
         return value if isinstance(value, str) else str(value)
     if source.tag == "HyperText":

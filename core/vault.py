@@ -21,14 +21,20 @@ class SecretUnreadable(Exception):
     """A saved secret was encrypted with another key than the one in use now."""
 
 
+class SecretKeyInvalid(ValueError):
+    """The encryption key itself (PROMPTER_SECRET_KEY, or the key file) is malformed, so no secret can
+    be read or saved until it is fixed; the message says which and how."""
+
+
 def encrypt(plain: str) -> str:
     return _fernet().encrypt(plain.encode("utf-8")).decode("ascii")
 
 
 def decrypt(token: str) -> str:
+    fernet = _fernet()  # a malformed key is its own error, not "saved keys cannot be read"
     try:
-        return _fernet().decrypt(token.encode("ascii")).decode("utf-8")
-    except (InvalidToken, ValueError):
+        return fernet.decrypt(token.encode("ascii")).decode("utf-8")
+    except (InvalidToken, UnicodeError):
         raise SecretUnreadable(
             "saved keys cannot be read; add them again (the encryption key in PROMPTER_SECRET_KEY or "
             f"{_key_path()} is not the one they were saved with)"
@@ -39,17 +45,35 @@ def new_key() -> str:
     return Fernet.generate_key().decode("ascii")
 
 
+def check() -> None:
+    """Raise SecretKeyInvalid when the encryption key in use is malformed (a missing key file is fine:
+    it is made when first needed)."""
+    if _configured() or _key_path().exists():
+        _fernet()
+
+
+def _configured() -> str:
+    return os.environ.get("PROMPTER_SECRET_KEY", "").strip()
+
+
 def _fernet() -> Fernet:
-    configured = os.environ.get("PROMPTER_SECRET_KEY", "").strip()
+    configured = _configured()
     if configured:
         try:
             return Fernet(configured.encode("ascii"))
-        except (ValueError, UnicodeEncodeError):
-            raise ValueError(
+        except ValueError:  # UnicodeEncodeError and binascii.Error are ValueErrors
+            raise SecretKeyInvalid(
                 "PROMPTER_SECRET_KEY is not a valid key: it must be 32 url-safe base64-encoded bytes; "
                 "make one with Fernet.generate_key() (see the README's Settings)."
             ) from None
-    return Fernet(_key_from_file(_key_path()))
+    path = _key_path()
+    try:
+        return Fernet(_key_from_file(path))
+    except ValueError:
+        raise SecretKeyInvalid(
+            f"{path} does not hold a valid key (32 url-safe base64-encoded bytes); put back the file it was "
+            "saved with, or delete it to have a new one made (saved keys must then be added again)."
+        ) from None
 
 
 def _key_path() -> Path:

@@ -50,6 +50,11 @@ class Trial:
             return None
         return self.ok and all(self.matches.values())
 
+    @property
+    def differs_in(self) -> list[str]:
+        """The outputs whose answer is not the ground truth's."""
+        return [name for name, matched in (self.matches or {}).items() if not matched]
+
 
 class Workbench:
     def __init__(self, client: LabelStudioClient, project: Project, config: str, fields: list[str]):

@@ -6,6 +6,7 @@ from core import connection, keys, pricing, providers
 
 st.title("Keys")
 st.caption("Model providers and the Label Studio connection. Secrets are encrypted at rest and only ever shown masked.")
+widgets.require_settings()
 
 state = st.session_state
 widgets.show_flash()
@@ -37,8 +38,7 @@ if current is None:
     st.warning(connection.NOT_CONFIGURED)
 else:
     origin = {"environment": "from the environment", "saved": "saved here", "local": "the local one `make run` started"}
-    token = f"…{current.api_key[-4:]}" if len(current.api_key) >= 12 else "(hidden)"
-    st.write(f"In use: **{current.url}** ({origin[current.source]}), token {token}")
+    st.write(f"In use: **{current.url}** ({origin[current.source]}), token {current.masked_token}")
     if current.problem:
         st.error(f"The saved token cannot be used: {current.problem}.")
     if st.button("Test connection", key="ls_test"):
@@ -50,18 +50,16 @@ with st.expander("Set the Label Studio connection", expanded=current is None):
     ls_token = st.text_input("API token", key=f"ls_token_{g}", type="password", help="Account & Settings → Access Token (legacy or personal).")
     if st.button("Test and save", key="ls_save"):
         try:
-            drafted = connection.draft(ls_url, ls_token)
-        except ValueError as error:
+            _, check = connection.test_and_save(ls_url, ls_token)
+        except connection.ConnectionTestFailed as error:
+            st.error(f"Not saved. {error}")
+            state["ls_pending"] = (ls_url, ls_token)
+        except ValueError as error:  # a field is malformed: draft's message names it
             st.error(str(error))
         else:
-            check = connection.test(drafted)
-            if check.ok:
-                connection.save(ls_url, ls_token)
-                saved(f"Saved the Label Studio connection. {check.message}", "ls")
-            st.error(f"Not saved. {check.message}")
-            state["ls_pending"] = (ls_url, ls_token)
+            saved(f"Saved the Label Studio connection. {check.message}", "ls")
     if state.get("ls_pending") and st.button("Save anyway", key="ls_save_anyway"):
-        connection.save(*state["ls_pending"])
+        connection.test_and_save(*state["ls_pending"], anyway=True)
         saved("Saved the Label Studio connection without a successful test.", "ls")
 
 # -- Model providers ------------------------------------------------------------------------------
@@ -112,23 +110,21 @@ def key_fields(form: str, provider: str, existing: keys.Key | None = None) -> di
     else:
         fields["base_url"] = st.text_input("Base URL", value=e.base_url or "", key=f"{p}_base_url", placeholder="http://127.0.0.1:11434/v1")
         headers = st.text_area(f"Extra headers (optional, one 'Name: value' per line){keep}", key=f"{p}_headers")
-        fields["extra_headers"] = dict(keys.parse_header(line) for line in headers.splitlines() if line.strip()) or (None if existing else {})
+        fields["extra_headers"] = keys.parse_headers(headers.splitlines())
     return fields
 
 
-def test_then_save(form: str, make, save) -> None:
-    """Test the drafted key; save it when the test passes, or offer to save it anyway."""
+def test_then_save(form: str, save) -> None:
+    """Save the key once its test passes (core's rule); when it fails, offer to save it anyway."""
     try:
-        drafted = make()
+        key, check = save(anyway=False)
+    except keys.KeyTestFailed as error:
+        st.error(f"Not saved. {error}")
+        state[f"{form}_pending"] = lambda: save(anyway=True)
     except (keys.InvalidKey, keys.KeyNotFound) as error:
         st.error(str(error))
-        return
-    check = providers.test(drafted)
-    if check.ok:
-        save()
-        saved(f"Saved {drafted.name!r}. {check.message}", form)
-    st.error(f"Not saved. {check.message}")
-    state[f"{form}_pending"] = save
+    else:
+        saved(f"Saved {key.name!r}. {check.message}", form)
 
 
 editing = state.get("editing")
@@ -142,7 +138,7 @@ if editing and any(k.name == editing and k.source == "saved" for k in all_keys):
         st.error(str(error))
         st.stop()
     if st.button("Test and save changes", key="edit_save"):
-        test_then_save("edit", lambda: keys.edited(editing, **changes), lambda: keys.update(editing, **changes))
+        test_then_save("edit", lambda anyway: keys.test_and_update(editing, anyway=anyway, **changes))
     if state.get("edit_pending") and st.button("Save anyway", key="edit_save_anyway"):
         state["edit_pending"]()
         state.pop("editing")
@@ -160,7 +156,7 @@ except keys.InvalidKey as error:
     st.error(str(error))
     st.stop()
 if st.button("Test and save", key="new_save", type="primary"):
-    test_then_save("new", lambda: keys.draft(name, provider, **fields), lambda: keys.add(name, provider, **fields))
+    test_then_save("new", lambda anyway: keys.test_and_add(name, provider, anyway=anyway, **fields))
 if state.get("new_pending") and st.button("Save anyway", key="new_save_anyway"):
     try:
         state["new_pending"]()

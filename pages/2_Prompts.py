@@ -14,6 +14,7 @@ NEW = "(new prompt)"
 
 st.title("Prompts")
 st.caption("Write a prompt against a Label Studio project, see what the model receives, try it on one task, save versions.")
+widgets.require_settings()
 
 state = st.session_state
 widgets.show_flash()
@@ -67,11 +68,12 @@ start = next((v for v in history if v.number == start_number), None)
 source = (project_id, prompt_name, start.number if start else None)
 if state.get("editor_source") != source:
     state["editor_source"] = source
-    state["ed_template"] = start.template if start else bench.starter_template()
-    state["ed_system"] = (start.system_message if start else "") or ""
-    state["ed_controls"] = list(start.controls) if start else [o.name for o in bench.targets.outputs]
-    state["ed_temperature"] = start.temperature if start else 0.0
-    state["ed_max_tokens"] = start.max_output_tokens if start else None
+    origin = start or bench.draft(template=bench.starter_template())  # a new prompt starts from core's defaults
+    state["ed_template"] = origin.template
+    state["ed_system"] = origin.system_message or ""
+    state["ed_controls"] = list(origin.controls)
+    state["ed_temperature"] = origin.temperature
+    state["ed_max_tokens"] = origin.max_output_tokens
     if start:
         state["ed_key"] = start.provider_key
         state["ed_model"] = start.model
@@ -85,6 +87,8 @@ if not key_names:
     st.warning("No model-provider keys yet: add one on the Keys page to try and save prompts.")
 
 st.subheader("Editor")
+if start and (unusable := prompts.why_unusable(start)):
+    st.warning(unusable)
 name = st.text_input("Name of the new prompt", key="ed_name", placeholder="e.g. intent-classifier") if prompt_name == NEW else prompt_name
 controls = st.multiselect("Outputs to fill", [o.name for o in bench.targets.outputs], key="ed_controls")
 c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
@@ -165,6 +169,8 @@ def preview_and_try() -> None:
     st.caption(f"Task {task.id} · [open in Label Studio]({bench.client.task_url(project_id, task.id)})")
     try:
         preview = messages.text_parts(bench.messages(draft, task))
+    except messages.TemplateError as error:
+        st.error(f"The template cannot be filled: {error}")
     except (RenderError, LabelStudioError) as error:
         st.error(f"This task cannot be put into the prompt: {error}")
     else:
@@ -185,8 +191,7 @@ def preview_and_try() -> None:
         elif trial.correct is True:
             st.success("Matches the ground truth.")
         elif trial.correct is False:
-            wrong = [name for name, ok in (trial.matches or {}).items() if not ok]
-            st.warning(f"Differs from the ground truth in: {', '.join(wrong)}.")
+            st.warning(f"Differs from the ground truth in: {', '.join(trial.differs_in)}.")
         else:
             st.info("This task has no ground truth to compare with.")
         m1, m2, m3, m4 = st.columns(4)

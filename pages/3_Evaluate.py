@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import runs
+from core import prompts, runs
 from core.evaluation import charts, evaluate, subsets
 from core.evaluation.subsets import SubsetError
 from core.formatting import milliseconds, percent, usd
@@ -14,6 +14,7 @@ ALL_CLASSES = "(all)"
 
 st.title("Evaluate")
 st.caption("Run a prompt version on a set of tasks, score it against their ground truth, and see whether the new version is better.")
+widgets.require_settings()
 
 state = st.session_state
 widgets.show_flash()
@@ -30,6 +31,9 @@ prompt_name = version.prompt
 # -- a new evaluation -----------------------------------------------------------------------------
 
 st.subheader("New evaluation")
+unusable = prompts.why_unusable(version)
+if unusable:
+    st.error(unusable)
 kind = st.radio("Tasks", subsets.KINDS, format_func=SUBSET_LABELS.get, horizontal=True, key="ev_subset")
 size, seed, ids_text = None, 0, ""
 if kind == "sample":
@@ -64,7 +68,7 @@ else:
     if preview.note:
         st.info(preview.note)
 
-if st.button("Run evaluation", key="ev_start", type="primary", disabled=isinstance(preview, Exception)):
+if st.button("Run evaluation", key="ev_start", type="primary", disabled=isinstance(preview, Exception) or bool(unusable)):
     try:
         subset = choose_subset()
         run = evaluate.start(version, subset, client.label_config(project_id), concurrency=int(concurrency))

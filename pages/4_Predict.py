@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import predict, runs
+from core import predict, prompts, runs
 from core.formatting import percent, usd
 from core.labelstudio import LabelStudioError
 from core.prompts import Version
@@ -10,6 +10,7 @@ from core.runs import RunError
 
 st.title("Predict")
 st.caption("Run a prompt version over the project's tasks and write its answers into Label Studio as predictions.")
+widgets.require_settings()
 
 state = st.session_state
 widgets.show_flash()
@@ -103,6 +104,9 @@ going = [r for r in predictions if r.version == number and runs.live(r)]
 # -- a new prediction run ----------------------------------------------------------------------------
 
 st.subheader("New prediction run")
+unusable = prompts.why_unusable(version)
+if unusable:
+    st.error(unusable)
 only_missing = st.checkbox("Only tasks without a prediction of this version yet", key="pr_only_missing")
 c1, c2 = st.columns(2)
 concurrency = c1.number_input(
@@ -125,19 +129,19 @@ choice = (project_id, prompt_name, number, only_missing)
 marker = tuple((r.id, r.status) for r in predictions if r.version == number)
 if st.button("Re-estimate", key="pr_reestimate"):
     state.pop("pr_estimate_for", None)
-if state.get("pr_estimate_for") != (choice, marker):
+if not unusable and state.get("pr_estimate_for") != (choice, marker):  # an unusable version has no estimate
     try:
         chosen = predict.scope(version, client, only_missing=only_missing)
         state["pr_estimate"] = (chosen, predict.estimate(version, chosen, client))
     except (LabelStudioError, ValueError) as error:
         state["pr_estimate"] = error
     state["pr_estimate_for"] = (choice, marker)
-estimated = state["pr_estimate"]
+estimated = None if unusable else state["pr_estimate"]
 
 nothing_to_do = False
 if isinstance(estimated, Exception):
     st.warning(f"No estimate: {estimated}")
-else:
+elif estimated is not None:
     chosen, guess = estimated
     nothing_to_do = not chosen.task_ids
     m1, m2, m3 = st.columns(3)
@@ -159,7 +163,7 @@ else:
 
 if going:
     st.caption(f"Run {going[0].id} of {version.model_version} is going; wait for it to end, or cancel it, before starting another.")
-if st.button("Start predicting", key="pr_start", type="primary", disabled=isinstance(estimated, Exception) or nothing_to_do or bool(going)):
+if st.button("Start predicting", key="pr_start", type="primary", disabled=estimated is None or isinstance(estimated, Exception) or nothing_to_do or bool(going)):
     try:
         chosen = predict.scope(version, client, only_missing=only_missing)  # fresh: tasks may have changed
         run = predict.start(version, chosen, client, concurrency=int(concurrency), max_cost_usd=float(max_cost) if max_cost is not None else None)

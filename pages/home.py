@@ -1,6 +1,7 @@
 import pandas as pd
 import streamlit as st
 
+import widgets
 from core import connection
 from core.evaluation import evaluate
 from core.formatting import percent
@@ -10,6 +11,7 @@ st.caption(
     "Write a prompt against a Label Studio project, measure every version on its ground truth, "
     "then label the whole project in one click."
 )
+widgets.require_settings()
 
 status = connection.status()
 
@@ -54,7 +56,7 @@ if not scores:
 else:
     titles = {p.id: p.title for p in status.projects}
     st.dataframe(
-        pd.DataFrame([{**row, "project": titles.get(row["project"], f"#{row['project']}"), "accuracy": percent(row["accuracy"])} for row in scores]),
+        pd.DataFrame([{**row, "project": titles.get(row["project"], f"#{row['project']} (not in Label Studio)"), "accuracy": percent(row["accuracy"])} for row in scores]),
         key="prompts",
         hide_index=True,
     )

@@ -15,7 +15,7 @@ from core import connection, keys, prompts, runs, store
 from core.evaluation import charts, evaluate, subsets
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
-from tests.helpers import open_page, table, wait_for_run
+from tests.helpers import open_page, table, wait_for_run, wait_until
 from tests.standin import Reply
 
 V1 = "Sentiment of: {text}\nAnswer with {labels}"
@@ -141,7 +141,8 @@ def test_run_an_evaluation_on_the_page_and_see_its_results(project):
     (run,) = runs.runs(prompt="sentiment", project_id=proj.id)
     assert f"Started run {run.id}: sentiment@v2 on 6 ground-truth tasks." in [s.value for s in app.success]
     assert app.selectbox(key="ev_run").value == run.id
-    assert run.concurrency == 2 and run.worker_pid is not None  # a background worker has it
+    assert run.concurrency == 2
+    wait_until(lambda: runs.get(run.id).worker_pid is not None)  # a background worker claims it
     assert app.get("progress") and app.button(key="ev_cancel")  # followed live
 
     finished = wait_for_run(run.id)

@@ -87,6 +87,33 @@ def test_a_failed_test_does_not_save_unless_confirmed(server):
     assert "sk-not-the-right-key-000000000" not in _rendered_text(app)
 
 
+def test_an_edit_whose_test_fails_is_saved_only_when_confirmed(server):
+    keys.add("team", "openai", api_key=SECRET, base_url=server.base_url)
+    app = open_page("pages/1_Keys.py", timeout=60)
+    app.button(key="edit_team").click().run()
+    app.text_input(key="edit_0_api_key").input("sk-not-the-right-key-000000000")
+    app.button(key="edit_save").click().run()
+    assert any(e.startswith("Not saved. Key rejected (401)") for e in _texts(app.error))
+    assert keys.get("team").api_key == SECRET
+    app.button(key="edit_save_anyway").click().run()
+    assert not app.exception, app.exception
+    assert "Saved 'team' without a successful test." in _texts(app.success)
+    assert keys.get("team").api_key == "sk-not-the-right-key-000000000"
+
+
+def test_a_key_read_from_a_variable_can_be_edited(server, monkeypatch):
+    monkeypatch.setenv("TEAM_KEY", SECRET)
+    keys.add("team", "openai", api_key_env="TEAM_KEY", base_url=server.base_url)
+    app = open_page("pages/1_Keys.py", timeout=60)
+    app.button(key="edit_team").click().run()
+    app.text_input(key="edit_0_organization").input("org-labels")
+    app.button(key="edit_save").click().run()
+    assert not app.error, _texts(app.error)
+    assert any(s.startswith("Saved 'team'. OK:") for s in _texts(app.success))
+    assert (keys.get("team").organization, keys.get("team").api_key_env) == ("org-labels", "TEAM_KEY")
+    assert SECRET not in _rendered_text(app)
+
+
 def test_bad_input_is_refused_naming_the_field():
     app = open_page("pages/1_Keys.py", timeout=60)
     app.selectbox(key="new_provider").set_value("azure").run()
@@ -109,6 +136,17 @@ def test_label_studio_connection_saved_and_environment_wins(use_labelstudio, mon
     assert any("Saved the Label Studio connection. OK: Label Studio" in s for s in _texts(app.success))
     assert connection.current().source == "saved"
     assert token not in _rendered_text(app)
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    app.text_input(key="ls_url_1").input(closed)
+    app.text_input(key="ls_token_1").input("other-token-0000000000")
+    app.button(key="ls_save").click().run()
+    assert any(e.startswith(f"Not saved. Cannot reach Label Studio at {closed}") for e in _texts(app.error))
+    assert connection.saved().url == use_labelstudio.url
+    app.button(key="ls_save_anyway").click().run()
+    assert "Saved the Label Studio connection without a successful test." in _texts(app.success)
+    assert connection.saved().url == closed
+    assert "other-token-0000000000" not in _rendered_text(app)
 
     monkeypatch.setenv("LABEL_STUDIO_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "env-token-0000000000000")

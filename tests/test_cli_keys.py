@@ -34,7 +34,7 @@ def server():
 def test_add_list_test_remove(server):
     added = cli("keys", "add", "team", "--provider", "openai", "--api-key", SECRET, "--base-url", server.base_url)
     assert added.returncode == 0, added.stderr
-    assert added.stdout.strip() == "Saved key 'team' (OpenAI …4321)."
+    assert added.stdout.strip() == f"Saved key 'team' (OpenAI …4321). OK: {server.base_url} answered and lists 1 model."
 
     listed = cli("keys", "list", "--json")
     assert listed.returncode == 0
@@ -54,13 +54,32 @@ def test_add_list_test_remove(server):
     assert json.loads(cli("keys", "list", "--json").stdout) == {"keys": []}
 
 
+def test_add_tests_the_key_and_saves_nothing_when_the_test_fails(server):
+    wrong = cli("keys", "add", "wrong", "--provider", "openai", "--api-key", "sk-wrong-000000000000000", "--base-url", server.base_url)
+    assert wrong.returncode == 1 and wrong.stdout == ""
+    assert wrong.stderr == (
+        f"error: Not saved. Key rejected (401): {server.base_url} did not accept this API key; check it and paste it again. "
+        "(--no-test saves it without a test.)\n"
+    )
+    closed_url = f"http://127.0.0.1:{free_port()}/v1"
+    closed = cli("keys", "add", "gone", "--provider", "openai-compatible", "--base-url", closed_url, "--json")
+    assert closed.returncode == 1 and closed.stderr.startswith(f"error: Not saved. Unreachable: cannot connect to {closed_url}")
+    unset = cli("keys", "add", "team", "--provider", "openai", "--api-key-env", "TEAM_KEY_UNSET", "--base-url", server.base_url)
+    assert unset.returncode == 1 and "the environment variable TEAM_KEY_UNSET is not set" in unset.stderr
+    assert json.loads(cli("keys", "list", "--json").stdout) == {"keys": []}
+
+    anyway = cli("keys", "add", "gone", "--provider", "openai-compatible", "--base-url", closed_url, "--no-test", "--json")
+    assert anyway.returncode == 0 and json.loads(anyway.stdout)["test"] is None
+    assert [k["name"] for k in json.loads(cli("keys", "list", "--json").stdout)["keys"]] == ["gone"]
+
+
 def test_failed_test_exits_non_zero_with_the_reason_on_stderr(server):
-    cli("keys", "add", "wrong", "--provider", "openai", "--api-key", "sk-wrong-000000000000000", "--base-url", server.base_url)
+    cli("keys", "add", "wrong", "--provider", "openai", "--api-key", "sk-wrong-000000000000000", "--base-url", server.base_url, "--no-test")
     done = cli("keys", "test", "wrong")
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("error: Key rejected (401)") and done.stderr.count("\n") == 1
 
-    closed = cli("keys", "add", "gone", "--provider", "openai-compatible", "--base-url", f"http://127.0.0.1:{free_port()}/v1")
+    closed = cli("keys", "add", "gone", "--provider", "openai-compatible", "--base-url", f"http://127.0.0.1:{free_port()}/v1", "--no-test")
     assert closed.returncode == 0
     done = cli("keys", "test", "gone", "--json")
     assert done.returncode == 1 and json.loads(done.stdout)["outcome"] == "unreachable"
@@ -90,9 +109,17 @@ def test_bad_input_exits_non_zero_naming_the_field(args, message):
     assert done.returncode == 1 and done.stderr.startswith(message), done.stderr
 
 
+def test_a_malformed_secret_key_is_one_error_line():
+    assert cli("keys", "add", "x", "--provider", "openai", "--api-key", SECRET, "--no-test").returncode == 0
+    for args in (["keys", "list"], ["keys", "test", "x"], ["keys", "add", "y", "--provider", "openai", "--api-key", SECRET, "--no-test"]):
+        done = cli(*args, env={"PROMPTER_SECRET_KEY": "not-a-key"})
+        assert done.returncode == 1 and done.stdout == "", done.stdout
+        assert done.stderr.startswith("error: PROMPTER_SECRET_KEY is not a valid key: it must be 32 url-safe") and done.stderr.count("\n") == 1
+
+
 def test_duplicate_name_is_refused():
-    assert cli("keys", "add", "x", "--provider", "openai", "--api-key", SECRET).returncode == 0
-    again = cli("keys", "add", "x", "--provider", "openai", "--api-key", SECRET)
+    assert cli("keys", "add", "x", "--provider", "openai", "--api-key", SECRET, "--no-test").returncode == 0
+    again = cli("keys", "add", "x", "--provider", "openai", "--api-key", SECRET, "--no-test")
     assert again.returncode == 1 and again.stderr.startswith("error: name: a key named 'x' already exists")
 
 

@@ -1,4 +1,5 @@
-"""core.keys and core.vault: saving, validating, masking and encrypting provider keys."""
+"""core.keys and core.vault: saving, validating, masking and encrypting provider keys; testing a key
+(or the Label Studio connection) before it is saved."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import stat
 import pytest
 
 from core import connection, keys, store, vault
+from core.local_labelstudio import free_port
+from tests.standin import StandIn
 
 SECRET = "sk-proj-Zq8xT3stK3yThatMustNeverLeak9931"
 
@@ -161,7 +164,95 @@ def test_secret_key_from_the_environment(monkeypatch, prompter_home):
         keys.add("other", "openai", api_key=SECRET)
 
 
+def test_a_malformed_secret_key_is_said_as_such_not_as_keys_to_add_again(monkeypatch, prompter_home):
+    keys.add("team", "openai", api_key=SECRET)
+    connection.save("http://127.0.0.1:8080", "ls-token-abcdef0123456789")
+    vault.check()  # a well-formed key passes
+
+    monkeypatch.setenv("PROMPTER_SECRET_KEY", "not-a-fernet-key")
+    for read in (keys.all_keys, lambda: keys.get("team"), connection.saved, vault.check):
+        with pytest.raises(vault.SecretKeyInvalid, match=r"^PROMPTER_SECRET_KEY is not a valid key: it must be 32 url-safe"):
+            read()
+
+    monkeypatch.delenv("PROMPTER_SECRET_KEY")
+    (prompter_home / vault.KEY_FILE).write_text("truncated-key\n")
+    with pytest.raises(vault.SecretKeyInvalid, match=f"^{prompter_home / vault.KEY_FILE} does not hold a valid key"):
+        keys.all_keys()
+    with pytest.raises(vault.SecretKeyInvalid):
+        vault.check()
+
+
+def test_a_missing_key_file_is_made_when_needed_not_by_a_check(prompter_home):
+    vault.check()
+    assert not (prompter_home / vault.KEY_FILE).exists()
+
+
 def test_reprs_and_summaries_hold_no_secret(monkeypatch):
     key = keys.add("team", "openai", api_key=SECRET)
     assert SECRET not in repr(key) and SECRET not in str(key.summary())
     assert key.summary()["key"] == "OpenAI …9931"
+
+
+def test_a_key_is_saved_only_when_its_test_passes():
+    with StandIn(models=("gpt-4o-mini",), api_key=SECRET) as server:
+        with pytest.raises(keys.KeyTestFailed, match=r"^Key rejected \(401\)") as failed:
+            keys.test_and_add("team", "openai", api_key="sk-wrong-0000000000000000", base_url=server.base_url)
+        assert failed.value.check.outcome == "rejected"
+        assert keys.all_keys() == []
+
+        key, check = keys.test_and_add("team", "openai", api_key=SECRET, base_url=server.base_url)
+        assert key.api_key == SECRET and check.ok and check.message.endswith("lists 1 model.")
+
+        with pytest.raises(keys.KeyTestFailed, match="Key rejected"):
+            keys.test_and_update("team", api_key="sk-wrong-0000000000000000")
+        assert keys.get("team").api_key == SECRET
+        updated, check = keys.test_and_update("team", organization="org-7")
+        assert updated.organization == "org-7" and check.ok
+
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(keys.KeyTestFailed, match="^Unreachable"):
+        keys.test_and_add("local", "openai-compatible", base_url=closed)
+    key, check = keys.test_and_add("local", "openai-compatible", base_url=closed, anyway=True)  # "save anyway"
+    assert check is None and keys.get("local").base_url == closed
+
+
+def test_a_key_from_a_variable_is_tested_with_the_variables_value(monkeypatch):
+    with StandIn(models=("gpt-4o-mini",), api_key=SECRET) as server:
+        with pytest.raises(keys.KeyTestFailed, match="the environment variable TEAM_KEY is not set"):
+            keys.test_and_add("team", "openai", api_key_env="TEAM_KEY", base_url=server.base_url)
+        monkeypatch.setenv("TEAM_KEY", SECRET)
+        key, check = keys.test_and_add("team", "openai", api_key_env="TEAM_KEY", base_url=server.base_url)
+        assert check.ok and key.api_key_env == "TEAM_KEY"
+
+
+def test_a_key_from_a_variable_can_be_edited(monkeypatch):
+    monkeypatch.setenv("TEAM_KEY", SECRET)
+    keys.add("team", "openai", api_key_env="TEAM_KEY")
+    assert keys.update("team", organization="org-1").api_key_env == "TEAM_KEY"
+    pasted = keys.update("team", api_key="sk-pasted-key-0000000001234")  # a pasted key replaces the variable
+    assert (pasted.api_key_env, pasted.api_key) == (None, "sk-pasted-key-0000000001234")
+
+
+def test_header_lines_are_parsed_and_none_keeps_the_saved_ones():
+    assert keys.parse_headers(["X-Team: labels", "  ", "Authorization: Bearer t"]) == {"X-Team": "labels", "Authorization": "Bearer t"}
+    assert keys.parse_headers(["", " "]) is None
+    with pytest.raises(keys.InvalidKey, match="extra_headers: 'no colon' is not 'Name: value'"):
+        keys.parse_headers(["no colon"])
+    keys.add("local", "openai-compatible", base_url="http://127.0.0.1:9/v1", extra_headers=keys.parse_headers(["X-Team: labels"]))
+    keys.update("local", base_url="http://127.0.0.1:10/v1", extra_headers=keys.parse_headers([]))
+    assert keys.get("local").extra_headers == {"X-Team": "labels"}
+
+
+def test_the_label_studio_connection_is_saved_only_when_its_test_passes(labelstudio):
+    closed = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(connection.ConnectionTestFailed, match=f"^Cannot reach Label Studio at {closed}"):
+        connection.test_and_save(closed, "some-token-0000000000")
+    assert connection.saved() is None
+    with pytest.raises(ValueError, match="^url: "):
+        connection.test_and_save("127.0.0.1:8080", "some-token-0000000000")
+
+    saved, check = connection.test_and_save(labelstudio.url, labelstudio.credentials.token)
+    assert check.ok and connection.saved().url == labelstudio.url
+    assert saved.masked_token == f"…{labelstudio.credentials.token[-4:]}"
+    _, check = connection.test_and_save(closed, "short", anyway=True)
+    assert check is None and connection.saved().url == closed and connection.saved().masked_token == "(hidden)"

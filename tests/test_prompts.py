@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from core import labeling, prompts, store
+from core import keys, labeling, prompts, store
 from tests.test_labeling import EVERY_CONTROL
 
 V1 = dict(template="Classify: {text}\nLabels: {labels}", controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
@@ -51,6 +53,8 @@ def test_names_are_unique_within_a_project():
     [
         ({"template": ""}, "template: is required"),
         ({"model": ""}, "model: is required"),
+        ({"model": "   "}, "model: is required"),
+        ({"provider_key": " "}, "provider_key: is required"),
         ({"temperature": 3}, "temperature: 3 is outside 0 to 2"),
         ({"max_output_tokens": 0}, "max_output_tokens: must be at least 1"),
     ],
@@ -58,6 +62,25 @@ def test_names_are_unique_within_a_project():
 def test_bad_version_settings_name_the_field(changes, message):
     with pytest.raises(prompts.PromptError, match=message):
         prompts.create(7, "p", **(V1 | changes))
+
+
+def test_a_version_says_why_it_cannot_call_its_model(monkeypatch):
+    keys.add("team", "openai-compatible", base_url="http://127.0.0.1:9/v1")
+    v1 = prompts.create(7, "intent", **V1)
+    assert prompts.why_unusable(v1) is None
+
+    keys.update("team", name="team-2")  # renamed: versions still name 'team'
+    assert prompts.why_unusable(v1) == (
+        "intent@v1 uses the key 'team', which no longer exists; add it again on the Keys page, or save a new version with another key."
+    )
+    keys.add("team", "openai", api_key_env="TEAM_KEY")
+    monkeypatch.delenv("TEAM_KEY", raising=False)
+    assert prompts.why_unusable(v1) == (
+        "intent@v1 uses the key 'team', which cannot be used now: the environment variable TEAM_KEY is not set; "
+        "fix it on the Keys page, or save a new version with another key."
+    )
+    no_model = dataclasses.replace(v1, number=2, model="")  # as an older release could save it
+    assert prompts.why_unusable(no_model) == "intent@v2 names no model; save a new version with a model on the Prompts page."
 
 
 def test_diff_shows_what_changed():
@@ -85,7 +108,7 @@ class TestTemplate:
             self.check("Classify {body}")
 
     def test_labels_of_an_output_the_prompt_does_not_fill(self):
-        with pytest.raises(prompts.PromptError, match=r"\{labels:topics\} names no output this prompt fills"):
+        with pytest.raises(prompts.PromptError, match=r"\{labels:topics\} names no output of this prompt; the outputs are: sentiment\."):
             self.check("{text} {labels:topics}")
 
     def test_empty_and_field_less_templates(self):

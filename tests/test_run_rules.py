@@ -203,3 +203,11 @@ def test_a_predict_run_keeps_its_cache_policy(setup, standin, ls_client):
     chosen = predict.scope(version, ls_client)
     run = predict.start(version, chosen, ls_client, cache="fresh")
     assert runs.get(run.id).cache == "fresh"
+
+
+def test_a_version_whose_key_is_gone_is_refused_before_the_run_starts(setup):
+    project, ids, version, new_run = setup
+    keys.remove("team")
+    with pytest.raises(runs.RunError, match="sentiment@v1 uses the key 'team', which no longer exists; add it again on the Keys page"):
+        new_run()
+    assert runs.runs(prompt="sentiment") == []

@@ -85,7 +85,7 @@ def test_a_second_run_is_answered_from_the_cache_and_replaces_only_its_own_predi
 
     again = runs.execute(new_run().id)
     assert standin.request_count == 12  # nothing sent twice
-    assert again.status == "completed" and again.done == 12 and again.cost_usd is None
+    assert again.status == "completed" and again.done == 12 and again.cost_usd == 0.0  # answered from the store: nothing paid
     assert all(i.from_cache for i in runs.items(again.id))
 
     subset = runs.execute(new_run(ids[:3]).id)  # replaces this version's predictions on 3 tasks only

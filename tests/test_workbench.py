@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from core import keys, prompts
+from core import keys, messages, prompts
 from core.labelstudio import LabelStudioError, NewPrediction, NewTask
 from core.prompts import PromptError
 from core.workbench import Workbench
@@ -78,6 +78,7 @@ def test_a_wrong_answer_is_shown_against_the_ground_truth(bench, standin):
     standin.script(Reply.json({"sentiment": "Neutral"}))
     trial = bench.try_on(draft, bench.task(bench.ids[2]))
     assert trial.ok and trial.correct is False and trial.matches == {"sentiment": False}
+    assert trial.differs_in == ["sentiment"]
     assert trial.ground_truth == choice("Negative")
 
 
@@ -90,7 +91,7 @@ def test_a_model_the_server_does_not_have(bench, standin):
 def test_a_task_without_ground_truth_has_no_verdict(bench, standin):
     draft = bench.draft(template=TEMPLATE, provider_key="team", model="gpt-4o-mini")
     trial = bench.try_on(draft, bench.task(bench.ids[1]))
-    assert trial.ok and trial.correct is None and trial.matches is None
+    assert trial.ok and trial.correct is None and trial.matches is None and trial.differs_in == []
 
 
 @pytest.mark.parametrize(
@@ -118,6 +119,14 @@ def test_a_task_missing_a_field_fails_without_a_call(bench, standin):
     trial = bench.try_on(draft, bench.task(bench.ids[3]))
     assert trial.error == "The task has no field 'channel'; its fields are: text, note."
     assert standin.request_count == 0
+
+
+def test_a_template_naming_no_output_says_which_outputs_there_are(bench):
+    draft = bench.draft(template="Sentiment of: {text}\nAnswer with {labels:typo}")
+    with pytest.raises(messages.TemplateError, match=r"^\{labels:typo\} names no output of this prompt; the outputs are: sentiment\.$"):
+        bench.messages(draft, bench.task(bench.ids[0]))
+    with pytest.raises(messages.TemplateError, match=r"the outputs are: none"):
+        bench.messages(bench.draft(template="{text} {labels:sentiment}", controls=()), bench.task(bench.ids[0]))
 
 
 def test_save_checks_the_draft_against_the_project(bench):
