@@ -4,7 +4,7 @@ VENV := .venv
 LS_VENV := .venv-labelstudio
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: run test setup chromium bench bench-predict clean
+.PHONY: run test setup chromium bench bench-predict bench-replace clean
 
 run: setup
 	$(VENV)/bin/python -m core run
@@ -19,9 +19,13 @@ setup: $(VENV)/.installed $(LS_VENV)/.installed
 bench: setup
 	$(VENV)/bin/python -m bench.run_engine $(BENCH_ARGS)
 	$(VENV)/bin/python -m bench.predict $(PREDICT_ARGS)
+	$(VENV)/bin/python -m bench.replace $(REPLACE_ARGS)
 
 bench-predict: setup
 	$(VENV)/bin/python -m bench.predict $(PREDICT_ARGS)
+
+bench-replace: setup
+	$(VENV)/bin/python -m bench.replace $(REPLACE_ARGS)
 
 # Reinstall only when the requirements change.
 $(VENV)/.installed: requirements.txt

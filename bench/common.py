@@ -77,6 +77,13 @@ class StandInProcess:
         self.process.stdin.flush()
         return int(self.process.stdout.readline())
 
+    def choose(self, n: int) -> None:
+        """Make every later answer pick the n-th allowed value instead of the first (see there)."""
+        self.process.stdin.write(f"choice {n}\n")
+        self.process.stdin.flush()
+        if self.process.stdout.readline().strip() != "ok":
+            raise RuntimeError("the stand-in did not take the choice")
+
     def __exit__(self, *_exc) -> None:
         if self.process is not None:
             self.process.stdin.close()

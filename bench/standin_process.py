@@ -6,32 +6,56 @@ its HTTP handling compete with the engine for the GIL. Started by the benchmarks
     python -m bench.standin_process DELAY_SECONDS
 
 prints its base URL on one line, then answers commands on stdin, one per line: ``count`` prints how
-many chat calls it received. It stops at end of input.
+many chat calls it received; ``choice N`` makes every later answer pick the N-th value (from 0,
+wrapping around) of every list of allowed values in the request's schema instead of the first, and
+prints ``ok`` (``bench.replace`` uses it to change every answer between two runs). It stops at end of
+input.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import Any
 
-from tests.standin import Reply, Request, StandIn
+from tests.standin import Reply, Request, StandIn, sample_from_schema
 
 MODEL = "gpt-4o-mini"
 
 
+def rotated(schema: Any, n: int) -> Any:
+    """The schema with every ``enum`` list rotated by ``n``, so that its sample picks the n-th value."""
+    if isinstance(schema, dict):
+        out = {key: rotated(value, n) for key, value in schema.items()}
+        enum = schema.get("enum")
+        if isinstance(enum, list) and enum:
+            out["enum"] = enum[n % len(enum):] + enum[: n % len(enum)]
+        return out
+    if isinstance(schema, list):
+        return [rotated(value, n) for value in schema]
+    return schema
+
+
 def main() -> None:
     delay = float(sys.argv[1])
+    choice = 0
 
     def answer(request: Request) -> Reply:
-        # The built-in answer is a schema-valid sample (the first label); only the delay is ours.
+        # A schema-valid sample (the first label, or the choice-th); only the delay and the choice are ours.
+        if choice and request.schema is not None:
+            return Reply.json(sample_from_schema(rotated(request.schema, choice)), delay=delay)
         return dataclasses.replace(StandIn.default_reply(request), delay=delay)
 
     with StandIn(models=(MODEL,)) as server:
         server.respond_with(answer)
         print(server.base_url, flush=True)
         for line in sys.stdin:
-            if line.strip() == "count":
+            command = line.split()
+            if command == ["count"]:
                 print(server.request_count, flush=True)
+            elif len(command) == 2 and command[0] == "choice" and command[1].isdigit():
+                choice = int(command[1])
+                print("ok", flush=True)
 
 
 if __name__ == "__main__":
