@@ -52,6 +52,7 @@ class Reply:
     error: str | None = None
     finish_reason: str | None = None
     confidence: float | None = None  # mean probability of the answer's tokens, when the provider gives logprobs
+    error_kind: str | None = None  # a key of core.failures.KINDS
 
     @property
     def ok(self) -> bool:
@@ -96,7 +97,7 @@ def ask(client: openai.OpenAI, call: Request) -> Reply:
                 raise
             completion = client.chat.completions.create(**_without_logprobs(call))
     except openai.APIError as error:
-        return Reply(None, latency_ms=_since(started), error=explain(error))
+        return Reply(None, latency_ms=_since(started), error=explain(error), error_kind=kind_of(error))
     return _reply(completion, _since(started))
 
 
@@ -110,7 +111,7 @@ async def ask_async(client: openai.AsyncOpenAI, call: Request) -> Reply:
                 raise
             completion = await client.chat.completions.create(**_without_logprobs(call))
     except openai.APIError as error:
-        return Reply(None, latency_ms=_since(started), error=explain(error))
+        return Reply(None, latency_ms=_since(started), error=explain(error), error_kind=kind_of(error))
     return _reply(completion, _since(started))
 
 
@@ -128,7 +129,7 @@ def explain(error: openai.APIError) -> str:
     if isinstance(error, openai.APITimeoutError):
         return "The model did not answer in time (timed out, after retries)."
     if isinstance(error, openai.APIConnectionError):
-        return "Could not connect to the model's server (after retries); check that it is running."
+        return f"Could not connect to {_address(error)} ({_cause(error)}, after retries); check that the model's server is running."
     if isinstance(error, openai.AuthenticationError):
         return "The provider rejected the API key (401); test the key on the Keys page."
     if isinstance(error, openai.PermissionDeniedError):
@@ -142,29 +143,70 @@ def explain(error: openai.APIError) -> str:
     return f"The call failed: {error}."
 
 
+def kind_of(error: openai.APIError) -> str:
+    """The failure's kind (core.failures.KINDS)."""
+    if isinstance(error, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(error, openai.APIConnectionError):
+        return "unreachable"
+    if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        return "key_rejected"
+    if isinstance(error, openai.NotFoundError):
+        return "unknown_model"
+    if isinstance(error, openai.RateLimitError):
+        return "rate_limit"
+    return "provider_error"
+
+
 # -- details ----------------------------------------------------------------------------------------
+
+
+def _address(error: openai.APIConnectionError) -> str:
+    request = getattr(error, "request", None)
+    url = getattr(request, "url", None)
+    if url is None:
+        return "the model's server"
+    return f"{url.scheme}://{url.host}{f':{url.port}' if url.port else ''}"
+
+
+def _cause(error: BaseException) -> str:
+    """The innermost reason a connection failed, in a few words."""
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(str(error))
+        error = error.__cause__ or error.__context__
+    text = " ".join(chain).lower()
+    if "refused" in text or "connect call failed" in text:
+        return "connection refused"
+    if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
+        return "unknown host name"
+    if "reset" in text:
+        return "connection reset"
+    return "no connection"
 
 
 def _reply(completion: Any, latency_ms: float) -> Reply:
     usage = completion.usage
     tokens = dict(input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0), output_tokens=int(getattr(usage, "completion_tokens", 0) or 0))
     if not completion.choices:
-        return Reply(None, latency_ms=latency_ms, error="The provider sent no answer (no choices).", **tokens)
+        return Reply(None, latency_ms=latency_ms, error="The provider sent no answer (no choices).", error_kind="invalid_answer", **tokens)
     choice = completion.choices[0]
     message = choice.message
     raw = message.content
     if getattr(message, "refusal", None):
-        return Reply(raw, latency_ms=latency_ms, error=f"The model refused: {message.refusal}", finish_reason=choice.finish_reason, **tokens)
+        return Reply(raw, latency_ms=latency_ms, error=f"The model refused: {message.refusal}", finish_reason=choice.finish_reason, error_kind="invalid_answer", **tokens)
     if choice.finish_reason == "length":
         return Reply(
             raw,
             latency_ms=latency_ms,
             error="The answer was cut off at the output token limit; raise max output tokens.",
             finish_reason="length",
+            error_kind="invalid_answer",
             **tokens,
         )
     if choice.finish_reason == "content_filter":
-        return Reply(raw, latency_ms=latency_ms, error="The provider's content filter withheld the answer.", finish_reason="content_filter", **tokens)
+        return Reply(raw, latency_ms=latency_ms, error="The provider's content filter withheld the answer.", finish_reason="content_filter", error_kind="invalid_answer", **tokens)
     return Reply(raw, latency_ms=latency_ms, finish_reason=choice.finish_reason, confidence=_confidence(choice), **tokens)
 
 

@@ -85,7 +85,7 @@ def _demo_create(args: argparse.Namespace) -> int:
 def _keys_commands(commands) -> None:
     group = commands.add_parser("keys", help="model-provider keys").add_subparsers(title="keys")
 
-    add = group.add_parser("add", help="save a provider key under a name")
+    add = group.add_parser("add", help="test a provider key, then save it under a name; exits non-zero, saving nothing, when the test fails")
     add.add_argument("name")
     add.add_argument("--provider", required=True, choices=list(keys.PROVIDERS))
     secret = add.add_mutually_exclusive_group()
@@ -97,6 +97,7 @@ def _keys_commands(commands) -> None:
     add.add_argument("--deployment", help="Azure OpenAI deployment name")
     add.add_argument("--api-version", help=f"Azure OpenAI API version (default {keys.DEFAULT_AZURE_API_VERSION})")
     add.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'", help="extra header, repeatable")
+    add.add_argument("--no-test", action="store_true", help="save without testing the key first")
     add.add_argument("--json", action="store_true", help="print one JSON document")
     add.set_defaults(action=_keys_add)
 
@@ -126,17 +127,22 @@ def _labelstudio_commands(commands) -> None:
 
 
 def _keys_add(args: argparse.Namespace) -> int:
-    key = keys.add(
-        args.name,
-        args.provider,
-        api_key=args.api_key,
-        **{name: getattr(args, name) for name in keys.PLAIN_FIELDS},
-        extra_headers=dict(keys.parse_header(h) for h in args.header),
-    )
+    try:
+        key, check = keys.test_and_add(
+            args.name,
+            args.provider,
+            anyway=args.no_test,
+            api_key=args.api_key,
+            **{name: getattr(args, name) for name in keys.PLAIN_FIELDS},
+            extra_headers=keys.parse_headers(args.header),
+        )
+    except keys.KeyTestFailed as error:
+        print(f"error: Not saved. {_one_line(error)} (--no-test saves it without a test.)", file=sys.stderr)
+        return 1
     if args.json:
-        print(json.dumps({"key": key.summary()}))
+        print(json.dumps({"key": key.summary(), "test": {"outcome": check.outcome, "message": check.message} if check else None}))
     else:
-        print(f"Saved key {key.name!r} ({key.masked}).")
+        print(f"Saved key {key.name!r} ({key.masked}). {check.message if check else 'Not tested (--no-test).'}")
     return 0
 
 
@@ -430,8 +436,14 @@ def _evaluate_command(commands) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the sample's random seed (default 0)")
     parser.add_argument("--tasks", type=_ids, metavar="1,2,3", help="these task ids (instead of --subset)")
     parser.add_argument("--concurrency", type=int, default=runs.DEFAULT_CONCURRENCY, metavar="C", help="calls at once (default %(default)s)")
+    _cache_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(action=_evaluate)
+
+
+def _cache_option(parser: argparse.ArgumentParser) -> None:
+    choices = "; ".join(f"{name}: {meaning}" for name, meaning in runs.CACHE_POLICIES.items())
+    parser.add_argument("--cache", choices=list(runs.CACHE_POLICIES), default="auto", help=f"earlier identical calls' answers ({choices}; default auto)")
 
 
 def _runs_commands(commands) -> None:
@@ -445,11 +457,17 @@ def _runs_commands(commands) -> None:
         ("show", "one run: its state, and an evaluation's scores", _runs_show),
         ("resume", "continue a stopped run: only tasks without a result are sent", _runs_resume),
         ("cancel", "stop a run from sending calls; what finished is kept", _runs_cancel),
+        ("retry", "send a finished run's failed tasks again (only those), then score it again", _runs_retry),
     ):
         command = group.add_parser(name, help=help_)
         command.add_argument("run_id", type=int)
         command.add_argument("--json", action="store_true", help="print one JSON document")
         command.set_defaults(action=action)
+    compare_ = group.add_parser("compare", help="two runs side by side: the answers that changed, and the scores where there is ground truth")
+    compare_.add_argument("run_a", type=int)
+    compare_.add_argument("run_b", type=int)
+    compare_.add_argument("--json", action="store_true", help="print one JSON document")
+    compare_.set_defaults(action=_runs_compare)
     work = group.add_parser("work", help="(the dashboard's background worker) execute a run quietly")
     work.add_argument("run_id", type=int)
     work.set_defaults(action=lambda args: _finished_ok(runs.execute(args.run_id)))
@@ -471,7 +489,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     subset = subsets.choose(client, version.project_id, kind, size=args.sample_size, seed=args.seed, ids=args.tasks)
     if subset.note:
         print(f"note: {subset.note}", file=sys.stderr)
-    run = evaluate.start(version, subset, client.label_config(version.project_id), concurrency=args.concurrency)
+    run = evaluate.start(version, subset, client.label_config(version.project_id), concurrency=args.concurrency, cache=args.cache)
     print(f"Run {run.id}: {version.model_version} on {subset.description}.", file=sys.stderr)
     run = runs.execute(run.id, progress=_progress_bar, client=client)
     print(file=sys.stderr)  # end the progress line
@@ -500,6 +518,30 @@ def _runs_resume(args: argparse.Namespace) -> int:
     run = runs.execute(args.run_id, progress=_progress_bar)
     print(file=sys.stderr)  # end the progress line
     return _print_run(run, args.json)
+
+
+def _runs_retry(args: argparse.Namespace) -> int:
+    run = runs.retry_failed(args.run_id)
+    print(f"Run {run.id}: sending its {run.subset.get('retried', 0)} failed tasks again.", file=sys.stderr)
+    return _runs_resume(args)
+
+
+def _runs_compare(args: argparse.Namespace) -> int:
+    from core.evaluation import evaluate
+
+    document = evaluate.comparison(args.run_a, args.run_b, connection.client())
+    if args.json:
+        print(json.dumps(document, default=str))
+        return 0
+    lines = [document["verdict"]]
+    scored = document["ground_truth"]
+    if scored:
+        lines.append(f"on {scored['tasks']} tasks with ground truth: wrong to right {len(scored['wrong_to_right'])}, right to wrong {len(scored['right_to_wrong'])}")
+    for change in document["changed"]:
+        text = f"  {change['text']}" if change["text"] else ""
+        lines.append(f"task {change['task_id']}: {change['answer_a']} -> {change['answer_b']}{text}")
+    print("\n".join(lines))
+    return 0
 
 
 def _runs_cancel(args: argparse.Namespace) -> int:
@@ -535,10 +577,20 @@ def _run_text(run: runs.RunView, document: dict[str, Any]) -> str:
         f"Run {run.id}: {run.kind} of {run.model_version}, {run.status}" + (f" ({run.status_reason})" if run.status_reason else ""),
         f"tasks: {run.total}, completed {run.done}, failed {run.failed}; tokens {run.input_tokens} in, {run.output_tokens} out; cost {cost}",
     ]
+    if run.cached:
+        saved = f" (saved {usd(document['saved_usd'])})" if document.get("saved_usd") is not None else ""
+        lines.append(f"{run.cached} of {run.finished} answers from earlier identical calls, not paid again{saved}")
+    if run.failed:
+        lines.append(f"failed: {run.failed} of {run.total} tasks" + (f"; `python -m core runs retry {run.id}` sends them again" if run.status not in runs.ACTIVE else ""))
+        for group in document.get("failures", []):
+            lines.append(f"  {group['count']} {group['label']}, e.g. task {group['example_task']}: {group['example']}")
     if run.kind == "predict":
         lines.append(f"written to Label Studio: {document['written']} predictions of {run.model_version}")
     if run.kind == "evaluate":
-        lines.append(f"accuracy: {percent(document['accuracy'])} on {document['scored']} scored tasks; completion rate {percent(document['completion_rate'])}")
+        if document["accuracy"] is None:
+            lines.append(f"accuracy: none, no task was answered (completion rate {percent(document['completion_rate'])})")
+        else:
+            lines.append(f"accuracy: {percent(document['accuracy'])} on {document['scored']} scored tasks; completion rate {percent(document['completion_rate'])}")
         for name, control in document["metrics"].items():
             scores = ", ".join(f"{k} {_figure(v)}" for k, v in control["scores"].items())
             lines.append(f"  {name} ({control['tag']}): {scores}")
@@ -613,6 +665,7 @@ def _predict_commands(commands) -> None:
     parser.add_argument("--only-missing", action="store_true", help="only tasks without a prediction of this version")
     parser.add_argument("--concurrency", type=int, default=runs.DEFAULT_CONCURRENCY, metavar="C", help="calls at once (default %(default)s)")
     parser.add_argument("--max-cost", type=float, metavar="USD", help="stop before the run's cost would pass this")
+    _cache_option(parser)
     parser.add_argument("--estimate", action="store_true", help="print the estimate (tasks, tokens, cost) and stop")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(action=_predict)
@@ -638,7 +691,8 @@ def _predict(args: argparse.Namespace) -> int:
     version = prompts.version(args.prompt, args.version, args.project)
     client = connection.client()
     chosen = predict.scope(version, client, only_missing=args.only_missing)
-    guess = predict.estimate(version, chosen, client)
+    runs.check_spending_limit(version, args.max_cost)  # before the estimate reads the tasks
+    guess = predict.estimate(version, chosen, client, cache=args.cache)
     cost = f"${guess.cost_usd:.4f}" if guess.cost_usd is not None else "no price"
     print(f"Estimate: {guess.tasks} tasks, about {guess.input_tokens} input and {guess.output_tokens} output tokens, {cost}.", file=sys.stderr)
     if args.estimate:
@@ -649,7 +703,7 @@ def _predict(args: argparse.Namespace) -> int:
         document = {"prompt": version.prompt, "version": version.number, "model_version": version.model_version, "tasks": 0, "completed": 0, "failed": 0, "written": 0, "cost_usd": None, "tokens": {"input": 0, "output": 0}}
         print(json.dumps(document) if args.json else f"Every task already has a prediction of {version.model_version}.")
         return 0
-    run = predict.start(version, chosen, client, concurrency=args.concurrency, max_cost_usd=args.max_cost)
+    run = predict.start(version, chosen, client, concurrency=args.concurrency, max_cost_usd=args.max_cost, cache=args.cache)
     print(f"Run {run.id}: {version.model_version} on {chosen.description}.", file=sys.stderr)
     run = runs.execute(run.id, progress=_progress_bar, client=client)
     print(file=sys.stderr)  # end the progress line

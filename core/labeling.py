@@ -87,6 +87,7 @@ class Answer:
     parsed: dict[str, Any] | None
     regions: list[dict[str, Any]]
     error: str | None = None
+    error_kind: str | None = None  # "invalid_answer", or "unknown_label" for a label the config lacks
 
     @property
     def ok(self) -> bool:
@@ -144,16 +145,17 @@ def _validator(targets: Targets, controls: tuple[str, ...]) -> jsonschema.Draft2
 def to_regions(targets: Targets, controls: Sequence[str], raw: str | None, data: dict[str, Any]) -> Answer:
     """Parse the model's raw answer and turn it into result regions, or say why it cannot be."""
     if raw is None or not raw.strip():
-        return Answer(None, [], "The model returned an empty answer.")
+        return Answer(None, [], "The model returned an empty answer.", "invalid_answer")
     try:
         parsed = json.loads(raw)
     except json.JSONDecodeError as error:
-        return Answer(None, [], f"The answer is not valid JSON ({error.msg} at character {error.pos}).")
+        return Answer(None, [], f"The answer is not valid JSON ({error.msg} at character {error.pos}).", "invalid_answer")
     problems = sorted(_validator(targets, tuple(controls)).iter_errors(parsed), key=lambda e: list(e.path))
     if problems:
         first = problems[0]
         where = "/".join(str(p) for p in first.path) or "the top level"
-        return Answer(parsed, [], f"The answer breaks the schema at {where}: {first.message}.")
+        kind = "unknown_label" if first.validator == "enum" else "invalid_answer"
+        return Answer(parsed, [], f"The answer breaks the schema at {where}: {first.message}.", kind)
     regions, errors = [], []
     for name in controls:
         output = targets.output(name)
@@ -162,10 +164,10 @@ def to_regions(targets: Targets, controls: Sequence[str], raw: str | None, data:
         except AnswerError as error:
             errors.append(str(error))
     if errors:
-        return Answer(parsed, [], " ".join(errors))
+        return Answer(parsed, [], " ".join(errors), "invalid_answer")
     problems = _interface(targets.config).validate_prediction({"result": regions}, return_errors=True)
     if problems is not True and problems:
-        return Answer(parsed, [], f"Label Studio would reject the result: {problems[0]}")
+        return Answer(parsed, [], f"Label Studio would reject the result: {problems[0]}", "invalid_answer")
     return Answer(parsed, regions)
 
 

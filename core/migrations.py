@@ -180,6 +180,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE runs ADD COLUMN cached INTEGER NOT NULL DEFAULT 0",
         ),
     ),
+    Migration(
+        8,
+        "a failed item keeps the kind of its failure",
+        ("ALTER TABLE run_items ADD COLUMN error_kind VARCHAR",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

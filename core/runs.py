@@ -35,10 +35,10 @@ from sqlalchemy import bindparam, func, update
 from sqlmodel import select
 
 from core.formatting import usd
-from core import calls, connection, keys, labeling, messages, pricing, prompts, providers, settings, store, tokens
+from core import calls, connection, failures, keys, labeling, messages, pricing, prompts, providers, settings, store, tokens
 from core.labelstudio import LabelStudioClient, LabelStudioError, NewPrediction, Prediction, Task
 from core.prompts import Version
-from core.rendering import RenderError
+from core.rendering import MissingField, RenderError
 
 DEFAULT_CONCURRENCY = 16
 CALL_TIMEOUT = 60.0  # seconds per attempt
@@ -149,6 +149,8 @@ class RunView:
             "tokens": {"input": self.input_tokens, "output": self.output_tokens},
             "cache": self.cache,
             "from_cache": self.cached,
+            "saved_usd": saved_by_cache(self.id) if self.cached else None,
+            "failures": [group.to_dict() for group in failures_of(self.id)] if self.failed else [],
             "created_at": _aware(self.created_at).isoformat(),
             "finished_at": _aware(self.finished_at).isoformat() if self.finished_at else None,
         }
@@ -187,6 +189,9 @@ def create(
     if cache not in CACHE_POLICIES:
         raise RunError(f"cache: {cache!r} is not one of {', '.join(CACHE_POLICIES)}.")
     check_spending_limit(version, max_cost_usd)
+    unusable = prompts.why_unusable(version)
+    if unusable:
+        raise RunError(unusable)
     row = store.Run(
         prompt_version_id=prompts.row_id(version),
         kind=kind,
@@ -278,6 +283,49 @@ def label_config(run_id: int) -> str:
 def items(run_id: int) -> list[store.RunItem]:
     with store.session() as s:
         return list(s.exec(select(store.RunItem).where(store.RunItem.run_id == run_id).order_by(store.RunItem.task_id)).all())
+
+
+def failures_of(run_id: int) -> list[failures.Group]:
+    """The run's failed tasks grouped by why they failed, the largest group first."""
+    with store.session() as s:
+        found = s.exec(
+            select(store.RunItem.task_id, store.RunItem.error_kind, store.RunItem.error)
+            .where(store.RunItem.run_id == run_id, store.RunItem.status == "failed")
+            .order_by(store.RunItem.task_id)
+        ).all()
+    return failures.groups(found)
+
+
+def saved_by_cache(run_id: int) -> float | None:
+    """What the run's answers from earlier calls cost when they were paid for; None when unpriced."""
+    with store.session() as s:
+        found = s.exec(select(func.sum(store.RunItem.cost_usd)).where(store.RunItem.run_id == run_id, store.RunItem.from_cache == True)).one()  # noqa: E712
+    return float(found) if found is not None else None
+
+
+def retry_failed(run_id: int) -> RunView:
+    """Make the run's failed tasks unfinished again, so that resuming it (a worker, or ``execute``)
+    sends only those. The run's tokens and cost keep what the failed calls cost."""
+    with store.writing() as s:
+        row = s.exec(select(store.Run).where(store.Run.id == run_id).with_for_update()).first()
+        if row is None:
+            raise RunError(f"There is no run {run_id}; `python -m core runs list` shows them.")
+        if live(_view(row, prompts.by_row_id(row.prompt_version_id))):
+            raise RunError(f"Run {run_id} is still going; retry its failed tasks once it has ended.")
+        going = [other for other in _live_runs_of(s, row.prompt_version_id) if other.id != run_id]
+        if going:
+            raise RunError(_already_going(going[0]))
+        failed = s.exec(select(store.RunItem).where(store.RunItem.run_id == run_id, store.RunItem.status == "failed")).all()
+        if not failed:
+            raise RunError(f"Run {run_id} has no failed tasks to retry.")
+        for item in failed:
+            s.delete(item)
+        row.failed -= len(failed)
+        row.subset = {**row.subset, "retried": row.subset.get("retried", 0) + len(failed)}
+        row.status, row.status_reason = "stopped", f"{len(failed)} failed tasks to retry; resume to send them."
+        row.cancel_requested = False
+        s.add(row)
+    return get(run_id)
 
 
 def cancel(run_id: int) -> RunView:
@@ -489,6 +537,7 @@ class _Job:
     task: Task
     request: calls.Request | None
     render_error: str | None = None
+    render_kind: str | None = None
     cached: store.RunItem | None = None
     reserved: float = 0.0  # what the call holds against the spending limit while it is out
 
@@ -548,7 +597,7 @@ class _Engine:
             tasks = await self._fetch(batch)
             missing = set(batch) - {t.id for t in tasks}
             for task_id in sorted(missing):
-                self._save(task_id, None, None, error=f"Task {task_id} is no longer in the Label Studio project.")
+                self._save(task_id, None, None, error=f"Task {task_id} is no longer in the Label Studio project.", kind="task_gone")
             prepared = [self._prepare(task) for task in tasks]
             cached = self._cached({job.request.hash for job in prepared if job.request}) if self.reuse else {}
             for job in prepared:
@@ -564,7 +613,7 @@ class _Engine:
         try:
             sent = messages.build(self.version, self.targets, task.data, self.images)
         except (RenderError, LabelStudioError) as error:
-            return _Job(task, None, render_error=str(error))
+            return _Job(task, None, render_error=str(error), render_kind="missing_field" if isinstance(error, MissingField) else "task_data")
         return _Job(task, calls.request(self.version, self.key, sent, self.schema))
 
     def _cached(self, hashes: set[str]) -> dict[str, store.RunItem]:
@@ -584,11 +633,11 @@ class _Engine:
                 await self._work(job, client)
             except Exception as error:  # noqa: BLE001 - one task's surprise must not stop the others
                 self._release(job)
-                self._save(job.task.id, job, None, error=f"Unexpected error on this task: {type(error).__name__}: {error}")
+                self._save(job.task.id, job, None, error=f"Unexpected error on this task: {type(error).__name__}: {error}", kind="unexpected")
 
     async def _work(self, job: _Job, client) -> None:
         if job.render_error:
-            self._save(job.task.id, job, None, error=job.render_error)
+            self._save(job.task.id, job, None, error=job.render_error, kind=job.render_kind)
         elif job.cached is not None:
             self._save(job.task.id, job, _reply_from(job.cached), from_cache=True)
         elif await self._reserve(job):
@@ -629,14 +678,19 @@ class _Engine:
         job.reserved = 0.0
         self.cost_known.set()
 
-    def _save(self, task_id: int, job: _Job | None, reply: calls.Reply | None, *, error: str | None = None, from_cache: bool = False) -> None:
+    def _save(
+        self, task_id: int, job: _Job | None, reply: calls.Reply | None, *, error: str | None = None, kind: str | None = None, from_cache: bool = False
+    ) -> None:
         task = job.task if job else None
         reference = task.reference(self.run.subset.get("truth", "ground-truth")) if task is not None else None
         truth = reference.result if reference else None
         answer = None
         if reply is not None and reply.ok:
             answer = labeling.to_regions(self.targets, self.version.controls, reply.raw, task.data)
-        error = error or (reply.error if reply else None) or (answer.error if answer else None)
+        if not error and reply is not None and reply.error:
+            error, kind = reply.error, reply.error_kind or "provider_error"
+        elif not error and answer is not None and answer.error:
+            error, kind = answer.error, answer.error_kind or "invalid_answer"
         cost = pricing.cost(self.version.model, reply.input_tokens, reply.output_tokens, self.prices) if reply else None
         row = {
             "run_id": self.run_id,
@@ -653,6 +707,7 @@ class _Engine:
             "latency_ms": reply.latency_ms if reply else None,
             "score": reply.confidence if reply else None,
             "error": error,
+            "error_kind": kind if error else None,
             "from_cache": from_cache,
             "written_to_labelstudio": False,
             "ground_truth": truth,
@@ -669,7 +724,8 @@ class _Engine:
             "add_cached": 1 if from_cache else 0,
             "add_input": reply.input_tokens if paid else 0,
             "add_output": reply.output_tokens if paid else 0,
-            "add_cost": cost if paid else None,
+            # an answer from the store costs nothing now (when it had a price at all)
+            "add_cost": (0.0 if cost is not None else None) if from_cache else (cost if paid else None),
         }
         # One short transaction per item, with statements compiled once: a crash loses no finished
         # task, and the event loop is not held up between answers.
@@ -817,6 +873,8 @@ class _Engine:
             status, reason = ("cancelled" if run.cancel_requested else "stopped"), self.stopping
         elif run.finished < run.total:
             status, reason = "failed", f"{run.total - run.finished} tasks were not run; resume to run them."
+        elif run.failed and not run.done:
+            status, reason = "failed", f"All {run.failed} tasks failed: {failures.sentence(failures_of(self.run_id))}"
         else:
             status, reason = "completed", None
         _set_status(self.run_id, status, reason, only_if_worker=self.me)

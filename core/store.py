@@ -131,6 +131,7 @@ class RunItem(SQLModel, table=True):
     latency_ms: Optional[float] = None
     score: Optional[float] = None
     error: Optional[str] = Field(default=None, sa_type=Text)
+    error_kind: Optional[str] = None  # a key of core.failures.KINDS
     from_cache: bool = False
     written_to_labelstudio: bool = False
     ground_truth: Optional[Any] = Field(default=None, sa_column=Column(JSON))  # the task's, when it ran

@@ -3,6 +3,8 @@
 - ``compare(a_correct, b_correct)``: per task id, whether each run got it right (a failed item is
   wrong); only tasks in both runs count. The p-value is McNemar's exact test: under "no difference",
   each discordant task is as likely to favour either run.
+- ``Changes``: without ground truth, what can still be said: the tasks in common and the answers that
+  changed, side by side.
 """
 
 from __future__ import annotations
@@ -40,6 +42,36 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Change:
+    task_id: int
+    answer_a: str
+    answer_b: str
+    text: str = ""  # the task's text, shortened, when known
+    link: str = ""  # the task in Label Studio, when known
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Two runs' answers on the tasks they share, ground truth or not."""
+
+    label_a: str
+    label_b: str
+    tasks: int  # tasks both runs answered or failed
+    changed: list[Change]
+
+    def verdict(self) -> str:
+        if not self.tasks:
+            return f"{self.label_a} and {self.label_b} have no task in common."
+        count = len(self.changed)
+        if not count:
+            return f"{self.label_b} gives the same answers as {self.label_a} on all {self.tasks} tasks in common."
+        return f"{self.label_b} changed {count} of {self.tasks} answers from {self.label_a} (no ground truth on these tasks to say which is right)."
 
 
 def compare(a_correct: dict[int, bool], b_correct: dict[int, bool], label_a: str = "A", label_b: str = "B") -> Comparison:

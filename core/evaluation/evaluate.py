@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from core import labeling, prompts, runs
+from core import labeling, prompts, rendering, runs
 from core.evaluation import answers, compare, metrics
 from core.evaluation.subsets import Subset, SubsetError
 from core.labelstudio import LabelStudioClient
@@ -75,8 +75,89 @@ def previous(run: RunView) -> RunView | None:
 
 
 def compare_runs(run_a: int, run_b: int) -> compare.Comparison:
+    """The two runs scored against the ground truth of the tasks they share."""
     a, b = runs.get(run_a), runs.get(run_b)
-    return compare.compare(_correct_by_task(run_a), _correct_by_task(run_b), label_a=f"v{a.version}", label_b=f"v{b.version}")
+    label_a, label_b = _labels(a, b)
+    return compare.compare(_correct_by_task(run_a), _correct_by_task(run_b), label_a=label_a, label_b=label_b)
+
+
+def compare_answers(run_a: int, run_b: int, client: LabelStudioClient | None = None) -> compare.Changes:
+    """The two runs' answers on the tasks they share, with or without ground truth: which changed.
+    With a client, each changed task carries its text (shortened) and its link in Label Studio."""
+    a, b = runs.get(run_a), runs.get(run_b)
+    if a.project_id != b.project_id:
+        raise SubsetError(f"Runs {a.id} and {b.id} are on different projects; compare runs of one project.")
+    chosen = outputs(run_b)
+    items_a = {i.task_id: i for i in runs.items(run_a)}
+    items_b = {i.task_id: i for i in runs.items(run_b)}
+    common = sorted(items_a.keys() & items_b.keys())
+    changed = [t for t in common if _shown(chosen, items_a[t]) != _shown(chosen, items_b[t])]
+    texts = _task_texts(client, a.project_id, changed, run_b) if client else {}
+    label_a, label_b = _labels(a, b)
+    return compare.Changes(
+        label_a=label_a,
+        label_b=label_b,
+        tasks=len(common),
+        changed=[
+            compare.Change(
+                task_id=t,
+                answer_a=_shown(chosen, items_a[t]),
+                answer_b=_shown(chosen, items_b[t]),
+                text=texts.get(t, ""),
+                link=client.task_url(a.project_id, t) if client else "",
+            )
+            for t in changed
+        ],
+    )
+
+
+def comparison(run_a: int, run_b: int, client: LabelStudioClient | None = None) -> dict[str, Any]:
+    """Everything `runs compare --json` prints: the answers that changed, and the scores where the
+    shared tasks have ground truth."""
+    scored = compare_runs(run_a, run_b)
+    changes = compare_answers(run_a, run_b, client)
+    verdict = scored.verdict() if scored.tasks else changes.verdict()
+    return {
+        "run_a": run_a,
+        "run_b": run_b,
+        "verdict": verdict,
+        "tasks_in_common": changes.tasks,
+        "answers_changed": len(changes.changed),
+        "changed": [change.to_dict() for change in changes.changed],
+        "ground_truth": scored.to_dict() if scored.tasks else None,
+    }
+
+
+def _labels(a: RunView, b: RunView) -> tuple[str, str]:
+    """How the two runs are named in sentences: by version, or by run when the versions are the same."""
+    if (a.prompt, a.version) == (b.prompt, b.version):
+        return f"run {a.id} (v{a.version})", f"run {b.id} (v{b.version})"
+    if a.prompt != b.prompt:
+        return f"{a.prompt} v{a.version}", f"{b.prompt} v{b.version}"
+    return f"v{a.version}", f"v{b.version}"
+
+
+def _shown(chosen: list[labeling.Output], item) -> str:
+    if item.status != "ok":
+        return "failed"
+    return "; ".join(answers.shown(o, item.regions or []) for o in chosen)
+
+
+def _task_texts(client: LabelStudioClient, project_id: int, task_ids: list[int], run_id: int, width: int = 160) -> dict[int, str]:
+    """Each task's first text input, shortened, to show beside its answers."""
+    if not task_ids:
+        return {}
+    targets = labeling.read(runs.label_config(run_id))
+    texts = {}
+    for task in client.tasks(project_id, ids=task_ids):
+        for source in targets.inputs:
+            try:
+                text = rendering.field_text(source, task.data.get(source.field))
+            except rendering.RenderError:
+                continue
+            texts[task.id] = text if len(text) <= width else text[: width - 1].rstrip() + "…"
+            break
+    return texts
 
 
 def task_rows(run_id: int, client: LabelStudioClient | None = None) -> list[dict[str, Any]]:

@@ -79,7 +79,7 @@ def score(outputs: Sequence[Output], items: Iterable[Scored]) -> Report:
         completed=completed,
         failed=len(items) - completed,
         completion_rate=_share(completed, len(items)),
-        accuracy=_share(len(correct), len(items)),
+        accuracy=_share(len(correct), len(items)) if completed else None,  # no answer, no score (not 0%)
         correct_task_ids=correct,
         task_ids=sorted(i.task_id for i in items),
         controls={o.name: _control(o, items) for o in outputs},
@@ -95,7 +95,8 @@ def _control(output: Output, items: list[Scored]) -> ControlReport:
     if output.tag == "Choices" and output.multiple:
         scorer = _label_sets
     scores, per_class, confusion = scorer(output, judged)
-    return ControlReport(output.name, output.tag, {"tasks": len(judged), "accuracy": _accuracy(output, judged), **scores}, per_class, confusion)
+    accuracy = _accuracy(output, judged) if any(not i.failed for i in judged) else None
+    return ControlReport(output.name, output.tag, {"tasks": len(judged), "accuracy": accuracy, **scores}, per_class, confusion)
 
 
 def _single_label(output: Output, items: list[Scored]):
