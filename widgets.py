@@ -134,3 +134,44 @@ def stopped_run(run: RunView, resume_key: str) -> bool:
                 st.rerun()
         return True
     return False
+
+
+def pick_cache(key: str) -> str:
+    """Whether the run may reuse answers of earlier identical calls."""
+    return st.selectbox(
+        "Earlier answers",
+        list(runs.CACHE_POLICIES),
+        format_func=lambda policy: {"auto": "Reuse when the temperature is 0", "reuse": "Always reuse", "fresh": "Ask the model again"}[policy],
+        key=key,
+        help="An identical call that already succeeded can be answered from the store, at no cost. "
+        + " ".join(f"{name}: {meaning}." for name, meaning in runs.CACHE_POLICIES.items()),
+    )
+
+
+def run_outcome(run: RunView, retry_key: str) -> None:
+    """What came from the cache, and the failures grouped by why, with a retry of only those."""
+    note = runs.cache_note(run)
+    if note:
+        st.caption(note)
+    if not run.failed:
+        return
+    groups = runs.failures_of(run.id)
+    st.warning(f"{run.failed} of {run.total} tasks failed: " + "; ".join(f"{g.count} {g.label}" for g in groups) + ".")
+    st.dataframe(
+        [{"why": g.label, "tasks": g.count, "example task": g.example_task, "example": g.example} for g in groups],
+        hide_index=True,
+        key=f"{retry_key}_failures",
+        column_config={"example": st.column_config.TextColumn(width="large")},
+    )
+    if runs.live(run):
+        return
+    if st.button(f"Retry the {run.failed} failed tasks", key=retry_key, help="Only these tasks are sent again; the others keep their answers."):
+        try:
+            runs.retry_failed(run.id)
+            with st.spinner("Starting a worker…"):
+                runs.resume_in_background(run.id)
+        except RunError as error:
+            st.error(str(error))
+        else:
+            flash("ok", f"Run {run.id}: sending its {run.failed} failed tasks again.")
+            st.rerun()

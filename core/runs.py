@@ -296,6 +296,17 @@ def failures_of(run_id: int) -> list[failures.Group]:
     return failures.groups(found)
 
 
+def cache_note(run: RunView) -> str | None:
+    """How many answers came from earlier identical calls, and what they cost now and before."""
+    if not run.cached:
+        return None
+    saved = saved_by_cache(run.id)
+    paid = f": {usd(0.0)} (saved {usd(saved)})" if saved is not None and run.cached == run.finished else ""
+    if run.cached < run.finished:
+        paid = f", not paid again (saved {usd(saved)})" if saved is not None else ", not paid again"
+    return f"{run.cached} of {run.finished} answers from earlier calls{paid}."
+
+
 def saved_by_cache(run_id: int) -> float | None:
     """What the run's answers from earlier calls cost when they were paid for; None when unpriced."""
     with store.session() as s:

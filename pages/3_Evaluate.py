@@ -42,9 +42,12 @@ if kind == "sample":
     seed = c2.number_input("Seed", min_value=0, value=0, step=1, key="ev_seed", help="The same seed picks the same tasks.")
 elif kind == "tasks":
     ids_text = st.text_input("Task ids", key="ev_task_ids", placeholder="1,2,3")
-concurrency = st.number_input(
+c1, c2 = st.columns(2)
+concurrency = c1.number_input(
     "Concurrency", min_value=1, max_value=256, value=runs.DEFAULT_CONCURRENCY, step=1, key="ev_concurrency", help="Calls to the model at once."
 )
+with c2:
+    cache = widgets.pick_cache("ev_cache")
 
 
 def choose_subset() -> subsets.Subset:
@@ -71,7 +74,7 @@ else:
 if st.button("Run evaluation", key="ev_start", type="primary", disabled=isinstance(preview, Exception) or bool(unusable)):
     try:
         subset = choose_subset()
-        run = evaluate.start(version, subset, client.label_config(project_id), concurrency=int(concurrency))
+        run = evaluate.start(version, subset, client.label_config(project_id), concurrency=int(concurrency), cache=cache)
         runs.launch(run.id)
     except (SubsetError, RunError, LabelStudioError) as error:
         st.error(f"Not started: {error}")
@@ -117,14 +120,23 @@ before_accuracy = evaluate.summary(before.id)["accuracy"] if before else None
 change = None
 if before_accuracy is not None and summary["accuracy"] is not None:
     change = f"{(summary['accuracy'] - before_accuracy) * 100:+.1f} points vs v{before.version}"
+if summary["accuracy"] is None:
+    why = "no task was answered" if not run.done else "no ground truth on these tasks"
+    accuracy_help = f"No accuracy: {why}."
+else:
+    accuracy_help = f"On {summary['scored']} tasks with ground truth."
 m1, m2, m3 = st.columns(3)
-m1.metric("Accuracy", percent(summary["accuracy"]), delta=change, help=f"On {summary['scored']} tasks with ground truth.")
+m1.metric("Accuracy", percent(summary["accuracy"]), delta=change, help=accuracy_help)
 m2.metric("Completion rate", percent(summary["completion_rate"]), help="Tasks answered without an error.")
 m3.metric("Cost", usd(summary["cost_usd"]))
-m4, m5, m6 = st.columns(3)
-m4.metric("Tokens in / out", f"{summary['tokens']['input']:,} / {summary['tokens']['output']:,}")
-m5.metric("Latency p50", milliseconds(summary["latency_ms"]["p50"]))
-m6.metric("Latency p95", milliseconds(summary["latency_ms"]["p95"]))
+if summary["accuracy"] is None:
+    st.caption(accuracy_help)
+if run.cached < run.finished:  # tokens and latency of the calls this run paid for
+    m4, m5, m6 = st.columns(3)
+    m4.metric("Tokens in / out", f"{summary['tokens']['input']:,} / {summary['tokens']['output']:,}")
+    m5.metric("Latency p50", milliseconds(summary["latency_ms"]["p50"]))
+    m6.metric("Latency p95", milliseconds(summary["latency_ms"]["p95"]))
+widgets.run_outcome(run, "ev_retry")
 if runs.live(run):
     st.caption("The run is still going: these figures are of the tasks finished so far.")
 
@@ -180,17 +192,34 @@ if len(evaluations) > 1:
     a = c1.selectbox("Compare", run_ids, format_func=run_label, key="ev_compare_a")
     b = c2.selectbox("with", run_ids, format_func=run_label, key="ev_compare_b")
     comparison = evaluate.compare_runs(a, b)
-    st.info(comparison.verdict())
-    d1, d2, d3 = st.columns(3)
-    d1.metric("Accuracy difference", f"{comparison.difference * 100:+.1f} points", help="On the tasks both runs scored.")
-    d2.metric("Wrong → right", len(comparison.wrong_to_right))
-    d3.metric("Right → wrong", len(comparison.right_to_wrong))
+    if comparison.tasks:
+        st.info(comparison.verdict())
+        d1, d2, d3 = st.columns(3)
+        d1.metric("Accuracy difference", f"{comparison.difference * 100:+.1f} points", help="On the tasks both runs scored.")
+        d2.metric("Wrong → right", len(comparison.wrong_to_right))
+        d3.metric("Right → wrong", len(comparison.right_to_wrong))
 
-    def links(task_ids: list[int]) -> str:
-        return ", ".join(f"[{t}]({client.task_url(project_id, t)})" for t in task_ids) or "none"
+        def links(task_ids: list[int]) -> str:
+            return ", ".join(f"[{t}]({client.task_url(project_id, t)})" for t in task_ids) or "none"
 
-    st.markdown(f"**Wrong → right** (wrong in run {a}, right in run {b}): {links(comparison.wrong_to_right)}")
-    st.markdown(f"**Right → wrong** (right in run {a}, wrong in run {b}): {links(comparison.right_to_wrong)}")
+        st.markdown(f"**Wrong → right** (wrong in run {a}, right in run {b}): {links(comparison.wrong_to_right)}")
+        st.markdown(f"**Right → wrong** (right in run {a}, wrong in run {b}): {links(comparison.right_to_wrong)}")
+    else:
+        try:
+            changes = evaluate.compare_answers(a, b, client)
+        except (SubsetError, LabelStudioError) as error:
+            st.warning(str(error))
+        else:
+            st.info(changes.verdict())
+            if changes.changed:
+                st.dataframe(
+                    pd.DataFrame(
+                        [{"task": c.task_id, "text": c.text, f"run {a}": c.answer_a, f"run {b}": c.answer_b, "link": c.link} for c in changes.changed]
+                    ),
+                    hide_index=True,
+                    key="ev_changed",
+                    column_config={"link": st.column_config.LinkColumn("link", display_text="open in Label Studio")},
+                )
 
 # -- history --------------------------------------------------------------------------------------
 

@@ -108,10 +108,12 @@ unusable = prompts.why_unusable(version)
 if unusable:
     st.error(unusable)
 only_missing = st.checkbox("Only tasks without a prediction of this version yet", key="pr_only_missing")
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns(3)
 concurrency = c1.number_input(
     "Concurrency", min_value=1, max_value=256, value=runs.DEFAULT_CONCURRENCY, step=1, key="pr_concurrency", help="Calls to the model at once."
 )
+with c3:
+    cache = widgets.pick_cache("pr_cache")
 max_cost = c2.number_input(
     "Spending limit (USD)",
     min_value=0.0,
@@ -125,14 +127,14 @@ max_cost = c2.number_input(
 
 # The estimate reads tasks from Label Studio: done again only when the choice changes, when a run of
 # this version changes state, or on request.
-choice = (project_id, prompt_name, number, only_missing)
+choice = (project_id, prompt_name, number, only_missing, cache)
 marker = tuple((r.id, r.status) for r in predictions if r.version == number)
 if st.button("Re-estimate", key="pr_reestimate"):
     state.pop("pr_estimate_for", None)
 if not unusable and state.get("pr_estimate_for") != (choice, marker):  # an unusable version has no estimate
     try:
         chosen = predict.scope(version, client, only_missing=only_missing)
-        state["pr_estimate"] = (chosen, predict.estimate(version, chosen, client))
+        state["pr_estimate"] = (chosen, predict.estimate(version, chosen, client, cache=cache))
     except (LabelStudioError, ValueError) as error:
         state["pr_estimate"] = error
     state["pr_estimate_for"] = (choice, marker)
@@ -166,7 +168,9 @@ if going:
 if st.button("Start predicting", key="pr_start", type="primary", disabled=estimated is None or isinstance(estimated, Exception) or nothing_to_do or bool(going)):
     try:
         chosen = predict.scope(version, client, only_missing=only_missing)  # fresh: tasks may have changed
-        run = predict.start(version, chosen, client, concurrency=int(concurrency), max_cost_usd=float(max_cost) if max_cost is not None else None)
+        run = predict.start(
+            version, chosen, client, concurrency=int(concurrency), max_cost_usd=float(max_cost) if max_cost is not None else None, cache=cache
+        )
         runs.launch(run.id)
     except (RunError, LabelStudioError) as error:
         st.error(f"Not started: {error}")
@@ -210,6 +214,7 @@ else:
     m4.metric("Cost", usd(run.cost_usd))
     if not widgets.stopped_run(run, "pr_resume") and run.status == "completed":
         st.success(f"Run {run.id} finished: {written} predictions of {run.model_version} written to Label Studio, {run.failed} tasks failed.")
+    widgets.run_outcome(run, "pr_retry")
 
 # -- past runs ---------------------------------------------------------------------------------------
 
