@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import pandas as pd
 import streamlit as st
 
 from core import connection, prompts, runs, settings, vault
@@ -69,9 +70,17 @@ def pick_project(key: str, detail: Callable[[Project], str] = ground_truth_count
     return client, project_id
 
 
-def pick_version(project_id: int, prefix: str, *, then: str, label: Callable[[Version], str] = lambda v: f"v{v.number}") -> Version | None:
-    """A prompt of the project and one of its versions (the latest whenever the prompt changes);
-    None, with a pointer to the Prompts page, when the project has no prompt to ``then`` with."""
+def pick_version(
+    project_id: int,
+    prefix: str,
+    *,
+    then: str,
+    label: Callable[[Version], str] = lambda v: f"v{v.number}",
+    default: Callable[[str], int | None] = lambda name: None,
+) -> Version | None:
+    """A prompt of the project and one of its versions (``default(prompt)``, else the latest, whenever
+    the prompt changes); None, with a pointer to the Prompts page, when the project has no prompt to
+    ``then`` with."""
     names = [v.prompt for v in prompts.latest_versions(project_id)]
     if not names:
         st.info(f"This project has no prompts yet: write one on the Prompts page, then {then} here.")
@@ -83,7 +92,8 @@ def pick_version(project_id: int, prefix: str, *, then: str, label: Callable[[Ve
     by_number = {v.number: v for v in prompts.versions(name, project_id)}
     numbers = sorted(by_number, reverse=True)
     if state.get(f"{prefix}_version_for") != (project_id, name) or state.get(f"{prefix}_version") not in numbers:
-        state[f"{prefix}_version"] = numbers[0]
+        preferred = default(name)
+        state[f"{prefix}_version"] = preferred if preferred in numbers else numbers[0]
         state[f"{prefix}_version_for"] = (project_id, name)
     number = right.selectbox("Version", numbers, format_func=lambda n: label(by_number[n]), key=f"{prefix}_version")
     return by_number[number]
@@ -175,3 +185,8 @@ def run_outcome(run: RunView, retry_key: str) -> None:
         else:
             flash("ok", f"Run {run.id}: sending its {run.failed} failed tasks again.")
             st.rerun()
+
+
+def readable(frame: pd.DataFrame, missing: str = "—") -> pd.DataFrame:
+    """A table as a person reads it: a value that is not there shows as a dash, never None or nan."""
+    return frame.astype(object).where(frame.notna(), missing)

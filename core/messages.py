@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 from core import rendering
 from core.labeling import Output, Targets
-from core.prompts import VARIABLE, Version
+from core.prompts import PromptError, Version, pieces
 from core.rendering import MissingField, RenderError
 
 MAX_TASK_BYTES = 1_000_000
@@ -152,17 +152,12 @@ def _fill(template: str, version: Version, targets: Targets, data: dict[str, Any
     return parts
 
 
-def _pieces(template: str) -> Iterator[tuple[str, str | None, str | None]]:
+def _pieces(template: str) -> list[tuple[str, str | None, str | None]]:
     """(literal text before, variable name, argument) for each variable, then the tail."""
-    position = 0
-    for match in VARIABLE.finditer(template):
-        yield _unescape(template[position : match.start()]), match.group(1), match.group(2)
-        position = match.end()
-    yield _unescape(template[position:]), None, None
-
-
-def _unescape(literal: str) -> str:
-    return literal.replace("{{", "{").replace("}}", "}")
+    try:
+        return pieces(template)
+    except PromptError as error:
+        raise TemplateError(str(error)) from None
 
 
 def _field(name: str, data: dict[str, Any], source) -> str:

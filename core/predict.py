@@ -117,14 +117,29 @@ def written(run_id: int) -> int:
         return len(s.exec(select(store.RunItem.id).where(store.RunItem.run_id == run_id, store.RunItem.written_to_labelstudio == True)).all())  # noqa: E712
 
 
-def latest_accuracy(version: Version) -> float | None:
-    """The accuracy of the version's latest completed evaluation, if it has one."""
+def scores(prompt: str, project_id: int) -> dict[int, dict[str, Any]]:
+    """Each evaluated version's latest score on ground truth, by version number."""
     from core.evaluation import evaluate  # evaluation builds on runs; imported here to keep predict light
 
-    for run in runs.runs(prompt=version.prompt, project_id=version.project_id, kind="evaluate"):
-        if run.version == version.number and run.status == "completed":
-            return evaluate.report(run.id).accuracy
-    return None
+    return {int(point["version"][1:]): point for point in evaluate.history(prompt, project_id)}
+
+
+def best_version(prompt: str, project_id: int) -> int | None:
+    """The version with the best accuracy on ground truth (the later one in a tie), if any was scored."""
+    found = scores(prompt, project_id)
+    return max(sorted(found, reverse=True), key=lambda n: found[n]["accuracy"]) if found else None
+
+
+def unevaluated_warning(version: Version) -> str | None:
+    """A sentence to confirm before predicting with a version never scored on ground truth."""
+    found = scores(version.prompt, version.project_id)
+    if version.number in found:
+        return None
+    text = f"v{version.number} was never evaluated on ground truth"
+    top = best_version(version.prompt, version.project_id)
+    if top is not None:
+        text += f"; v{top} scored {found[top]['accuracy'] * 100:.0f}% on {found[top]['tasks']} tasks"
+    return text + "."
 
 
 def model_versions(client: LabelStudioClient, project_id: int) -> list[ModelVersion]:

@@ -19,7 +19,7 @@ from sqlmodel import select
 
 from core import keys, labeling, store
 
-VARIABLE = re.compile(r"(?<!\{)\{([A-Za-z_][\w.-]*)(?::([\w.-]+))?\}(?!\})")
+NAME = re.compile(r"[A-Za-z_][\w.-]*")
 
 
 class PromptError(ValueError):
@@ -52,7 +52,67 @@ EDITABLE = ("template", "system_message", "controls", "provider_key", "model", "
 
 def variables(template: str) -> list[tuple[str, str | None]]:
     """The ``{name}`` / ``{labels:NAME}`` variables of a template, in order."""
-    return [(m.group(1), m.group(2)) for m in VARIABLE.finditer(template)]
+    return [(name, argument) for _, name, argument in pieces(template) if name is not None]
+
+
+def pieces(template: str, where: str = "template") -> list[tuple[str, str | None, str | None]]:
+    """The template as (literal text, variable name, argument) pieces, the last with no variable;
+    ``{{`` and ``}}`` become literal braces. A brace that opens or closes nothing is refused with its
+    line and column, what is wrong and the fix."""
+    found, literal, i = [], [], 0
+    while i < len(template):
+        char = template[i]
+        if template.startswith("{{", i) or template.startswith("}}", i):
+            literal.append(char)
+            i += 2
+        elif char == "}":
+            raise PromptError(f"{where}: {_at(template, i)} a '}}' closes nothing; write '}}}}' for a literal brace.")
+        elif char == "{":
+            end = template.find("}", i + 1)
+            opens = template.find("{", i + 1)
+            if end == -1 or (opens != -1 and opens < end):
+                shown = template[i : (opens if opens != -1 and (end == -1 or opens < end) else len(template))].split("\n")[0][:30]
+                raise PromptError(
+                    f"{where}: {_at(template, i)} {shown!r} is not closed; write {{{shown[1:].strip() or 'text'}}} to insert a field, "
+                    "or '{{' for a literal brace."
+                )
+            name, argument = _variable(template[i + 1 : end], template, i, where)
+            found.append(("".join(literal), name, argument))
+            literal = []
+            i = end + 1
+        else:
+            literal.append(char)
+            i += 1
+    found.append(("".join(literal), None, None))
+    return found
+
+
+def _variable(inner: str, template: str, at: int, where: str) -> tuple[str, str | None]:
+    """The name and argument inside one pair of braces, or a refusal saying how to write it."""
+    place, shown = _at(template, at), "{" + inner + "}"
+    if not inner:
+        raise PromptError(f"{where}: {place} {{}} inserts nothing; name a field, such as {{text}}, or write '{{{{}}}}' for literal braces.")
+    if inner != inner.strip():
+        raise PromptError(f"{where}: {place} {shown} has spaces inside the braces; write {{{inner.strip()}}}.")
+    if "!" in inner:
+        name = inner.split("!")[0]
+        raise PromptError(f"{where}: {place} {shown}: conversions such as !r are not supported; write {{{name}}}.")
+    name, colon, argument = inner.partition(":")
+    if name == "labels":
+        if colon and (not argument or ":" in argument or not NAME.fullmatch(argument)):
+            raise PromptError(f"{where}: {place} {shown} is not a labels variable; write {{labels}} for every output, or {{labels:NAME}} with one output's name.")
+        return name, argument or None
+    if colon:
+        raise PromptError(f"{where}: {place} {shown}: format specifications are not supported; write {{{name}}} to insert the field as it is.")
+    if not NAME.fullmatch(name):
+        raise PromptError(f"{where}: {place} {shown} is not a field name; write {{field}} with a task field such as {{text}}, or '{{{{' and '}}}}' for literal braces.")
+    return name, None
+
+
+def _at(text: str, index: int) -> str:
+    line = text.count("\n", 0, index) + 1
+    column = index - (text.rfind("\n", 0, index) + 1) + 1
+    return f"line {line}, column {column}:"
 
 
 def check_template(
@@ -72,7 +132,9 @@ def check_template(
 
 def _fields_used(where: str, text: str, controls: Sequence[str], known: list[str]) -> list[str]:
     used = []
-    for name, argument in variables(text):
+    for _, name, argument in pieces(text, where):
+        if name is None:
+            continue
         if name == "labels":
             if argument is not None and argument not in controls:
                 chosen = ", ".join(controls) or "none (choose one to fill)"
@@ -190,14 +252,72 @@ def changed(a: Version, b: Version) -> list[str]:
     return [f for f in EDITABLE if f != "note" and getattr(a, f) != getattr(b, f)]
 
 
-def diff(a: Version, b: Version) -> str:
-    """A unified diff of two versions: settings first, then the system message and the template."""
+SETTING_LABELS = {
+    "model": "Model",
+    "provider_key": "Key",
+    "temperature": "Temperature",
+    "max_output_tokens": "Max output tokens",
+    "controls": "Outputs",
+    "note": "Note",
+}
 
-    def lines(v: Version) -> list[str]:
-        settings = [f"{f}: {getattr(v, f)}" for f in ("model", "provider_key", "temperature", "max_output_tokens", "controls", "note")]
-        return settings + ["", "--- system message ---", *(v.system_message or "").splitlines(), "", "--- template ---", *v.template.splitlines()]
 
-    return "\n".join(difflib.unified_diff(lines(a), lines(b), f"v{a.number}", f"v{b.number}", lineterm=""))
+@dataclass(frozen=True)
+class Diff:
+    """What changed from one version to another, as a person reads it."""
+
+    settings: list[tuple[str, str, str]]  # (setting, before, after), for each changed setting
+    system_message: list[str]  # the system message's changed lines ("- old", "+ new", "  context")
+    template: list[str]  # the template's changed lines, the same way
+
+    @property
+    def same(self) -> bool:
+        return not (self.settings or self.system_message or self.template)
+
+    def text(self) -> str:
+        """The whole diff as plain text: the settings as "Model: a → b", then each text's lines."""
+        parts = [f"{name}: {before} → {after}" for name, before, after in self.settings]
+        for title, lines in (("System message", self.system_message), ("Template", self.template)):
+            if lines:
+                parts += ["", f"{title}:", *lines]
+        return "\n".join(parts)
+
+
+def diff(a: Version, b: Version) -> Diff:
+    """How ``b`` differs from ``a``: each changed setting with its old and new value, then the system
+    message's and the template's changed lines with a little context."""
+    settings = [
+        (label, _setting_text(field, getattr(a, field)), _setting_text(field, getattr(b, field)))
+        for field, label in SETTING_LABELS.items()
+        if getattr(a, field) != getattr(b, field)
+    ]
+    return Diff(settings, _line_changes(a.system_message or "", b.system_message or ""), _line_changes(a.template, b.template))
+
+
+def _setting_text(field: str, value: Any) -> str:
+    if field == "controls":
+        return ", ".join(value) or "none"
+    if field == "max_output_tokens":
+        return "the model's default" if value is None else str(value)
+    if field == "note":
+        return value or "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _line_changes(old: str, new: str) -> list[str]:
+    """Changed lines marked "- " and "+ ", with one line of context marked "  "; no hunk headers."""
+    if old == new:
+        return []
+    shown = []
+    for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=1):
+        if line.startswith(("---", "+++", "@@")):
+            if line.startswith("@@") and shown:
+                shown.append("  …")
+            continue
+        shown.append(f"{line[0] if line[0] in '+-' else ' '} {line[1:]}")
+    return shown
 
 
 def _prompt(s, name: str, project_id: int | None) -> store.Prompt:

@@ -256,4 +256,11 @@ if history:
         a = d1.selectbox("Compare", numbers, format_func=lambda n: f"v{n}", key="diff_a")
         b = d2.selectbox("with", numbers, format_func=lambda n: f"v{n}", key="diff_b")
         shown = prompts.diff(history[numbers.index(a)], history[numbers.index(b)])
-        st.code(shown or "These versions are the same.", language="diff")
+        if shown.same:
+            st.caption("These versions are the same.")
+        if shown.settings:
+            st.dataframe(pd.DataFrame(shown.settings, columns=["setting", f"v{a}", f"v{b}"]), hide_index=True, key="diff_settings")
+        for title, lines in (("System message", shown.system_message), ("Template", shown.template)):
+            if lines:
+                st.markdown(f"**{title}**")
+                st.code("\n".join(lines), language="diff", wrap_lines=True)

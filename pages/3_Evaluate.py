@@ -142,7 +142,10 @@ if runs.live(run):
 
 for name, control in summary["metrics"].items():
     st.markdown(f"**{name}** ({control['tag']})")
-    st.dataframe(pd.DataFrame([control["scores"]]), hide_index=True, key=f"ev_scores_{name}")
+    if not control["scores"].get("tasks"):
+        st.caption("— no scores: no ground truth on these tasks, or no answer to score.")
+        continue
+    st.dataframe(widgets.readable(pd.DataFrame([control["scores"]])), hide_index=True, key=f"ev_scores_{name}")
     left, right = st.columns(2)
     if control["per_class"]:
         left.dataframe(
@@ -172,7 +175,7 @@ failed_only = f2.checkbox("Failed only", key="ev_failed_only")
 truth = f3.selectbox("Ground truth", classes, key="ev_class")
 shown = evaluate.filter_rows(rows, wrong_only=wrong_only, failed_only=failed_only, truth=None if truth == ALL_CLASSES else truth)
 st.dataframe(
-    pd.DataFrame(shown, columns=["task", "ground truth", "answer", "correct", "failed", "error", "link"]),
+    widgets.readable(pd.DataFrame(shown, columns=["task", "ground truth", "answer", "correct", "failed", "error", "link"])),
     hide_index=True,
     key="ev_tasks",
     column_config={"link": st.column_config.LinkColumn("link", display_text="open in Label Studio")},
@@ -224,13 +227,12 @@ if len(evaluations) > 1:
 # -- history --------------------------------------------------------------------------------------
 
 st.subheader(f"Evaluations of {prompt_name}")
+history_rows = [row | {"accuracy": percent(row["accuracy"]), "cost": usd(row["cost"])} for row in evaluate.run_rows(prompt_name, project_id)]
 st.dataframe(
-    pd.DataFrame(evaluate.run_rows(prompt_name, project_id)),
+    pd.DataFrame(history_rows),
     hide_index=True,
     key="ev_history",
     column_config={
-        "accuracy": st.column_config.NumberColumn(format="percent"),
-        "cost": st.column_config.NumberColumn(format="$%.4f"),
         "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
     },
 )

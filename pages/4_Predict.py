@@ -89,11 +89,14 @@ def confirm(action: str, question: str, yes: str, act, done, failed: str) -> Non
 
 
 def version_label(v: Version) -> str:
-    accuracy = predict.latest_accuracy(v)
-    return f"v{v.number} · accuracy {percent(accuracy)}" if accuracy is not None else f"v{v.number} · not evaluated yet"
+    scored = predict.scores(v.prompt, v.project_id).get(v.number)
+    return f"v{v.number} · accuracy {percent(scored['accuracy'])} on {scored['tasks']} tasks" if scored else f"v{v.number} · not evaluated yet"
 
 
-version = widgets.pick_version(project_id, "pr", then="predict with it", label=version_label)
+# the version with the best accuracy on ground truth is preselected, not merely the latest
+version = widgets.pick_version(
+    project_id, "pr", then="predict with it", label=version_label, default=lambda name: predict.best_version(name, project_id)
+)
 if version is None:
     manage_predictions()
     st.stop()
@@ -165,7 +168,13 @@ elif estimated is not None:
 
 if going:
     st.caption(f"Run {going[0].id} of {version.model_version} is going; wait for it to end, or cancel it, before starting another.")
-if st.button("Start predicting", key="pr_start", type="primary", disabled=estimated is None or isinstance(estimated, Exception) or nothing_to_do or bool(going)):
+unevaluated = predict.unevaluated_warning(version)
+confirmed = True
+if unevaluated:
+    st.warning(unevaluated)
+    confirmed = st.checkbox(f"Predict with v{version.number} all the same", key=f"pr_confirm_unevaluated_{version.number}")
+blocked = estimated is None or isinstance(estimated, Exception) or nothing_to_do or bool(going) or not confirmed
+if st.button("Start predicting", key="pr_start", type="primary", disabled=blocked):
     try:
         chosen = predict.scope(version, client, only_missing=only_missing)  # fresh: tasks may have changed
         run = predict.start(
@@ -220,11 +229,10 @@ else:
 
 st.subheader(f"Prediction runs of {prompt_name}")
 st.dataframe(
-    pd.DataFrame(predict.run_rows(prompt_name, project_id)),
+    pd.DataFrame([row | {"cost": usd(row["cost"])} for row in predict.run_rows(prompt_name, project_id)]),
     hide_index=True,
     key="pr_history",
     column_config={
-        "cost": st.column_config.NumberColumn(format="$%.6f"),
         "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
     },
 )

@@ -94,8 +94,8 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
 
     (line,) = [rows for spec, rows in _charts(app) if spec.get("mark", {}).get("type") == "line"]
     assert line == evaluate.history("sentiment", proj.id) == [
-        {"version": "v1", "accuracy": 0.5, "run_id": first.id, "subset": "6 ground-truth tasks"},
-        {"version": "v2", "accuracy": 4 / 6, "run_id": second.id, "subset": "6 ground-truth tasks"},
+        {"version": "v1", "accuracy": 0.5, "tasks": 6, "run_id": first.id, "subset": "6 ground-truth tasks"},
+        {"version": "v2", "accuracy": 4 / 6, "tasks": 6, "run_id": second.id, "subset": "6 ground-truth tasks"},
     ]
 
     tasks = table(app, *TASK_COLUMNS)
@@ -121,7 +121,7 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     history = table(app, *HISTORY_COLUMNS)
     assert list(history["run"]) == [second.id, first.id]
     assert list(history["version"]) == ["v2", "v1"] and list(history["status"]) == ["completed", "completed"]
-    assert list(history["accuracy"]) == [4 / 6, 0.5] and list(history["done"]) == [5, 6] and list(history["failed"]) == [1, 0]
+    assert list(history["accuracy"]) == ["66.7%", "50.0%"] and list(history["done"]) == [5, 6] and list(history["failed"]) == [1, 0]
 
     # the older run, picked: its figures, no delta (v1 has no version before it)
     app.selectbox(key="ev_run").set_value(first.id).run()

@@ -60,7 +60,7 @@ def test_home_without_any_label_studio_configured():
     assert "No Label Studio is configured" in error.value and "make run" in error.value
 
 
-def test_home_lists_prompts_with_their_latest_score(use_labelstudio, make_project, standin, ls_client):
+def test_home_lists_each_prompt_with_its_best_evaluated_version(use_labelstudio, make_project, standin, ls_client):
     from core import keys, prompts, runs
     from core.evaluation import evaluate, subsets
     from tests.standin import Reply
@@ -71,9 +71,12 @@ def test_home_lists_prompts_with_their_latest_score(use_labelstudio, make_projec
     prompts.new_version("tone", project.id, template="Tone: {text}")
     standin.respond_with(lambda r: Reply.json({"sentiment": "Positive" if "great" not in r.user_text else "Negative"}))
     runs.execute(evaluate.start(version, subsets.choose(ls_client, project.id), ls_client.label_config(project.id)).id)
+    v2 = prompts.version("tone", 2, project.id)
+    standin.respond_with(lambda r: Reply.json({"sentiment": "Negative"}))  # v2, evaluated later, scores 0 of 4
+    runs.execute(evaluate.start(v2, subsets.choose(ls_client, project.id), ls_client.label_config(project.id)).id)
 
     app = _run()
     table = app.dataframe[1].value
-    assert table.to_dict("records") == [
-        {"project": "Home scores", "prompt": "tone", "latest": "v2", "model": "gpt-4o-mini", "evaluated": "v1", "accuracy": "75.0%", "on": "4 ground-truth tasks"}
+    assert table.to_dict("records") == [  # the best version, not the latest run
+        {"project": "Home scores", "prompt": "tone", "latest": "v2", "model": "gpt-4o-mini", "best": "v1", "accuracy": "75.0%", "on": "4 ground-truth tasks"}
     ]

@@ -64,6 +64,11 @@ def test_estimate_start_follow_and_finish_a_prediction_run(project):
     assert metrics["Estimated cost"] == usd(guess.cost_usd)
     assert any(c.value.startswith("sentiment@v1 (gpt-4o-mini) on all 8 tasks.") for c in app.caption)
 
+    # v1 was never evaluated: the page says so and asks before it spends
+    assert [w.value for w in app.warning] == ["v1 was never evaluated on ground truth."]
+    assert app.button(key="pr_start").disabled
+    app.checkbox(key="pr_confirm_unevaluated_1").check().run()
+
     # start: a worker takes the run, and the page follows it
     app.number_input(key="pr_concurrency").set_value(1)
     assert not app.button(key="pr_start").disabled
@@ -107,6 +112,7 @@ def test_a_run_stopped_by_the_spending_limit_says_why(project):
     app.number_input(key="pr_concurrency").set_value(1)
     # one call costs $0.000018 (100 in, 5 out at gpt-4o-mini's price): a second would pass $0.00003
     app.number_input(key="pr_max_cost").set_value(0.00003)
+    app.checkbox(key="pr_confirm_unevaluated_1").check().run()
     app.button(key="pr_start").click().run()
     assert not app.exception, app.exception
     (run,) = runs.runs(prompt="sentiment", project_id=proj.id, kind="predict")
@@ -115,7 +121,7 @@ def test_a_run_stopped_by_the_spending_limit_says_why(project):
     stopped = wait_for_run(run.id)
     assert (stopped.status, stopped.done) == ("stopped", 1)
     app.run()
-    assert app.warning[0].value == f"Run {run.id} is stopped. {stopped.status_reason}"
+    assert f"Run {run.id} is stopped. {stopped.status_reason}" in [w.value for w in app.warning]
     assert stopped.status_reason.startswith("Stopped before passing the spending limit of $0.00003")
     assert _metrics(app)["Done"] == "1 of 8" and _metrics(app)["Written to Label Studio"] == "1"
     assert app.button(key="pr_resume")
@@ -135,19 +141,19 @@ def test_predictions_to_annotations_and_delete_one_model_version(project, ls_cli
 
     # to annotations: asks first, then creates them
     app.button(key="pr_convert").click().run()
-    assert [w.value for w in app.warning] == ["Create 8 annotations from the predictions of sentiment@v1?"]
+    assert questions(app) == ["Create 8 annotations from the predictions of sentiment@v1?"]
     assert _annotations(ls_client, proj.id) == 0
     app.button(key="pr_convert_confirm").click().run()
     assert not app.exception, app.exception
     assert "Created 8 annotations from the predictions of sentiment@v1." in [s.value for s in app.success]
-    assert not app.warning
+    assert not questions(app)
     tasks = list(ls_client.tasks(proj.id))
     assert [len(t.annotations) for t in tasks] == [1] * 8
     assert all(t.annotations[0].result[0]["value"] == {"choices": ["Positive"]} for t in tasks)
 
     # delete: asks first, then removes only this version's predictions
     app.button(key="pr_delete").click().run()
-    assert [w.value for w in app.warning] == ["Delete the 8 predictions of sentiment@v1? Other model versions' predictions stay."]
+    assert questions(app) == ["Delete the 8 predictions of sentiment@v1? Other model versions' predictions stay."]
     app.button(key="pr_delete_confirm").click().run()
     assert not app.exception, app.exception
     assert "Deleted 8 predictions of sentiment@v1." in [s.value for s in app.success]
@@ -158,7 +164,7 @@ def test_predictions_to_annotations_and_delete_one_model_version(project, ls_cli
     # a model version that is no saved prompt version: by its name
     assert app.selectbox(key="pr_model_version").value == "other@v1"
     app.button(key="pr_convert").click().run()
-    assert [w.value for w in app.warning] == ["Create 1 annotations from the predictions of other@v1?"]
+    assert questions(app) == ["Create 1 annotations from the predictions of other@v1?"]
     app.button(key="pr_convert_confirm").click().run()
     assert "Created 1 annotations from the predictions of other@v1." in [s.value for s in app.success]
     assert _annotations(ls_client, proj.id) == 9
@@ -177,3 +183,8 @@ def test_a_project_without_prompts_points_to_the_prompts_page(use_labelstudio, m
         "This project has no predictions yet.",
     ]
     assert not app.button  # nothing to start
+
+
+def questions(app) -> list[str]:
+    """The page's warnings other than the standing one that v1 was never evaluated."""
+    return [w.value for w in app.warning if not w.value.startswith("v1 was never evaluated")]

@@ -90,8 +90,9 @@ def test_write_try_save_and_compare_versions(project, standin):
     assert [v.note for v in prompts.versions("sentiment", proj.id)] == [None, "add the channel"]
     history = table(app, "version", "saved", "model", "key", "temperature", "outputs", "note")
     assert list(history["version"]) == ["v2", "v1"]
+    assert table(app, "setting", "v1", "v2").to_dict("records") == [{"setting": "Note", "v1": "none", "v2": "add the channel"}]
     diff = app.code[-1].value
-    assert "+Channel: {channel}" in diff and "-note: None" in diff
+    assert "+ Channel: {channel}" in diff and "@@" not in diff
 
 
 def test_a_bad_draft_is_refused_with_the_fix_and_nothing_is_saved(project, standin):

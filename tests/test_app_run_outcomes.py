@@ -98,3 +98,21 @@ def test_two_runs_without_ground_truth_show_the_answers_that_changed(use_labelst
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Accuracy"] == "—"
     assert "No accuracy: no ground truth on these tasks." in [c.value for c in app.caption]
+
+
+def test_predict_preselects_the_best_evaluated_version_and_asks_before_an_unevaluated_one(project, standin):
+    proj, ids, version = project
+    standin.respond_with(right)
+    evaluate_run(version, ids)  # v1: 4 of 4 right
+    prompts.new_version("sentiment", proj.id, template=TEMPLATE + "\nBe brief.")
+    app = open_page("pages/4_Predict.py", project_key="pr_project", project_id=proj.id)
+    picker = app.selectbox(key="pr_version")
+    assert picker.value == 1  # the best on ground truth, not the latest
+    assert picker.options == ["v2 · not evaluated yet", "v1 · accuracy 100.0% on 4 tasks"]
+    assert "v1 was never evaluated" not in " ".join(w.value for w in app.warning) and not app.button(key="pr_start").disabled
+
+    picker.set_value(2).run()
+    assert "v2 was never evaluated on ground truth; v1 scored 100% on 4 tasks." in [w.value for w in app.warning]
+    assert app.button(key="pr_start").disabled
+    app.checkbox(key="pr_confirm_unevaluated_2").check().run()
+    assert not app.button(key="pr_start").disabled

@@ -88,9 +88,23 @@ def test_diff_shows_what_changed():
     prompts.new_version("intent", template="Decide: {text}\nLabels: {labels}", model="gpt-4o")
     a, b = prompts.versions("intent")
     shown = prompts.diff(a, b)
-    assert "-model: gpt-4o-mini" in shown and "+model: gpt-4o" in shown
-    assert "-Classify: {text}" in shown and "+Decide: {text}" in shown
-    assert " Labels: {labels}" in shown  # unchanged lines are context
+    assert shown.settings == [("Model", "gpt-4o-mini", "gpt-4o")]
+    assert shown.template == ["- Classify: {text}", "+ Decide: {text}", "  Labels: {labels}"]  # no hunk headers; context marked
+    assert shown.system_message == [] and not shown.same
+
+
+def test_diff_reads_as_words_not_python_values():
+    prompts.create(7, "intent", **V1)
+    prompts.new_version("intent", controls=["sentiment", "topic"], max_output_tokens=256, temperature=0.7, note="longer answers")
+    a, b = prompts.versions("intent")
+    assert prompts.diff(a, b).settings == [
+        ("Temperature", "0", "0.7"),
+        ("Max output tokens", "the model's default", "256"),
+        ("Outputs", "sentiment", "sentiment, topic"),
+        ("Note", "none", "longer answers"),
+    ]
+    assert "None" not in prompts.diff(a, b).text() and "(" not in prompts.diff(a, b).text()
+    assert prompts.diff(a, a).same
 
 
 class TestTemplate:
@@ -116,3 +130,27 @@ class TestTemplate:
             self.check("   ")
         with pytest.raises(prompts.PromptError, match="inserts no task field"):
             self.check("Classify it: {labels}")
+
+
+@pytest.mark.parametrize(
+    "template, refusal",
+    [
+        ("Classify {text", "template: line 1, column 10: '{text' is not closed; write {text} to insert a field, or '{{' for a literal brace."),
+        ("Classify {text}}", "template: line 1, column 16: a '}' closes nothing; write '}}' for a literal brace."),
+        ("Classify {text:>10}", "template: line 1, column 10: {text:>10}: format specifications are not supported; write {text} to insert the field as it is."),
+        ("Classify {text!r}", "template: line 1, column 10: {text!r}: conversions such as !r are not supported; write {text}."),
+        ("Classify { text }", "template: line 1, column 10: { text } has spaces inside the braces; write {text}."),
+        ("{text} {labels:intent:x}", "template: line 1, column 8: {labels:intent:x} is not a labels variable; write {labels} for every output, or {labels:NAME} with one output's name."),
+        ("Classify {} {text}", "template: line 1, column 10: {} inserts nothing; name a field, such as {text}, or write '{{}}' for literal braces."),
+        ("Read this:\n  {text", "template: line 2, column 3: '{text' is not closed; write {text} to insert a field, or '{{' for a literal brace."),
+    ],
+)
+def test_a_template_with_a_stray_or_malformed_brace_is_refused_at_its_place_with_the_fix(template, refusal):
+    with pytest.raises(prompts.PromptError) as refused:
+        prompts.pieces(template)
+    assert str(refused.value) == refusal
+
+
+def test_doubled_braces_are_literal_and_variables_are_found_around_them():
+    assert prompts.pieces("Answer {{\"label\": ...}} for {text}}}") == [('Answer {"label": ...} for ', "text", None), ("}", None, None)]
+    assert prompts.variables("{text} then {labels:intent}") == [("text", None), ("labels", "intent")]

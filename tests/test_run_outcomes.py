@@ -156,3 +156,17 @@ def test_two_runs_without_ground_truth_are_compared_answer_by_answer(use_labelst
     document = json.loads(compared.stdout)
     assert (document["tasks_in_common"], document["answers_changed"], document["ground_truth"]) == (4, 2, None)
     assert document["changed"][0]["text"] == "review number 0" and document["changed"][0]["link"].endswith(f"/data?task={ids[0]}")
+
+
+def test_a_later_run_without_ground_truth_does_not_hide_a_versions_scored_point(use_labelstudio, make_project, standin):
+    keys.add("team", "openai-compatible", base_url=standin.base_url)
+    tasks = [NewTask({"text": f"review number {n}"}, [(choice(LABELS[n % 3]), True)] if n < 2 else []) for n in range(4)]
+    proj, ids = make_project(CHOICES_CONFIG, tasks)
+    v1 = version(proj)
+    standin.respond_with(right_answers)
+    scored = run(v1, ids[:2])
+    run(v1, ids[2:])  # later, on tasks without ground truth: no accuracy
+    assert evaluate.history("sentiment", proj.id) == [{"version": "v1", "accuracy": 1.0, "tasks": 2, "run_id": scored.id, "subset": ""}]
+    assert evaluate.overview(proj.id)[0] == {
+        "project": proj.id, "prompt": "sentiment", "latest": "v1", "model": "gpt-4o-mini", "best": "v1", "accuracy": 1.0, "on": "2 ground-truth tasks"
+    }

@@ -40,8 +40,8 @@ def confusion_heatmap(confusion: dict[str, Any]) -> alt.LayerChart:
 
 
 def accuracy_over_versions(points: list[dict[str, Any]]) -> alt.Chart:
-    """Points are {"version", "accuracy" (0-1), "run_id", "subset"}, in the order versions are shown."""
-    data = pd.DataFrame(points, columns=["version", "accuracy", "run_id", "subset"])
+    """Points are {"version", "accuracy" (0-1), "tasks", "run_id", "subset"}, in the order versions are shown."""
+    data = pd.DataFrame(points, columns=["version", "accuracy", "tasks", "run_id", "subset"])
     versions = list(dict.fromkeys(data["version"]))
     return (
         alt.Chart(data)
@@ -53,6 +53,7 @@ def accuracy_over_versions(points: list[dict[str, Any]]) -> alt.Chart:
             tooltip=[
                 alt.Tooltip("version:N", title="Version"),
                 alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%"),
+                alt.Tooltip("tasks:Q", title="Scored tasks"),
                 alt.Tooltip("run_id:Q", title="Run"),
                 alt.Tooltip("subset:N", title="Tasks"),
             ],

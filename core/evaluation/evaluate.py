@@ -55,15 +55,27 @@ def summary(run_id: int) -> dict[str, Any]:
 
 
 def history(prompt: str, project_id: int) -> list[dict[str, Any]]:
-    """Each version's latest completed evaluation: version, accuracy, run id, subset; oldest first."""
-    latest: dict[int, RunView] = {}
+    """Each version's latest completed evaluation that scored tasks against ground truth: version,
+    accuracy, on how many tasks, run id, subset; oldest version first. A later run of a version on
+    tasks without ground truth does not hide its scored one."""
+    latest: dict[int, tuple[RunView, metrics.Report]] = {}
     for run in runs.runs(prompt=prompt, project_id=project_id, kind="evaluate"):
-        if run.status == "completed" and run.version not in latest:
-            latest[run.version] = run
+        if run.status != "completed" or run.version in latest:
+            continue
+        found = report(run.id)
+        if found.accuracy is not None:
+            latest[run.version] = (run, found)
     return [
-        {"version": f"v{number}", "accuracy": report(run.id).accuracy, "run_id": run.id, "subset": run.subset.get("description", "")}
-        for number, run in sorted(latest.items())
+        {"version": f"v{number}", "accuracy": found.accuracy, "tasks": found.tasks, "run_id": run.id, "subset": run.subset.get("description", "")}
+        for number, (run, found) in sorted(latest.items())
     ]
+
+
+def best(prompt: str, project_id: int) -> dict[str, Any] | None:
+    """The version with the best accuracy on ground truth (its latest scored evaluation); the later
+    version wins a tie. None when no version was scored."""
+    points = history(prompt, project_id)
+    return max(reversed(points), key=lambda p: p["accuracy"]) if points else None
 
 
 def previous(run: RunView) -> RunView | None:
@@ -236,21 +248,20 @@ def run_rows(prompt: str, project_id: int) -> list[dict[str, Any]]:
 
 
 def overview(project_id: int | None = None) -> list[dict[str, Any]]:
-    """Every prompt with its latest version and its best-known score: the latest completed evaluation."""
+    """Every prompt with its latest version and its best evaluated one: accuracy, and on how many
+    ground-truth tasks."""
     rows = []
     for version in prompts.latest_versions(project_id):
-        scored = next(
-            (r for r in runs.runs(prompt=version.prompt, project_id=version.project_id, kind="evaluate") if r.status == "completed"), None
-        )
+        top = best(version.prompt, version.project_id)
         rows.append(
             {
                 "project": version.project_id,
                 "prompt": version.prompt,
                 "latest": f"v{version.number}",
                 "model": version.model,
-                "evaluated": f"v{scored.version}" if scored else "—",
-                "accuracy": report(scored.id).accuracy if scored else None,
-                "on": scored.subset.get("description", "") if scored else "",
+                "best": top["version"] if top else "—",
+                "accuracy": top["accuracy"] if top else None,
+                "on": f"{top['tasks']} ground-truth tasks" if top else "not evaluated yet",
             }
         )
     return rows
