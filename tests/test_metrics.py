@@ -230,8 +230,8 @@ def test_confusion_heatmap_draws_every_cell_but_the_empty_placeholder_rows():
 
 def test_accuracy_over_versions_keeps_version_order():
     points = [
-        {"version": "v2", "accuracy": 0.8, "run_id": 4, "subset": "ground truth"},
-        {"version": "v10", "accuracy": 0.9, "run_id": 7, "subset": "ground truth"},
+        {"version": "v2", "accuracy": 0.8, "tasks": 50, "run_id": 4, "subset": "ground truth"},
+        {"version": "v10", "accuracy": 0.9, "tasks": 50, "run_id": 7, "subset": "ground truth"},
     ]
     chart = charts.accuracy_over_versions(points)
     assert charts.chart_data(chart) == points
