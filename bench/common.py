@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 IMPORT_CHUNK = 1000
 
@@ -214,3 +216,15 @@ def percentile(values: list[float], q: float) -> float:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def in_scratch_folder(measure: Callable[[Path], int]) -> int:
+    """Run a measurement in a temporary folder (its PROMPTER_HOME, its Label Studio's data), removed after."""
+    workdir = Path(tempfile.mkdtemp(prefix="prompter-bench-"))
+    try:
+        return measure(workdir)
+    finally:
+        from core import store
+
+        store.forget_engines()
+        shutil.rmtree(workdir, ignore_errors=True)

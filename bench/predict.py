@@ -33,16 +33,15 @@ import io
 import json
 import os
 import pstats
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    in_scratch_folder,
     LABEL_CONFIG,
     TEMPLATE,
     Measured,
@@ -318,14 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (1 <= args.concurrency <= 256 and 1 <= args.memory_concurrency <= 256):
         parser.error("--concurrency and --memory-concurrency must be 1 to 256")
 
-    workdir = Path(tempfile.mkdtemp(prefix="prompter-bench-"))
-    try:
-        return _measure(args, workdir)
-    finally:
-        from core import store
-
-        store.forget_engines()
-        shutil.rmtree(workdir, ignore_errors=True)
+    return in_scratch_folder(lambda workdir: _measure(args, workdir))
 
 
 def _measure(args: argparse.Namespace, workdir: Path) -> int:

@@ -31,15 +31,14 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    in_scratch_folder,
     LABEL_CONFIG,
     TEMPLATE,
     Measured,
@@ -215,14 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(v < 1 for v in args.sweep):
         parser.error("--sweep values must be at least 1")
 
-    workdir = Path(tempfile.mkdtemp(prefix="prompter-bench-"))
-    try:
-        return _measure(args, workdir)
-    finally:
-        from core import store
-
-        store.forget_engines()
-        shutil.rmtree(workdir, ignore_errors=True)
+    return in_scratch_folder(lambda workdir: _measure(args, workdir))
 
 
 def _measure(args: argparse.Namespace, workdir: Path) -> int:

@@ -28,15 +28,14 @@ import io
 import json
 import os
 import pstats
-import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    in_scratch_folder,
     IMPORT_CHUNK,
     LABEL_CONFIG,
     TEMPLATE,
@@ -153,14 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tasks and --baseline-tasks must be at least 1, --latency above 0, --concurrency 1 to 256")
     sample = min(args.baseline_tasks, args.tasks)
 
-    workdir = Path(tempfile.mkdtemp(prefix="prompter-bench-"))
-    try:
-        return _measure(args, sample, workdir)
-    finally:
-        from core import store
-
-        store.forget_engines()
-        shutil.rmtree(workdir, ignore_errors=True)
+    return in_scratch_folder(lambda workdir: _measure(args, sample, workdir))
 
 
 def _measure(args: argparse.Namespace, sample: int, workdir: Path) -> int:
