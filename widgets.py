@@ -11,7 +11,7 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
-from core import connection, prompts, runs, settings, vault
+from core import connection, guide, prompts, recent, runs, settings, vault
 from core.formatting import duration, usd
 from core.labelstudio import LabelStudioClient, LabelStudioError, Project
 from core.prompts import Version
@@ -61,6 +61,9 @@ def pick_project(key: str, detail: Callable[[Project], str] = ground_truth_count
     previous = st.session_state.get(key)
     if previous is not None and previous not in by_id:
         st.warning(f"Project #{previous} is no longer in Label Studio (deleted, or hidden from this token); pick another.")
+    if previous is None and recent.project() in by_id:
+        # start where the team last worked, not on the newest project of the list
+        st.session_state[key] = recent.project()
     project_id = st.selectbox(
         "Project",
         list(by_id),
@@ -87,6 +90,8 @@ def pick_version(
         st.page_link("pages/2_Prompts.py", label="Open the Prompts page", icon=":material/edit_note:")
         return None
     state = st.session_state
+    if state.get(f"{prefix}_prompt") not in names and recent.prompt(project_id) in names:
+        state[f"{prefix}_prompt"] = recent.prompt(project_id)  # the one last worked on, not the first by name
     left, right = st.columns(2)
     name = left.selectbox("Prompt", names, key=f"{prefix}_prompt")
     by_number = {v.number: v for v in prompts.versions(name, project_id)}
@@ -190,3 +195,14 @@ def run_outcome(run: RunView, retry_key: str) -> None:
 def readable(frame: pd.DataFrame, missing: str = "—") -> pd.DataFrame:
     """A table as a person reads it: a value that is not there shows as a dash, never None or nan."""
     return frame.astype(object).where(frame.notna(), missing)
+
+
+def next_step(step: "guide.Step | None") -> None:
+    """Where to go from here: one sentence and one link."""
+    if step is None:
+        return
+    st.caption(step.why)
+    if step.page.startswith(("http://", "https://")):
+        st.link_button(step.label, step.page, icon=":material/open_in_new:")
+    else:
+        st.page_link(step.page, label=step.label, icon=":material/arrow_forward:")

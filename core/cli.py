@@ -217,8 +217,19 @@ def _prompts_commands(commands) -> None:
 
     listing = group.add_parser("list", help="every prompt's latest version")
     listing.add_argument("--project", type=int, metavar="ID", help="only this project's prompts")
+    listing.add_argument("--archived", action="store_true", help="the archived prompts instead")
     listing.add_argument("--json", action="store_true", help="print one JSON document")
     listing.set_defaults(action=_prompts_list)
+
+    for name, help_, act in (
+        ("archive", "hide a prompt from the pickers; its versions and runs are kept", prompts.archive),
+        ("restore", "bring an archived prompt back", prompts.restore),
+        ("delete", "delete a prompt that has no runs (archive one that has)", prompts.delete),
+    ):
+        command = group.add_parser(name, help=help_)
+        command.add_argument("name")
+        command.add_argument("--project", type=int, metavar="ID", help="project id, when prompts in several projects share the name")
+        command.set_defaults(action=lambda args, act=act, done=name: _prompt_state(args, act, done))
 
     show = group.add_parser("show", help="one version's settings, system message and template")
     _pick_version(show)
@@ -313,8 +324,15 @@ def _print_saved(saved: Version, as_json: bool) -> int:
     return 0
 
 
+def _prompt_state(args: argparse.Namespace, act, done: str) -> int:
+    act(args.name, args.project)
+    past = {"archive": "Archived", "restore": "Restored", "delete": "Deleted"}[done]
+    print(f"{past} prompt {args.name!r}.")
+    return 0
+
+
 def _prompts_list(args: argparse.Namespace) -> int:
-    found = prompts.latest_versions(args.project)
+    found = prompts.latest_versions(args.project, archived=args.archived)
     if args.json:
         print(json.dumps({"prompts": [_version_document(v) for v in found]}))
         return 0

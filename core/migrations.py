@@ -185,6 +185,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         "a failed item keeps the kind of its failure",
         ("ALTER TABLE run_items ADD COLUMN error_kind VARCHAR",),
     ),
+    Migration(
+        9,
+        "the project, prompt and key last worked on, for the pages to start from",
+        (
+            """
+            CREATE TABLE recent_choices (
+                name VARCHAR NOT NULL PRIMARY KEY,
+                value JSON,
+                updated_at DATETIME NOT NULL
+            )
+            """,
+        ),
+    ),
+    Migration(
+        10,
+        "a prompt can be archived: hidden from the pickers, kept for the record",
+        ("ALTER TABLE prompts ADD COLUMN archived_at DATETIME",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

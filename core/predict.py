@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from core import calls, keys, labeling, messages, pricing, runs, store, tokens
+from core import calls, keys, labeling, messages, pricing, recent, runs, store, tokens
 from core.labelstudio import LabelStudioClient, ModelVersion
 from core.prompts import Version
 from core.rendering import RenderError
@@ -99,7 +99,7 @@ def start(
     max_cost_usd: float | None = None,
     cache: str = "auto",
 ) -> RunView:
-    return runs.create(
+    run = runs.create(
         version,
         chosen.task_ids,
         kind="predict",
@@ -109,6 +109,8 @@ def start(
         max_cost_usd=max_cost_usd,
         cache=cache,
     )
+    recent.remember(project_id=version.project_id, prompt=version.prompt)
+    return run
 
 
 def written(run_id: int) -> int:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
+from sqlalchemy import delete as sa_delete
 from sqlmodel import select
 
-from core import keys, labeling, store
+from core import keys, labeling, recent, store
 
 NAME = re.compile(r"[A-Za-z_][\w.-]*")
 
@@ -163,6 +164,7 @@ def create(project_id: int, name: str, **version: Any) -> Version:
         s.flush()
         row = _version_row(prompt.id, 1, version)
         s.add(row)
+    recent.remember(project_id=project_id, prompt=name, key=row.provider_key)
     return _version(prompt, row)
 
 
@@ -178,6 +180,7 @@ def new_version(name: str, project_id: int | None = None, **changes: Any) -> Ver
         settings = {f: getattr(latest, f) for f in EDITABLE if f != "note"} | changes
         row = _version_row(prompt.id, latest.number + 1, settings)
         s.add(row)
+    recent.remember(project_id=prompt.project_id, prompt=prompt.name, key=row.provider_key)
     return _version(prompt, row)
 
 
@@ -216,13 +219,43 @@ def by_row_id(version_id: int) -> Version:
         return _version(s.get(store.Prompt, row.prompt_id), row)
 
 
-def latest_versions(project_id: int | None = None) -> list[Version]:
-    """Every prompt's latest version (of one project, or all), by project and name."""
+def latest_versions(project_id: int | None = None, *, archived: bool = False) -> list[Version]:
+    """Every prompt's latest version (of one project, or all), by project and name; the archived
+    prompts instead when ``archived``."""
     with store.session() as s:
         query = select(store.Prompt).order_by(store.Prompt.project_id, store.Prompt.name)
         if project_id is not None:
             query = query.where(store.Prompt.project_id == project_id)
+        query = query.where(store.Prompt.archived_at.is_not(None) if archived else store.Prompt.archived_at.is_(None))
         return [_version(p, _latest(s, p.id)) for p in s.exec(query).all()]
+
+
+def archive(name: str, project_id: int | None = None) -> None:
+    """Hide a prompt from the pickers; its versions, runs and scores are kept, and it can be restored."""
+    with store.writing() as s:
+        prompt = _prompt(s, name, project_id)
+        prompt.archived_at = prompt.archived_at or store.utcnow()
+        s.add(prompt)
+
+
+def restore(name: str, project_id: int | None = None) -> None:
+    with store.writing() as s:
+        prompt = _prompt(s, name, project_id)
+        prompt.archived_at = None
+        s.add(prompt)
+
+
+def delete(name: str, project_id: int | None = None) -> None:
+    """Delete a prompt and its versions, only when no run used it (runs are the record of what was
+    spent and scored: archive such a prompt instead)."""
+    with store.writing() as s:
+        prompt = _prompt(s, name, project_id)
+        version_ids = s.exec(select(store.PromptVersion.id).where(store.PromptVersion.prompt_id == prompt.id)).all()
+        used = s.exec(select(store.Run.id).where(store.Run.prompt_version_id.in_(version_ids)).limit(1)).first()
+        if used is not None:
+            raise PromptError(f"prompt: {name!r} has runs, which are the record of what it cost and scored; archive it instead.")
+        s.execute(sa_delete(store.PromptVersion).where(store.PromptVersion.prompt_id == prompt.id))
+        s.delete(prompt)
 
 
 def why_unusable(version: Version) -> str | None:

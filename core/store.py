@@ -60,6 +60,7 @@ class Prompt(SQLModel, table=True):
     project_id: int
     name: str
     created_at: datetime = Field(default_factory=utcnow)
+    archived_at: Optional[datetime] = None  # hidden from the pickers; its versions and runs are kept
 
 
 class PromptVersion(SQLModel, table=True):
@@ -136,6 +137,16 @@ class RunItem(SQLModel, table=True):
     written_to_labelstudio: bool = False
     ground_truth: Optional[Any] = Field(default=None, sa_column=Column(JSON))  # the task's, when it ran
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class RecentChoice(SQLModel, table=True):
+    """What was last worked on (a project, a prompt, a key), so a page starts there and not at the
+    first item of a list."""
+
+    __tablename__ = "recent_choices"
+    name: str = Field(primary_key=True)
+    value: Optional[Any] = Field(default=None, sa_column=Column(JSON))
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class ModelPrice(SQLModel, table=True):

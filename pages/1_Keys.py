@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import connection, keys, pricing, providers
+from core import connection, guide, keys, pricing, providers
 
 st.title("Keys")
 st.caption("Model providers and the Label Studio connection. Secrets are encrypted at rest and only ever shown masked.")
@@ -68,6 +68,8 @@ st.subheader("Model providers")
 all_keys = keys.all_keys()
 if not all_keys:
     st.info("No provider keys yet: add one below, or set OPENAI_API_KEY in the environment.")
+else:
+    widgets.next_step(guide.after_key_saved())
 
 for key in all_keys:
     with st.container(border=True):

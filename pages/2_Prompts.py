@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import keys, messages, prompts, providers
+from core import guide, keys, messages, prompts, providers, recent
 from core.evaluation import answers
 from core.labeling import ConfigError
 from core.labelstudio import LabelStudioError
@@ -58,6 +58,8 @@ if "select_version" in state:  # set after saving, applied before the widgets ex
     state["prompt"] = chosen_prompt
     state[f"start_version_{chosen_prompt}"] = chosen_number
 left, right = st.columns(2)
+if "prompt" not in state and recent.prompt(project_id) in saved:
+    state["prompt"] = recent.prompt(project_id)  # open the prompt last worked on
 prompt_name = left.selectbox("Prompt", [NEW, *saved], key="prompt")
 history = prompts.versions(prompt_name, project_id) if prompt_name != NEW else []
 start_number = right.selectbox(
@@ -92,8 +94,8 @@ if start and (unusable := prompts.why_unusable(start)):
 name = st.text_input("Name of the new prompt", key="ed_name", placeholder="e.g. intent-classifier") if prompt_name == NEW else prompt_name
 controls = st.multiselect("Outputs to fill", [o.name for o in bench.targets.outputs], key="ed_controls")
 c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
-if state.get("ed_key") not in key_names:
-    state["ed_key"] = key_names[0] if key_names else None
+if state.get("ed_key") not in key_names:  # the key last used, else the first
+    state["ed_key"] = recent.key() if recent.key() in key_names else (key_names[0] if key_names else None)
 key_name = c1.selectbox("Provider key", key_names, key="ed_key")
 if key_name and state.get("models_for") != key_name:
     state["models"], state["models_note"] = providers.model_choices(keys.get(key_name))
@@ -142,6 +144,9 @@ if st.button(label, key="save", type="primary"):
         widgets.flash("ok", f"Saved {saved_version.prompt} v{saved_version.number} ({saved_version.model_version}).")
         state["select_version"] = (saved_version.prompt, saved_version.number)  # the editor holds what was just saved
         st.rerun()
+
+if history:
+    widgets.next_step(guide.after_version_saved(history[-1]))
 
 # -- preview and try ------------------------------------------------------------------------------
 
@@ -264,3 +269,42 @@ if history:
             if lines:
                 st.markdown(f"**{title}**")
                 st.code("\n".join(lines), language="diff", wrap_lines=True)
+
+# -- archive, restore, delete ------------------------------------------------------------------------
+
+if history:
+    with st.expander(f"Archive or delete {prompt_name}"):
+        st.caption("Archiving hides the prompt from the pickers and keeps its versions, runs and scores; it can be restored. "
+                   "Only a prompt that was never run can be deleted.")
+        a1, a2, _ = st.columns([1, 1, 2])
+        if a1.button("Archive", key="archive"):
+            prompts.archive(prompt_name, project_id)
+            widgets.flash("ok", f"Archived {prompt_name}; restore it below whenever you need it.")
+            state.pop("prompt", None)
+            st.rerun()
+        if a2.button("Delete", key="delete"):
+            state["confirm_delete"] = (project_id, prompt_name)
+        if state.get("confirm_delete") == (project_id, prompt_name):
+            st.warning(f"Delete {prompt_name} and its {len(history)} versions? This cannot be undone.")
+            if st.button("Yes, delete", key="delete_confirm", type="primary"):
+                state.pop("confirm_delete", None)
+                try:
+                    prompts.delete(prompt_name, project_id)
+                except PromptError as error:
+                    st.error(f"Not deleted: {error}")
+                else:
+                    widgets.flash("ok", f"Deleted {prompt_name}.")
+                    state.pop("prompt", None)
+                    st.rerun()
+
+archived = prompts.latest_versions(project_id, archived=True)
+if archived:
+    with st.expander(f"Archived prompts ({len(archived)})"):
+        for v in archived:
+            r1, r2 = st.columns([3, 1])
+            r1.write(f"**{v.prompt}** · latest v{v.number} · {v.model}")
+            if r2.button("Restore", key=f"restore_{v.prompt}"):
+                prompts.restore(v.prompt, project_id)
+                widgets.flash("ok", f"Restored {v.prompt}.")
+                state["select_version"] = (v.prompt, v.number)
+                st.rerun()

@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import prompts, runs
+from core import guide, prompts, runs
 from core.evaluation import charts, evaluate, subsets
 from core.evaluation.subsets import SubsetError
 from core.formatting import milliseconds, percent, usd
@@ -137,6 +137,8 @@ if run.cached < run.finished:  # tokens and latency of the calls this run paid f
     m5.metric("Latency p50", milliseconds(summary["latency_ms"]["p50"]))
     m6.metric("Latency p95", milliseconds(summary["latency_ms"]["p95"]))
 widgets.run_outcome(run, "ev_retry")
+if run.status == "completed":
+    widgets.next_step(guide.after_evaluation(run, summary["accuracy"]))
 if runs.live(run):
     st.caption("The run is still going: these figures are of the tasks finished so far.")
 
@@ -152,7 +154,9 @@ for name, control in summary["metrics"].items():
             pd.DataFrame(control["per_class"], columns=["label", "precision", "recall", "f1", "support"]),
             hide_index=True,
             key=f"ev_per_class_{name}",
-            column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")},
+            # a long class name is cut to a medium column (whole on hover), so the figures stay in view
+            column_config={"label": st.column_config.TextColumn("label", width="medium")}
+            | {c: st.column_config.NumberColumn(format="%.3f", width="small") for c in ("precision", "recall", "f1")},
         )
     if control["confusion"]:
         right.altair_chart(charts.confusion_heatmap(control["confusion"]), key=f"ev_confusion_{name}")
@@ -175,10 +179,15 @@ failed_only = f2.checkbox("Failed only", key="ev_failed_only")
 truth = f3.selectbox("Ground truth", classes, key="ev_class")
 shown = evaluate.filter_rows(rows, wrong_only=wrong_only, failed_only=failed_only, truth=None if truth == ALL_CLASSES else truth)
 st.dataframe(
-    widgets.readable(pd.DataFrame(shown, columns=["task", "ground truth", "answer", "correct", "failed", "error", "link"])),
+    widgets.readable(pd.DataFrame(shown, columns=["task", "text", "ground truth", "answer", "correct", "failed", "error", "link"])),
     hide_index=True,
     key="ev_tasks",
-    column_config={"link": st.column_config.LinkColumn("link", display_text="open in Label Studio")},
+    column_config={
+        "link": st.column_config.LinkColumn("link", display_text="open in Label Studio"),
+        "text": st.column_config.TextColumn("text", width="large", help="The task's text, shortened; hover to read it whole."),
+        "ground truth": st.column_config.TextColumn("ground truth", width="medium"),
+        "answer": st.column_config.TextColumn("answer", width="medium"),
+    },
 )
 st.caption(f"{len(shown)} of {len(rows)} tasks.")
 

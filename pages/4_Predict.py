@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import predict, prompts, runs
+from core import guide, predict, prompts, runs
 from core.formatting import percent, usd
 from core.labelstudio import LabelStudioError
 from core.prompts import Version
@@ -221,9 +221,12 @@ else:
     m2.metric("Failed", run.failed)
     m3.metric("Written to Label Studio", written, help=f"Predictions of {run.model_version}.")
     m4.metric("Cost", usd(run.cost_usd))
-    if not widgets.stopped_run(run, "pr_resume") and run.status == "completed":
+    finished = not widgets.stopped_run(run, "pr_resume") and run.status == "completed"
+    if finished:
         st.success(f"Run {run.id} finished: {written} predictions of {run.model_version} written to Label Studio, {run.failed} tasks failed.")
     widgets.run_outcome(run, "pr_retry")
+    if finished:
+        widgets.next_step(guide.after_prediction(run, f"{client.url}/projects/{project_id}/data"))
 
 # -- past runs ---------------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import connection
+from core import connection, guide
 from core.evaluation import evaluate
 from core.formatting import percent
 
@@ -23,6 +23,8 @@ else:
     where = f" at {status.url}" if status.url else ""
     st.error(f"Label Studio{where} is not available. {status.error}", icon=":material/error:")
     st.stop()
+
+widgets.next_step(guide.first_step())
 
 st.subheader("Projects")
 if not status.projects:

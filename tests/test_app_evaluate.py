@@ -21,7 +21,7 @@ from tests.standin import Reply
 V1 = "Sentiment of: {text}\nAnswer with {labels}"
 V2 = "Sentiment of this review: {text}\nAnswer with {labels}"
 TRUTH = {"good": "Positive", "bad": "Negative", "meh": "Neutral", "great": "Positive", "awful": "Negative", "fine": "Neutral"}
-TASK_COLUMNS = ("task", "ground truth", "answer", "correct", "failed", "error", "link")
+TASK_COLUMNS = ("task", "text", "ground truth", "answer", "correct", "failed", "error", "link")
 HISTORY_COLUMNS = ("run", "version", "status", "subset", "done", "failed", "accuracy", "cost", "started")
 
 
@@ -90,7 +90,7 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     assert scores.to_dict("records") == [stored["metrics"]["sentiment"]["scores"]]
     (heatmap,) = [rows for spec, rows in _charts(app) if "layer" in spec]
     assert heatmap == charts.chart_data(charts.confusion_heatmap(stored["metrics"]["sentiment"]["confusion"]))
-    assert {"truth": "Negative", "predicted": "(failed)", "count": 1} in heatmap
+    assert {"truth": "Negative", "predicted": "(failed)", "count": 1, "truth axis": "Negative", "predicted axis": "(failed)"} in heatmap
 
     (line,) = [rows for spec, rows in _charts(app) if spec.get("mark", {}).get("type") == "line"]
     assert line == evaluate.history("sentiment", proj.id) == [

@@ -224,8 +224,18 @@ def test_confusion_heatmap_draws_every_cell_but_the_empty_placeholder_rows():
     assert isinstance(chart, alt.LayerChart)
     cells = charts.chart_data(chart)
     assert len(cells) == 6 and {c["truth"] for c in cells} == {"left", "right"}
-    assert {"truth": "right", "predicted": "(failed)", "count": 1} in cells
+    assert {"truth": "right", "predicted": "(failed)", "count": 1, "truth axis": "right", "predicted axis": "(failed)"} in cells
     assert chart.to_dict()["layer"][0]["mark"]["type"] == "rect"
+
+
+def test_long_class_names_stay_apart_on_the_heatmap_axes_and_whole_in_its_tooltips():
+    names = [f"Customer request about {topic} for the account of a company in the European Union" for topic in ("a refund", "an invoice", "a refund of")]
+    shown = charts.axis_names([*names, "Other"])
+    assert shown[names[0]].startswith("…a refund") and shown[names[1]].startswith("…an invoice") and shown["Other"] == "Other"
+    assert len(set(shown.values())) == 4 and all(len(s) <= charts.AXIS_LABEL_CHARS + 4 for s in shown.values())
+    confusion = {"labels": names, "matrix": [[1, 0, 0], [0, 2, 0], [0, 0, 3]]}
+    spec = charts.confusion_heatmap(confusion).to_dict()
+    assert spec["layer"][0]["encoding"]["tooltip"][0]["field"] == "truth"  # the whole name on hover
 
 
 def test_accuracy_over_versions_keeps_version_order():

@@ -14,6 +14,37 @@ import pandas as pd
 from core.evaluation.metrics import FAILED, NONE
 
 
+AXIS_LABEL_PX = 220
+AXIS_LABEL_CHARS = 28
+
+
+def axis_names(labels: list[str], width: int = AXIS_LABEL_CHARS) -> dict[str, str]:
+    """Class names short enough for an axis and still told apart: the words every long name starts
+    with are left out ("Customer request: refund" -> "…refund"), then what is still too long is cut.
+    The full names stay in the tooltips and tables."""
+    long = [label for label in labels if len(label) > width]
+    common = _common_words(long) if len(long) > 1 else ""
+    shown = {}
+    for label in labels:
+        name = label
+        if label in long and common:
+            name = "…" + label[len(common) :].lstrip(" :-–—")
+        name = name if len(name) <= width else name[: width - 1].rstrip() + "…"
+        taken = set(shown.values())
+        shown[label] = name if name not in taken else next(f"{name} ({n})" for n in range(2, len(labels) + 2) if f"{name} ({n})" not in taken)
+    return shown
+
+
+def _common_words(names: list[str]) -> str:
+    """The longest run of whole words that every name starts with."""
+    prefix = names[0]
+    for name in names[1:]:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    cut = max(prefix.rfind(" "), prefix.rfind(":"))
+    return prefix[: cut + 1] if cut > 0 else ""
+
+
 def confusion_heatmap(confusion: dict[str, Any]) -> alt.LayerChart:
     labels = confusion["labels"]
     # placeholders are there as predictions; as ground truth they are usually empty rows
@@ -22,14 +53,17 @@ def confusion_heatmap(confusion: dict[str, Any]) -> alt.LayerChart:
         [{"truth": truth, "predicted": predicted, "count": count} for truth, row in rows for predicted, count in zip(labels, row)],
         columns=["truth", "predicted", "count"],
     )
+    short = axis_names(labels)
+    cells["truth axis"] = cells["truth"].map(short)
+    cells["predicted axis"] = cells["predicted"].map(short)
     busiest = int(cells["count"].max()) if len(cells) else 0
     base = alt.Chart().encode(
-        x=alt.X("predicted:N", sort=labels, title="Predicted"),
-        y=alt.Y("truth:N", sort=[truth for truth, _ in rows], title="Ground truth"),
+        x=alt.X("predicted axis:N", sort=[short[label] for label in labels], title="Predicted", axis=alt.Axis(labelLimit=AXIS_LABEL_PX)),
+        y=alt.Y("truth axis:N", sort=[short[truth] for truth, _ in rows], title="Ground truth", axis=alt.Axis(labelLimit=AXIS_LABEL_PX)),
     )
     rect = base.mark_rect().encode(
         color=alt.Color("count:Q", scale=alt.Scale(scheme="blues"), title="Tasks"),
-        tooltip=["truth:N", "predicted:N", "count:Q"],
+        tooltip=[alt.Tooltip("truth:N", title="Ground truth"), alt.Tooltip("predicted:N", title="Predicted"), alt.Tooltip("count:Q", title="Tasks")],
     )
     text = base.mark_text().encode(
         text="count:Q",

@@ -10,18 +10,22 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from core import labeling, prompts, rendering, runs
+from core import labeling, prompts, recent, rendering, runs
 from core.evaluation import answers, compare, metrics
 from core.evaluation.subsets import Subset, SubsetError
 from core.labelstudio import LabelStudioClient
 from core.prompts import Version
 from core.runs import RunView
 
+TEXT_WIDTH = 120  # characters of a task's text shown beside its answer
+
 
 def start(version: Version, subset: Subset, label_config: str, *, concurrency: int = runs.DEFAULT_CONCURRENCY, cache: str = "auto") -> RunView:
-    return runs.create(
+    run = runs.create(
         version, subset.task_ids, kind="evaluate", subset=subset.as_dict(), label_config=label_config, concurrency=concurrency, cache=cache
     )
+    recent.remember(project_id=version.project_id, prompt=version.prompt)
+    return run
 
 
 def outputs(run_id: int) -> list[labeling.Output]:
@@ -176,14 +180,17 @@ def task_rows(run_id: int, client: LabelStudioClient | None = None) -> list[dict
     """One row per task: the answer next to the ground truth, right or wrong, and the error."""
     run = runs.get(run_id)
     chosen = outputs(run_id)
+    found = runs.items(run_id)
+    texts = _task_texts(client, run.project_id, [item.task_id for item in found], run_id, width=TEXT_WIDTH) if client else {}
     rows = []
-    for item in runs.items(run_id):
+    for item in found:
         predicted = item.regions or []
         truth = item.ground_truth
         matches = answers.matches(chosen, predicted, truth) if truth is not None else None
         rows.append(
             {
                 "task": item.task_id,
+                "text": texts.get(item.task_id, ""),
                 "ground truth": "; ".join(answers.shown(o, truth) for o in chosen) if truth is not None else "—",
                 "answer": "; ".join(answers.shown(o, predicted) for o in chosen) if item.status == "ok" else "—",
                 "correct": None if matches is None else item.status == "ok" and all(matches.values()),
