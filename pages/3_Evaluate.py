@@ -148,18 +148,17 @@ for name, control in summary["metrics"].items():
         st.caption("— no scores: no ground truth on these tasks, or no answer to score.")
         continue
     st.dataframe(widgets.readable(pd.DataFrame([control["scores"]])), hide_index=True, key=f"ev_scores_{name}")
-    left, right = st.columns(2)
     if control["per_class"]:
-        left.dataframe(
+        st.dataframe(
             pd.DataFrame(control["per_class"], columns=["label", "precision", "recall", "f1", "support"]),
             hide_index=True,
             key=f"ev_per_class_{name}",
             # a long class name is cut to a medium column (whole on hover), so the figures stay in view
             column_config={"label": st.column_config.TextColumn("label", width="medium")}
-            | {c: st.column_config.NumberColumn(format="%.3f", width="small") for c in ("precision", "recall", "f1")},
+            | {c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")},
         )
     if control["confusion"]:
-        right.altair_chart(charts.confusion_heatmap(control["confusion"]), key=f"ev_confusion_{name}")
+        st.altair_chart(charts.confusion_heatmap(control["confusion"]), key=f"ev_confusion_{name}")
 
 points = evaluate.history(prompt_name, project_id)
 if points:
@@ -184,9 +183,7 @@ st.dataframe(
     key="ev_tasks",
     column_config={
         "link": st.column_config.LinkColumn("link", display_text="open in Label Studio"),
-        "text": st.column_config.TextColumn("text", width="large", help="The task's text, shortened; hover to read it whole."),
-        "ground truth": st.column_config.TextColumn("ground truth", width="medium"),
-        "answer": st.column_config.TextColumn("answer", width="medium"),
+        "text": st.column_config.TextColumn("text", width="medium", help="The task's text, shortened; hover to read more."),
     },
 )
 st.caption(f"{len(shown)} of {len(rows)} tasks.")
