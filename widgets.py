@@ -64,10 +64,16 @@ def pick_project(key: str, detail: Callable[[Project], str] = ground_truth_count
     if previous is None and recent.project() in by_id:
         # start where the team last worked, not on the newest project of the list
         st.session_state[key] = recent.project()
+
+    def label(i: int) -> str:
+        return f"{by_id[i].title} (#{i}) · {by_id[i].task_count} tasks · {detail(by_id[i])}"
+
+    chosen = st.session_state.get(key)
+    show_fresh_label(key, label(chosen) if chosen in by_id else None)  # counts change after a run or a delete
     project_id = st.selectbox(
         "Project",
         list(by_id),
-        format_func=lambda i: f"{by_id[i].title} (#{i}) · {by_id[i].task_count} tasks · {detail(by_id[i])}",
+        format_func=label,
         key=key,
     )
     return client, project_id
@@ -206,3 +212,14 @@ def next_step(step: "guide.Step | None") -> None:
         st.link_button(step.label, step.page, icon=":material/open_in_new:")
     else:
         st.page_link(step.page, label=step.label, icon=":material/arrow_forward:")
+
+
+def show_fresh_label(key: str, label: str | None) -> None:
+    """Call before creating a selectbox whose chosen option's label can change between runs (a run's
+    status, a project's counts). The browser keeps showing the label it drew when the value itself
+    does not change; setting the value outright makes it draw the new one."""
+    state = st.session_state
+    shown = f"{key}__label"
+    if key in state and state.get(shown) not in (None, label):
+        state[key] = state[key]
+    state[shown] = label

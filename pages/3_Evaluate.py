@@ -101,6 +101,7 @@ def run_label(i: int) -> str:
     return f"run {i} · v{evaluations[i].version} · {runs.status_of(evaluations[i])} · {evaluations[i].subset.get('description', '')}"
 
 
+widgets.show_fresh_label("ev_run", run_label(state["ev_run"]))
 run_id = st.selectbox("Run", list(evaluations), format_func=run_label, key="ev_run")
 run = runs.get(run_id)
 

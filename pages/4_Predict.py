@@ -208,6 +208,7 @@ def run_label(i: int) -> str:
     return f"run {i} · v{r.version} · {runs.status_of(r)} · {r.subset.get('description', '')}"
 
 
+widgets.show_fresh_label("pr_run", run_label(state["pr_run"]))
 run_id = st.selectbox("Run", list(by_run), format_func=run_label, key="pr_run")
 run = runs.get(run_id)
 
