@@ -712,7 +712,7 @@ def _predict(args: argparse.Namespace) -> int:
     runs.check_spending_limit(version, args.max_cost)  # before the estimate reads the tasks
     guess = predict.estimate(version, chosen, client, cache=args.cache)
     cost = f"${guess.cost_usd:.4f}" if guess.cost_usd is not None else "no price"
-    print(f"Estimate: {guess.tasks} tasks, about {guess.input_tokens} input and {guess.output_tokens} output tokens, {cost}.", file=sys.stderr)
+    print(f"Estimate: {guess.tasks} tasks, about {guess.input_tokens} input and {guess.output_tokens} output tokens to pay for, {cost}. {guess.describe()}", file=sys.stderr)
     if args.estimate:
         if args.json:
             print(json.dumps({"prompt": version.prompt, "version": version.number, **dataclasses.asdict(guess)}))

@@ -47,6 +47,46 @@ class Estimate:
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    def _share(self, sampled_count: int) -> int:
+        """A count among the sampled tasks, scaled to every task of the scope."""
+        return round(self.tasks * sampled_count / self.sampled) if self.sampled else 0
+
+    @property
+    def answered_before(self) -> int:
+        """Tasks (estimated) that earlier identical calls will answer, unpaid."""
+        return self._share(self.cached)
+
+    @property
+    def failing(self) -> int:
+        """Tasks (estimated) that cannot be put into the prompt: they fail, unpaid."""
+        return self._share(self.unrenderable)
+
+    @property
+    def calls(self) -> int:
+        """Calls (estimated) that will be sent and paid for."""
+        return max(0, self.tasks - self.answered_before - self.failing)
+
+    def describe(self) -> str:
+        """What will be sent and what it will cost, said as an estimate."""
+        if not self.tasks:
+            return "Nothing to send."
+        exact = self.sampled == self.tasks
+        about = "" if exact else "about "
+        parts = [f"{about}{self.calls:,} of the {self.tasks:,} tasks will be sent to the model"]
+        if self.answered_before:
+            parts.append(f"{about}{self.answered_before:,} will be answered from earlier identical calls at no cost")
+        if self.failing:
+            parts.append(f"{about}{self.failing:,} cannot be put into the prompt and will fail unpaid")
+        text = "; ".join(parts) + "."
+        basis = (
+            f"Estimated from {self.sampled} sampled tasks: prompts counted with tiktoken, answer length from {self.answer_basis}."
+            if not exact
+            else f"Prompts counted with tiktoken on every task; answer length from {self.answer_basis}."
+        )
+        if not self.calls:
+            return text[0].upper() + text[1:] + " Nothing will be paid."
+        return text[0].upper() + text[1:] + " " + basis
+
 
 def scope(version: Version, client: LabelStudioClient, *, only_missing: bool = False) -> Scope:
     ids = client.task_ids(version.project_id)

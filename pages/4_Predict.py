@@ -151,17 +151,12 @@ elif estimated is not None:
     nothing_to_do = not chosen.task_ids
     m1, m2, m3 = st.columns(3)
     m1.metric("Tasks", f"{guess.tasks:,}")
-    m2.metric("Tokens in / out", f"{guess.input_tokens:,} / {guess.output_tokens:,}")
-    m3.metric("Estimated cost", usd(guess.cost_usd), help="No price: the model has none; set one on the Keys page.")
+    m2.metric("Tokens to pay for (in / out)", f"{guess.input_tokens:,} / {guess.output_tokens:,}", help="An estimate; answers from earlier calls are not paid for.")
+    m3.metric("Estimated cost", usd(guess.cost_usd), help="An estimate. No price: the model has none; set one on the Keys page.")
     notes = [f"{version.model_version} ({version.model}) on {chosen.description}."]
     if chosen.already_predicted:
         notes.append(f"{chosen.already_predicted} tasks already have a prediction of this version.")
-    if guess.sampled:
-        notes.append(f"Prompt tokens counted on {guess.sampled} tasks; answer length from {guess.answer_basis}.")
-    if guess.cached:
-        notes.append(f"{guess.cached} of them were answered before and cost nothing.")
-    if guess.unrenderable:
-        notes.append(f"{guess.unrenderable} of them cannot be put into the prompt and will fail.")
+    notes.append(guess.describe())
     st.caption(" ".join(notes))
     if nothing_to_do:
         st.info(f"Nothing to do: every task already has a prediction of {version.model_version}.")

@@ -60,9 +60,12 @@ def test_estimate_start_follow_and_finish_a_prediction_run(project):
     assert (guess.tasks, guess.sampled) == (8, 8) and guess.input_tokens > 0 and guess.cost_usd
     metrics = _metrics(app)
     assert metrics["Tasks"] == "8"
-    assert metrics["Tokens in / out"] == f"{guess.input_tokens:,} / {guess.output_tokens:,}"
+    assert metrics["Tokens to pay for (in / out)"] == f"{guess.input_tokens:,} / {guess.output_tokens:,}"
     assert metrics["Estimated cost"] == usd(guess.cost_usd)
-    assert any(c.value.startswith("sentiment@v1 (gpt-4o-mini) on all 8 tasks.") for c in app.caption)
+    assert (
+        "sentiment@v1 (gpt-4o-mini) on all 8 tasks. 8 of the 8 tasks will be sent to the model. "
+        "Prompts counted with tiktoken on every task; answer length from the length of a typical answer."
+    ) in [c.value for c in app.caption]
 
     # v1 was never evaluated: the page says so and asks before it spends
     assert [w.value for w in app.warning] == ["v1 was never evaluated on ground truth."]

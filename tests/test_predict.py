@@ -125,3 +125,15 @@ def test_an_estimate_counts_what_the_cache_will_answer_as_free(project, standin)
     guess = predict.estimate(version, predict.scope(version, ls_client), ls_client)
     assert (guess.cached, guess.input_tokens, guess.cost_usd) == (10, 0, 0.0)
 
+
+
+def test_the_estimate_says_what_will_be_sent_scaled_from_its_sample_and_that_it_is_an_estimate():
+    sampled = predict.Estimate(tasks=100, input_tokens=7000, output_tokens=700, cost_usd=0.01, sampled=50, unrenderable=5, cached=10, answer_basis="past runs of this version")
+    assert (sampled.answered_before, sampled.failing, sampled.calls) == (20, 10, 70)
+    assert sampled.describe() == (
+        "About 70 of the 100 tasks will be sent to the model; about 20 will be answered from earlier identical calls at no cost; "
+        "about 10 cannot be put into the prompt and will fail unpaid. "
+        "Estimated from 50 sampled tasks: prompts counted with tiktoken, answer length from past runs of this version."
+    )
+    all_cached = predict.Estimate(tasks=50, input_tokens=0, output_tokens=0, cost_usd=0.0, sampled=50, unrenderable=0, cached=50, answer_basis="past runs of this version")
+    assert all_cached.describe() == "0 of the 50 tasks will be sent to the model; 50 will be answered from earlier identical calls at no cost. Nothing will be paid."
