@@ -78,7 +78,7 @@ if state.get("editor_source") != source:
     state["ed_max_tokens"] = origin.max_output_tokens
     if start:
         state["ed_key"] = start.provider_key
-        state["ed_model"] = start.model
+        state["ed_model"] = start.model.strip() or None  # a version saved with no model (an older release allowed it)
     state["ed_note"] = ""
     state.pop("trial", None)
 
