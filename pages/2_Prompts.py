@@ -10,6 +10,7 @@ from core.prompts import PromptError
 from core.rendering import RenderError
 from core.workbench import Workbench
 
+OTHER_MODEL = "Another model…"
 NEW = "(new prompt)"
 
 st.title("Prompts")
@@ -100,8 +101,19 @@ key_name = c1.selectbox("Provider key", key_names, key="ed_key")
 if key_name and state.get("models_for") != key_name:
     state["models"], state["models_note"] = providers.model_choices(keys.get(key_name))
     state["models_for"] = key_name
-model_options = list(dict.fromkeys([*([state["ed_model"]] if state.get("ed_model") else []), *state.get("models", [])]))
-model = c2.selectbox("Model", model_options, key="ed_model", accept_new_options=True, placeholder="type a model name", help=state.get("models_note"))
+# A listed model is picked, any other typed in a plain text box: a selectbox that also takes typed
+# options cuts "gpt-4o-mini" to "-mini" as it is typed, when "gpt-4o" is one of its options.
+listed = state.get("models", [])
+if listed:
+    current = state.get("ed_model")
+    choices = list(dict.fromkeys([*listed, *([current] if current and current != OTHER_MODEL else []), OTHER_MODEL]))
+    model = c2.selectbox("Model", choices, key="ed_model", index=None, placeholder="pick a model", help=f"The models {key_name} lists.")
+    if model == OTHER_MODEL:
+        model = c2.text_input("Model name", key="ed_model_name", placeholder="as the provider names it")
+else:
+    if state.get("ed_model") == OTHER_MODEL:  # picked on a key that lists models, before this one
+        state["ed_model"] = state.get("ed_model_name")
+    model = c2.text_input("Model", key="ed_model", placeholder="type a model name", help=state.get("models_note"))
 temperature = c3.number_input("Temperature", min_value=0.0, max_value=2.0, step=0.1, key="ed_temperature")
 max_tokens = c4.number_input("Max output tokens", min_value=1, value=None, step=64, key="ed_max_tokens", placeholder="model default")
 system = st.text_area("System message (optional)", key="ed_system", height=80)

@@ -8,6 +8,7 @@ model; a defect that lives there is only seen here.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from core import settings
 from core.local_labelstudio import free_port
@@ -103,19 +105,19 @@ def fill(page, label: str, text: str) -> None:
     settle(page)
 
 
-def choose(page, label: str, option: str) -> None:
-    """Pick an option of a selectbox."""
-    page.get_by_role("combobox", name=label, exact=True).click()
-    page.get_by_role("option", name=option, exact=True).click()
-    settle(page)
-
-
-def type_option(page, label: str, text: str) -> None:
-    """Type a value into a selectbox that accepts new options."""
+def choose(page, label: str, option: str | re.Pattern) -> None:
+    """Pick an option of a selectbox (by its whole text, or a pattern)."""
     box = page.get_by_role("combobox", name=label, exact=True)
-    box.click()
-    box.fill(text)
-    box.press("Enter")
+    wanted = page.get_by_role("option", name=option, exact=True) if isinstance(option, str) else page.get_by_role("option", name=option)
+    box.scroll_into_view_if_needed()
+    for _ in range(3):  # a list opened while the page still scrolls to the box closes again at once
+        box.click()
+        try:
+            wanted.wait_for(state="visible", timeout=3_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    wanted.click()
     settle(page)
 
 
