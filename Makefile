@@ -4,7 +4,7 @@ VENV := .venv
 LS_VENV := .venv-labelstudio
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: run test setup chromium bench bench-predict bench-replace clean
+.PHONY: run test setup chromium bench bench-predict bench-replace bench-first-result clean
 
 run: setup
 	$(VENV)/bin/python -m core run
@@ -16,16 +16,20 @@ setup: $(VENV)/.installed $(LS_VENV)/.installed
 
 # Measurements, not tests: each prints a table and a JSON line (see bench/README.md). One after the
 # other, never at once: they would compete for the CPUs.
-bench: setup
+bench: setup chromium
 	$(VENV)/bin/python -m bench.run_engine $(BENCH_ARGS)
 	$(VENV)/bin/python -m bench.predict $(PREDICT_ARGS)
 	$(VENV)/bin/python -m bench.replace $(REPLACE_ARGS)
+	$(VENV)/bin/python -m bench.first_result $(FIRST_RESULT_ARGS)
 
 bench-predict: setup
 	$(VENV)/bin/python -m bench.predict $(PREDICT_ARGS)
 
 bench-replace: setup
 	$(VENV)/bin/python -m bench.replace $(REPLACE_ARGS)
+
+bench-first-result: setup chromium
+	$(VENV)/bin/python -m bench.first_result $(FIRST_RESULT_ARGS)
 
 # Reinstall only when the requirements change.
 $(VENV)/.installed: requirements.txt

@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from core import forkserver
+
 st.set_page_config(page_title="Prompter", page_icon=":material/science:", layout="wide")
 
 navigation = st.navigation(
@@ -13,4 +15,5 @@ navigation = st.navigation(
         st.Page("pages/4_Predict.py", title="Predict", icon=":material/bolt:"),
     ]
 )
+forkserver.warm()  # so that a click on Start finds a worker process ready
 navigation.run()

@@ -117,9 +117,30 @@ def _cancel(run_id: int) -> None:
         pass  # it ended meanwhile
 
 
-@st.fragment(run_every=1.0)
 def follow_run(run_id: int, cancel_key: str) -> None:
-    """A running run, refreshed every second: progress, cost so far, time left, and Cancel."""
+    """A running run, refreshed: progress, cost so far, time left, and Cancel. Closely (four times a
+    second) until its first result is on the page, then every second."""
+    if st.session_state.get(f"_first_result_shown_{run_id}"):
+        _follow(run_id, cancel_key)
+    else:
+        _follow_closely(run_id, cancel_key)
+
+
+@st.fragment(run_every=0.25)
+def _follow_closely(run_id: int, cancel_key: str) -> None:
+    if st.session_state.get(f"_first_result_shown_{run_id}"):
+        st.rerun(scope="app")  # shown: on at the calmer pace
+    run = _run_progress(run_id, cancel_key)
+    if run.finished:
+        st.session_state[f"_first_result_shown_{run_id}"] = True
+
+
+@st.fragment(run_every=1.0)
+def _follow(run_id: int, cancel_key: str) -> None:
+    _run_progress(run_id, cancel_key)
+
+
+def _run_progress(run_id: int, cancel_key: str) -> RunView:
     run = runs.get(run_id)
     if not runs.live(run):
         st.rerun(scope="app")  # it ended: the whole page shows how
@@ -134,6 +155,7 @@ def follow_run(run_id: int, cancel_key: str) -> None:
     else:
         # A click callback, not st.rerun: a fragment may not rerun itself during a full-page run.
         c3.button("Cancel", key=cancel_key, on_click=_cancel, args=(run_id,))
+    return run
 
 
 def stopped_run(run: RunView, resume_key: str) -> bool:

@@ -1,7 +1,8 @@
 """The one door to Label Studio: every call Prompter makes to it goes through here.
 
-It uses label-studio-sdk, and its HTTP client for the endpoints the SDK does not wrap (the export,
-model versions, and the Data Manager action that turns predictions into annotations). Callers get
+It uses label-studio-sdk, and its HTTP client for the endpoints the SDK does not wrap or wraps
+slowly (the export, the project list, model versions, and the Data Manager action that turns
+predictions into annotations). Callers get
 plain dataclasses back and, when something is wrong, a ``LabelStudioError`` whose message is one
 sentence saying what is wrong and what to change.
 """
@@ -9,6 +10,7 @@ sentence saying what is wrong and what to change.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Iterable, Iterator, Sequence
 
 import httpx
@@ -157,8 +159,20 @@ class LabelStudioClient:
     # -- projects -----------------------------------------------------------------------------
 
     def projects(self) -> list[Project]:
-        """Every project the token can see, newest first, with task and annotation counts."""
-        return [_project(p) for p in self._call(lambda: list(self._sdk.projects.list(page_size=100)))]
+        """Every project the token can see, newest first, with task and annotation counts.
+
+        Only the fields a Project holds are asked for: the list is read on every page of the
+        dashboard, and Label Studio's full listing (configs, settings) costs twice as long."""
+        found: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            response = self._http("GET", "api/projects/", params={"page": page, "page_size": 100, "include": _PROJECT_FIELDS})
+            self._raise_for_status(response)
+            listing = response.json()
+            found += listing.get("results", [])
+            if not listing.get("next"):
+                return [_project(SimpleNamespace(**{name: p.get(name) for name in _PROJECT_FIELDS.split(",")})) for p in found]
+            page += 1
 
     def project(self, project_id: int) -> Project:
         return _project(self._call(lambda: self._sdk.projects.get(project_id), project_id=project_id))
@@ -413,6 +427,9 @@ def _reason(error: Exception) -> str:
     if "Name or service not known" in text or "nodename nor servname" in text:
         return "unknown host name"
     return text[:120]
+
+
+_PROJECT_FIELDS = "id,title,task_number,finished_task_number,ground_truth_number,total_predictions_number"
 
 
 def _project(p: Any) -> Project:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,19 +139,40 @@ def start(
     concurrency: int = runs.DEFAULT_CONCURRENCY,
     max_cost_usd: float | None = None,
     cache: str = "auto",
+    label_config: str | None = None,
 ) -> RunView:
     run = runs.create(
         version,
         chosen.task_ids,
         kind="predict",
         subset={"kind": "only-missing" if chosen.already_predicted else "all", "description": chosen.description},
-        label_config=client.label_config(version.project_id),
+        label_config=label_config if label_config is not None else client.label_config(version.project_id),
         concurrency=concurrency,
         max_cost_usd=max_cost_usd,
         cache=cache,
     )
     recent.remember(project_id=version.project_id, prompt=version.prompt)
     return run
+
+
+def start_now(
+    version: Version,
+    client: LabelStudioClient,
+    *,
+    only_missing: bool = False,
+    concurrency: int = runs.DEFAULT_CONCURRENCY,
+    max_cost_usd: float | None = None,
+    cache: str = "auto",
+) -> tuple[RunView, Scope]:
+    """Choose the tasks afresh (they may have changed since the estimate), start the run and hand it
+    to a worker; the two reads from Label Studio go out together, so the first call is sent sooner."""
+    with ThreadPoolExecutor(1) as pool:
+        config = pool.submit(client.label_config, version.project_id)
+        chosen = scope(version, client, only_missing=only_missing)
+        label_config = config.result()
+    run = start(version, chosen, client, concurrency=concurrency, max_cost_usd=max_cost_usd, cache=cache, label_config=label_config)
+    runs.launch(run.id)
+    return run, chosen
 
 
 def written(run_id: int) -> int:

@@ -35,7 +35,7 @@ from sqlalchemy import bindparam, func, update
 from sqlmodel import select
 
 from core.formatting import usd
-from core import calls, connection, failures, keys, labeling, messages, pricing, prompts, providers, settings, store, tokens
+from core import calls, connection, failures, forkserver, keys, labeling, messages, pricing, prompts, providers, settings, store, tokens
 from core.labelstudio import LabelStudioClient, LabelStudioError, NewPrediction, Prediction, Task
 from core.prompts import Version
 from core.rendering import MissingField, RenderError
@@ -358,6 +358,9 @@ def launch(run_id: int) -> int:
     get(run_id)
     log = settings.load().home / "logs" / f"run-{run_id}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    forked = forkserver.start_worker(run_id, log)  # at once, where a warm server is ready
+    if forked is not None:
+        return forked
     with open(log, "ab") as out:
         worker = subprocess.Popen(
             [sys.executable, "-m", "core", "runs", "work", str(run_id)],
@@ -420,8 +423,8 @@ def _exited(pid: int) -> bool:
     """Whether a worker this process started has already ended (and reap it)."""
     try:
         return os.waitpid(pid, os.WNOHANG)[0] == pid
-    except ChildProcessError:  # already reaped, or not our child
-        return True
+    except ChildProcessError:  # already reaped, or forked by the fork server (not our child)
+        return not _alive(pid)
 
 
 # -- executing -----------------------------------------------------------------------------------
@@ -601,10 +604,11 @@ class _Engine:
     async def _produce(self, jobs: asyncio.Queue) -> None:
         finished = self._finished_task_ids()
         todo = [t for t in self.run.subset["task_ids"] if t not in finished]
-        for start in range(0, len(todo), TASK_BATCH):
-            if self.stopping:
+        # A first batch just big enough to fill every slot, so the first calls go out at once
+        first = min(TASK_BATCH, self.run.concurrency)
+        for batch in [todo[:first]] + [todo[start : start + TASK_BATCH] for start in range(first, len(todo), TASK_BATCH)]:
+            if self.stopping or not batch:
                 break
-            batch = todo[start : start + TASK_BATCH]
             tasks = await self._fetch(batch)
             missing = set(batch) - {t.id for t in tasks}
             for task_id in sorted(missing):
@@ -614,6 +618,7 @@ class _Engine:
             for job in prepared:
                 job.cached = cached.get(job.request.hash) if job.request else None
                 await jobs.put(job)
+            await asyncio.sleep(0)  # let the workers send these before the next batch is fetched
         for _ in range(self.run.concurrency):
             await jobs.put(None)
 
@@ -768,9 +773,10 @@ class _Engine:
     # writing predictions to Label Studio
 
     async def _write_while_running(self) -> None:
-        """Write a chunk as soon as one is ready, and whatever is waiting every WRITE_EVERY seconds,
+        """Write the first answers as soon as they are in (a user opening Label Studio sees the run
+        going), then a chunk as soon as one is ready and whatever is waiting every WRITE_EVERY seconds,
         so little is left to write when the last answer arrives."""
-        last = time.monotonic()
+        last = -math.inf
         while True:
             await asyncio.sleep(0.25)
             if self.unwritten >= WRITE_CHUNK or (self.unwritten and time.monotonic() - last >= WRITE_EVERY):

@@ -50,7 +50,7 @@ with c2:
     cache = widgets.pick_cache("ev_cache")
 
 
-def choose_subset() -> subsets.Subset:
+def choose_subset(kind: str, size: int | None, seed: int, ids_text: str) -> subsets.Subset:
     ids = evaluate.parse_task_ids(ids_text) if kind == "tasks" else None
     return subsets.choose(client, project_id, kind, size=int(size) if size else None, seed=int(seed), ids=ids)
 
@@ -59,7 +59,7 @@ def choose_subset() -> subsets.Subset:
 choice = (project_id, kind, size, seed, ids_text)
 if state.get("ev_preview_for") != choice:
     try:
-        state["ev_preview"] = choose_subset()
+        state["ev_preview"] = choose_subset(kind, size, seed, ids_text)
     except (SubsetError, LabelStudioError) as error:
         state["ev_preview"] = error
     state["ev_preview_for"] = choice
@@ -71,17 +71,25 @@ else:
     if preview.note:
         st.info(preview.note)
 
-if st.button("Run evaluation", key="ev_start", type="primary", disabled=isinstance(preview, Exception) or bool(unusable)):
+
+
+def start_evaluating() -> None:
+    """Create the run and hand it to a worker before the page draws itself again, so the page that
+    follows already shows it going. The choices are read from the widgets as they are now."""
+    chosen_version = prompts.version(state["ev_prompt"], state["ev_version"], state["ev_project"])
+    sampled = state["ev_subset"] == "sample"
     try:
-        subset = choose_subset()
-        run = evaluate.start(version, subset, client.label_config(project_id), concurrency=int(concurrency), cache=cache)
+        subset = choose_subset(state["ev_subset"], state.get("ev_sample_size") if sampled else None, state.get("ev_seed", 0) if sampled else 0, state.get("ev_task_ids", ""))
+        run = evaluate.start(chosen_version, subset, client.label_config(project_id), concurrency=int(state["ev_concurrency"]), cache=state["ev_cache"])
         runs.launch(run.id)
     except (SubsetError, RunError, LabelStudioError) as error:
-        st.error(f"Not started: {error}")
+        widgets.flash("error", f"Not started: {error}")
     else:
-        widgets.flash("ok", f"Started run {run.id}: {version.model_version} on {subset.description}.")
+        widgets.flash("ok", f"Started run {run.id}: {chosen_version.model_version} on {subset.description}.")
         state["ev_select_run"] = run.id
-        st.rerun()
+
+
+st.button("Run evaluation", key="ev_start", type="primary", disabled=isinstance(preview, Exception) or bool(unusable), on_click=start_evaluating)
 
 # -- the selected run -----------------------------------------------------------------------------
 

@@ -129,9 +129,9 @@ max_cost = c2.number_input(
 )
 
 # The estimate reads tasks from Label Studio: done again only when the choice changes, when a run of
-# this version changes state, or on request.
+# this version ends, or on request (not while one is going: nothing can start then anyway).
 choice = (project_id, prompt_name, number, only_missing, cache)
-marker = tuple((r.id, r.status) for r in predictions if r.version == number)
+marker = tuple((r.id, r.status) for r in predictions if r.version == number and not runs.live(r))
 if st.button("Re-estimate", key="pr_reestimate"):
     state.pop("pr_estimate_for", None)
 if not unusable and state.get("pr_estimate_for") != (choice, marker):  # an unusable version has no estimate
@@ -169,19 +169,30 @@ if unevaluated:
     st.warning(unevaluated)
     confirmed = st.checkbox(f"Predict with v{version.number} all the same", key=f"pr_confirm_unevaluated_{version.number}")
 blocked = estimated is None or isinstance(estimated, Exception) or nothing_to_do or bool(going) or not confirmed
-if st.button("Start predicting", key="pr_start", type="primary", disabled=blocked):
+
+
+def start_predicting() -> None:
+    """Create the run and hand it to a worker before the page draws itself again, so the page that
+    follows already shows it going. The choices are read from the widgets as they are now."""
+    chosen_version = prompts.version(state["pr_prompt"], state["pr_version"], state["pr_project"])
+    limit = state.get("pr_max_cost")
     try:
-        chosen = predict.scope(version, client, only_missing=only_missing)  # fresh: tasks may have changed
-        run = predict.start(
-            version, chosen, client, concurrency=int(concurrency), max_cost_usd=float(max_cost) if max_cost is not None else None, cache=cache
+        run, chosen = predict.start_now(
+            chosen_version,
+            client,
+            only_missing=state["pr_only_missing"],
+            concurrency=int(state["pr_concurrency"]),
+            max_cost_usd=float(limit) if limit is not None else None,
+            cache=state["pr_cache"],
         )
-        runs.launch(run.id)
     except (RunError, LabelStudioError) as error:
-        st.error(f"Not started: {error}")
+        widgets.flash("error", f"Not started: {error}")
     else:
-        widgets.flash("ok", f"Started run {run.id}: {version.model_version} on {chosen.description}.")
+        widgets.flash("ok", f"Started run {run.id}: {chosen_version.model_version} on {chosen.description}.")
         state["pr_select_run"] = run.id
-        st.rerun()
+
+
+st.button("Start predicting", key="pr_start", type="primary", disabled=blocked, on_click=start_predicting)
 
 # -- the selected run --------------------------------------------------------------------------------
 

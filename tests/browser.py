@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from core import settings
+from core import forkserver, settings
 from core.local_labelstudio import free_port
 
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
@@ -52,6 +52,7 @@ class Dashboard:
                     "--server.headless", "true",
                 ],
                 cwd=settings.REPO_ROOT,
+                env={**os.environ, forkserver.ENABLED_VARIABLE: "1"},  # as `make run` starts runs
                 stdout=out,
                 stderr=out,
             )

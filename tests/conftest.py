@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from core import settings, store
+from core import forkserver, settings, store
 from core.labelstudio import LabelStudioClient, NewTask, Project
 from core.local_labelstudio import LocalLabelStudio, free_port
 from tests.standin import StandIn
@@ -35,11 +35,16 @@ def prompter_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     """Every test gets its own empty PROMPTER_HOME and no Label Studio from the outer environment."""
     home = tmp_path / "prompter-home"
     monkeypatch.setenv("PROMPTER_HOME", str(home))
+    # Runs launched in this process start fresh worker processes: a warm fork server would be
+    # replaced at every test (each has its own PROMPTER_HOME). The dashboard under the browser
+    # tests and test_forkserver turn it on.
+    monkeypatch.setenv(forkserver.ENABLED_VARIABLE, "0")
     for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "PROMPTER_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     store.forget_engines()
     yield home
     store.forget_engines()
+    forkserver.stop()
 
 
 @pytest.fixture(scope="session")
