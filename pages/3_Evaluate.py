@@ -151,6 +151,20 @@ if run.status == "completed":
 if runs.live(run):
     st.caption("The run is still going: these figures are of the tasks finished so far.")
 
+
+def heatmap_key(name: str) -> str:
+    # A chart's selection cannot be set from the script: a new key draws the chart with none. A keyed
+    # chart keeps its selection when its data changes, hence the run in the key.
+    return f"ev_confusion_{run.id}_{name}_{state.get('ev_cells_cleared', 0)}"
+
+
+def show_all_tasks() -> None:
+    state["ev_cells_cleared"] = state.get("ev_cells_cleared", 0) + 1
+    state["ev_wrong_only"] = state["ev_failed_only"] = False
+    state["ev_class"] = ALL_CLASSES
+
+
+cells = []  # the heatmap cells clicked, one per control at most
 for name, control in summary["metrics"].items():
     st.markdown(f"**{name}** ({control['tag']})")
     if not control["scores"].get("tasks"):
@@ -167,7 +181,12 @@ for name, control in summary["metrics"].items():
             | {c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")},
         )
     if control["confusion"]:
-        st.altair_chart(charts.confusion_heatmap(control["confusion"]), key=f"ev_confusion_{name}")
+        event = st.altair_chart(
+            charts.confusion_heatmap(control["confusion"]), key=heatmap_key(name), on_select="rerun", selection_mode=charts.CELL
+        )
+        st.caption("Click a cell to list its tasks in the task table below.")
+        if clicked := charts.clicked_cell(event.selection):
+            cells.append(evaluate.Cell(name, *clicked))
 
 points = evaluate.history(prompt_name, project_id)
 if points:
@@ -185,7 +204,8 @@ f1, f2, f3 = st.columns([1, 1, 2])
 wrong_only = f1.checkbox("Wrong only", key="ev_wrong_only")
 failed_only = f2.checkbox("Failed only", key="ev_failed_only")
 truth = f3.selectbox("Ground truth", classes, key="ev_class")
-shown = evaluate.filter_rows(rows, wrong_only=wrong_only, failed_only=failed_only, truth=None if truth == ALL_CLASSES else truth)
+narrowed = dict(wrong_only=wrong_only, failed_only=failed_only, truth=None if truth == ALL_CLASSES else truth, cells=cells)
+shown = evaluate.filter_rows(rows, **narrowed)
 st.dataframe(
     widgets.readable(pd.DataFrame(shown, columns=["task", "text", "ground truth", "answer", "correct", "failed", "error", "link"])),
     hide_index=True,
@@ -195,7 +215,9 @@ st.dataframe(
         "text": st.column_config.TextColumn("text", width="medium", help="The task's text, shortened; hover to read more."),
     },
 )
-st.caption(f"{len(shown)} of {len(rows)} tasks.")
+st.caption(evaluate.describe_shown(len(shown), len(rows), **narrowed))
+if len(shown) < len(rows) or cells:
+    st.button("Show all tasks", key="ev_show_all", on_click=show_all_tasks, help="Clears the heatmap cell selected and the filters above the table.")
 
 # -- comparison -----------------------------------------------------------------------------------
 

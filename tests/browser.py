@@ -130,3 +130,21 @@ def click(page, name: str) -> None:
 def shown_value(page, label: str) -> str:
     """What a selectbox shows the user right now."""
     return page.get_by_role("combobox", name=label, exact=True).input_value()
+
+
+def table_column(page, columns: tuple[str, ...], name: str):
+    """The cells of one column of the table with these columns, to check with ``expect`` (it waits
+    for the table to show them). st.dataframe draws on a canvas and keeps an accessible copy of the
+    cells in view, which is every row of a short table."""
+    grid = page.locator("[data-testid='stDataFrame'] table[role='grid']")
+    for index, column in enumerate(columns, start=1):
+        grid = grid.filter(has=page.locator(f"thead th[aria-colindex='{index}']:text-is('{column}')"))
+    return grid.locator(f"tbody td[aria-colindex='{columns.index(name) + 1}']")
+
+
+def click_heatmap_cell(chart, truth: str, predicted: str) -> None:
+    """Click the middle of a confusion heatmap's cell, found by the description Vega gives each mark."""
+    cell = chart.locator(f"path[aria-label*='Ground truth: {truth};'][aria-label*='Predicted: {predicted};']")
+    cell.scroll_into_view_if_needed()
+    box = cell.bounding_box()
+    chart.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)

@@ -104,7 +104,7 @@ def standin() -> Iterator[StandIn]:
 @pytest.fixture
 def browser_page(use_labelstudio, tmp_path) -> Iterator:
     """A headless Chromium page and the dashboard it talks to (``page.base_url``)."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     from tests.browser import Dashboard, chromium
 
@@ -112,6 +112,7 @@ def browser_page(use_labelstudio, tmp_path) -> Iterator:
         browser = playwright.chromium.launch(executable_path=chromium(), headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
+        expect.set_options(timeout=30_000)  # a script run can take seconds on a busy machine; expect waits 5 s otherwise
         page.base_url = dashboard.url  # type: ignore[attr-defined]
         try:
             yield page

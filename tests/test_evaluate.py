@@ -90,6 +90,70 @@ def test_reported_figures_and_predictions_are_exactly_the_scripted_ones(project,
     assert failed["error"].startswith("The answer is not valid JSON") and failed["link"].endswith(f"task={ids[5]}")
 
 
+def test_the_tasks_of_a_heatmap_cell_are_those_with_its_truth_and_prediction(project, standin):
+    project, ids, ls_client = project
+    standin.respond_with(scripted(ANSWERS))
+    rows = evaluate.task_rows(run_version(project, ls_client).id)
+
+    def tasks(cell_truth, cell_predicted, **filters):
+        return [r["task"] for r in evaluate.filter_rows(rows, cells=[evaluate.Cell("sentiment", cell_truth, cell_predicted)], **filters)]
+
+    # TRUTH  P P P N N N      U U U
+    # ANSWERS P P N N N broken U P U
+    assert tasks(P, P) == [ids[0], ids[1]]
+    assert tasks(P, N) == [ids[2]]
+    assert tasks(N, N) == [ids[3], ids[4]]
+    assert tasks(N, "(failed)") == [ids[5]]
+    assert tasks(U, P) == [ids[7]]
+    assert tasks(U, U) == [ids[6], ids[8]]
+    assert tasks(P, U) == [] and tasks(U, "(failed)") == []
+    # the filters narrow a cell further
+    assert tasks(P, P, wrong_only=True) == [] and tasks(U, P, wrong_only=True) == [ids[7]]
+    assert tasks(N, N, failed_only=True) == [] and tasks(N, "(failed)", failed_only=True) == [ids[5]]
+    assert tasks(P, N, truth=P) == [ids[2]] and tasks(P, N, truth=N) == []
+    assert len(evaluate.filter_rows(rows)) == 9  # no cell, no filter: every task
+
+
+def test_a_heatmap_cell_per_control_narrows_the_tasks_to_those_in_every_cell():
+    """Rows as ``task_rows`` makes them for two single-choice controls, sentiment and spam."""
+    rows = [
+        {"task": 1, "ground truth": "Positive; Yes", "correct": True, "failed": False, "cells": {"sentiment": ("Positive", "Positive"), "spam": ("Yes", "Yes")}},
+        {"task": 2, "ground truth": "Positive; No", "correct": False, "failed": False, "cells": {"sentiment": ("Positive", "Negative"), "spam": ("No", "No")}},
+        {"task": 3, "ground truth": "Positive; No", "correct": False, "failed": True, "cells": {"sentiment": ("Positive", "(failed)"), "spam": ("No", "(failed)")}},
+        {"task": 4, "ground truth": "Positive; Yes", "correct": False, "failed": False, "cells": {"sentiment": ("Positive", "Negative"), "spam": ("Yes", "No")}},
+        {"task": 5, "ground truth": "—", "correct": None, "failed": False, "cells": {}},  # no ground truth: in no cell
+    ]
+    sentiment_wrong = evaluate.Cell("sentiment", "Positive", "Negative")
+    spam_missed = evaluate.Cell("spam", "Yes", "No")
+
+    def tasks(*cells, **filters):
+        return [r["task"] for r in evaluate.filter_rows(rows, cells=cells, **filters)]
+
+    assert tasks() == [1, 2, 3, 4, 5]
+    assert tasks(sentiment_wrong) == [2, 4]
+    assert tasks(spam_missed) == [4]
+    assert tasks(sentiment_wrong, spam_missed) == [4]
+    assert tasks(sentiment_wrong, truth="Positive; No") == [2]
+    assert tasks(evaluate.Cell("spam", "No", "(failed)"), failed_only=True, wrong_only=True) == [3]
+    assert tasks(evaluate.Cell("sentiment", "Positive", "Positive"), wrong_only=True) == []
+
+
+def test_the_task_table_says_which_cell_and_filters_it_shows():
+    cell = evaluate.Cell("sentiment", "Positive", "Negative")
+    assert evaluate.describe_shown(7, 7) == "7 of 7 tasks."
+    assert evaluate.describe_shown(3, 7, wrong_only=True) == "3 of 7 tasks."  # the filters are in view above the table
+    assert evaluate.describe_shown(2, 7, cells=[cell]) == "2 of 7 tasks: ground truth Positive predicted as Negative (the cell selected on the sentiment heatmap)."
+    assert evaluate.describe_shown(1, 7, cells=[cell], wrong_only=True, truth="Positive") == (
+        "1 of 7 tasks: ground truth Positive predicted as Negative (the cell selected on the sentiment heatmap), "
+        "narrowed further by Wrong only, Ground truth Positive."
+    )
+    two = [cell, evaluate.Cell("spam", "Yes", "No")]
+    assert evaluate.describe_shown(0, 7, cells=two) == (
+        "0 of 7 tasks: ground truth Positive predicted as Negative (the cell selected on the sentiment heatmap)"
+        " and ground truth Yes predicted as No (the cell selected on the spam heatmap)."
+    )
+
+
 def test_a_better_version_shows_its_gain_and_the_tasks_that_changed(project, standin):
     project, ids, ls_client = project
     standin.respond_with(scripted(ANSWERS))

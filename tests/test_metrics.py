@@ -8,7 +8,7 @@ import altair as alt
 import pytest
 
 from core.evaluation import charts
-from core.evaluation.metrics import Scored, score
+from core.evaluation.metrics import Scored, cell_of, score, single_label
 from core.labeling import Output
 
 SENTIMENT = Output("sentiment", "Choices", ("text",), labels=("Positive", "Negative", "Neutral"))
@@ -196,6 +196,29 @@ def test_overall_accuracy_needs_every_output_right_and_skips_controls_absent_fro
     assert sentiment.confusion == {"labels": ["Positive", "Negative", "(none)"], "matrix": [[2, 0, 1], [0, 2, 0], [0, 0, 0]]}
 
 
+def test_each_task_is_in_the_confusion_cell_of_its_truth_and_prediction():
+    items = run(
+        (choices("Negative"), choices("Positive")),
+        (None, choices("Negative")),  # failed
+        ([], choices("Neutral")),  # an answer naming no choice
+        (choices("Positive", "Neutral"), choices("Positive")),  # two choices where one was expected
+        (choices("Positive"), []),  # the truth says nothing for the control: not scored
+    )
+    assert [cell_of(SENTIMENT, item) for item in items] == [
+        ("Positive", "Negative"),
+        ("Negative", "(failed)"),
+        ("Neutral", "(none)"),
+        ("Positive", "Neutral, Positive"),
+        None,
+    ]
+    # the cells counted are the confusion matrix
+    confusion = score([SENTIMENT], items).controls["sentiment"].confusion
+    assert confusion["labels"] == ["Positive", "Negative", "Neutral", "Neutral, Positive", "(none)", "(failed)"]
+    counted = {(t, p): n for t, row in zip(confusion["labels"], confusion["matrix"]) for p, n in zip(confusion["labels"], row) if n}
+    assert counted == {("Positive", "Negative"): 1, ("Negative", "(failed)"): 1, ("Neutral", "(none)"): 1, ("Positive", "Neutral, Positive"): 1}
+    assert [single_label(o) for o in (SENTIMENT, BETTER, TOPICS, CATEGORY, STARS)] == [True, True, False, False, False]
+
+
 def test_truth_labels_outside_the_config_keep_their_support():
     report = score([SENTIMENT], run((choices("Positive"), choices("Mixed")), (choices("Positive"), choices("Positive"))))
     assert [r["label"] for r in report.controls["sentiment"].per_class] == ["Positive", "Mixed"]
@@ -236,6 +259,19 @@ def test_long_class_names_stay_apart_on_the_heatmap_axes_and_whole_in_its_toolti
     confusion = {"labels": names, "matrix": [[1, 0, 0], [0, 2, 0], [0, 0, 3]]}
     spec = charts.confusion_heatmap(confusion).to_dict()
     assert spec["layer"][0]["encoding"]["tooltip"][0]["field"] == "truth"  # the whole name on hover
+
+
+def test_a_click_on_a_heatmap_cell_selects_its_whole_class_names():
+    names = [f"Customer request about {topic} for the account of a company in the European Union" for topic in ("a refund", "an invoice")]
+    spec = charts.confusion_heatmap({"labels": names, "matrix": [[1, 1], [0, 2]]}).to_dict()
+    (param,) = spec["params"]
+    # the rect layer holds the selection, on the full names (the axes show shortened ones)
+    assert param["name"] == charts.CELL and param["select"] == {"type": "point", "fields": ["truth", "predicted"], "toggle": False}
+    assert param["views"] == [spec["layer"][0]["name"]] and spec["layer"][0]["mark"]["type"] == "rect"
+    assert spec["layer"][0]["encoding"]["stroke"]["condition"] == {"param": charts.CELL, "value": charts.SELECTED_STROKE, "empty": False}
+    # what Streamlit gives back after a click, and before one
+    assert charts.clicked_cell({charts.CELL: [{"truth": names[0], "predicted": names[1]}]}) == (names[0], names[1])
+    assert charts.clicked_cell({charts.CELL: {}}) is None and charts.clicked_cell({}) is None
 
 
 def test_accuracy_over_versions_keeps_version_order():

@@ -1,12 +1,13 @@
 """Altair charts of evaluation results; each chart carries its data as a DataFrame (``chart_data``).
 
-- ``confusion_heatmap(confusion)``: a ControlReport's confusion matrix, truth down, predicted across.
+- ``confusion_heatmap(confusion)``: a ControlReport's confusion matrix, truth down, predicted across;
+  a click selects a cell (``clicked_cell`` reads the selection).
 - ``accuracy_over_versions(points)``: accuracy per prompt version, one line per task subset.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import altair as alt
 import pandas as pd
@@ -16,6 +17,8 @@ from core.evaluation.metrics import FAILED, NONE
 
 AXIS_LABEL_PX = 220
 AXIS_LABEL_CHARS = 28
+CELL = "cell"  # the heatmap's selection: the cell clicked
+SELECTED_STROKE = "#ff4b4b"
 
 
 def axis_names(labels: list[str], width: int = AXIS_LABEL_CHARS) -> dict[str, str]:
@@ -61,16 +64,26 @@ def confusion_heatmap(confusion: dict[str, Any]) -> alt.LayerChart:
         x=alt.X("predicted axis:N", sort=[short[label] for label in labels], title="Predicted", axis=alt.Axis(labelLimit=AXIS_LABEL_PX)),
         y=alt.Y("truth axis:N", sort=[short[truth] for truth, _ in rows], title="Ground truth", axis=alt.Axis(labelLimit=AXIS_LABEL_PX)),
     )
+    # on the full names, not the axis ones: the selection gives back the classes themselves
+    cell = alt.selection_point(name=CELL, fields=["truth", "predicted"], toggle=False)
     rect = base.mark_rect().encode(
         color=alt.Color("count:Q", scale=alt.Scale(scheme="blues"), title="Tasks"),
+        stroke=alt.condition(cell, alt.value(SELECTED_STROKE), alt.value(None), empty=False),
+        strokeWidth=alt.condition(cell, alt.value(3), alt.value(0), empty=False),
         tooltip=[alt.Tooltip("truth:N", title="Ground truth"), alt.Tooltip("predicted:N", title="Predicted"), alt.Tooltip("count:Q", title="Tasks")],
-    )
+    ).add_params(cell)
     text = base.mark_text().encode(
         text="count:Q",
         # dark cells get light text
         color=alt.condition(alt.datum.count > busiest / 2, alt.value("white"), alt.value("black")),
     )
     return alt.layer(rect, text, data=cells)
+
+
+def clicked_cell(selection: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The (truth, predicted) classes of the heatmap cell a chart's selection holds; None when no cell is selected."""
+    points = selection.get(CELL) or []
+    return (points[0]["truth"], points[0]["predicted"]) if points else None
 
 
 def accuracy_over_versions(points: list[dict[str, Any]]) -> alt.Chart:

@@ -8,7 +8,8 @@ line that shows a prompt getting better; ``compare_runs`` sets two runs side by 
 from __future__ import annotations
 
 import statistics
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterable
 
 from core import labeling, prompts, recent, rendering, runs
 from core.evaluation import answers, compare, metrics
@@ -177,7 +178,8 @@ def _task_texts(client: LabelStudioClient, project_id: int, task_ids: list[int],
 
 
 def task_rows(run_id: int, client: LabelStudioClient | None = None) -> list[dict[str, Any]]:
-    """One row per task: the answer next to the ground truth, right or wrong, and the error."""
+    """One row per task: the answer next to the ground truth, right or wrong, and the error; and
+    ``cells``, per single-label output, the confusion-heatmap cell the task counts in, (truth, predicted)."""
     run = runs.get(run_id)
     chosen = outputs(run_id)
     found = runs.items(run_id)
@@ -197,9 +199,17 @@ def task_rows(run_id: int, client: LabelStudioClient | None = None) -> list[dict
                 "failed": item.status != "ok",
                 "error": item.error or "",
                 "link": client.task_url(run.project_id, item.task_id) if client else "",
+                "cells": _cells(chosen, item),
             }
         )
     return rows
+
+
+def _cells(chosen: list[labeling.Output], item) -> dict[str, tuple[str, str]]:
+    """Per single-label output the task is scored on, the confusion-heatmap cell it counts in."""
+    scored = metrics.Scored(item.task_id, item.regions if item.status == "ok" else None, item.ground_truth or [])
+    found = {o.name: metrics.cell_of(o, scored) for o in chosen if metrics.single_label(o)}
+    return {name: cell for name, cell in found.items() if cell is not None}
 
 
 def _correct_by_task(run_id: int) -> dict[int, bool]:
@@ -227,13 +237,54 @@ def parse_task_ids(text: str) -> list[int]:
         raise SubsetError(f"tasks: {text.strip()!r} is not a list of task ids; type them like 1,2,3.") from None
 
 
-def filter_rows(rows: list[dict[str, Any]], *, wrong_only: bool = False, failed_only: bool = False, truth: str | None = None) -> list[dict[str, Any]]:
-    """``task_rows`` narrowed to the wrong ones (failed included), the failed ones, or one ground-truth value."""
+@dataclass(frozen=True)
+class Cell:
+    """A cell of a control's confusion heatmap: its tasks have this ground truth and this prediction."""
+
+    control: str
+    truth: str
+    predicted: str
+
+
+def filter_rows(
+    rows: list[dict[str, Any]],
+    *,
+    wrong_only: bool = False,
+    failed_only: bool = False,
+    truth: str | None = None,
+    cells: Iterable[Cell] = (),
+) -> list[dict[str, Any]]:
+    """``task_rows`` narrowed to the wrong ones (failed included), the failed ones, one ground-truth
+    value, and the tasks in every given heatmap cell."""
+    cells = list(cells)
     return [
         row
         for row in rows
-        if (not wrong_only or row["correct"] is False) and (not failed_only or row["failed"]) and (truth is None or row["ground truth"] == truth)
+        if (not wrong_only or row["correct"] is False)
+        and (not failed_only or row["failed"])
+        and (truth is None or row["ground truth"] == truth)
+        and all(row["cells"].get(cell.control) == (cell.truth, cell.predicted) for cell in cells)
     ]
+
+
+def describe_shown(
+    shown: int,
+    total: int,
+    *,
+    wrong_only: bool = False,
+    failed_only: bool = False,
+    truth: str | None = None,
+    cells: Iterable[Cell] = (),
+) -> str:
+    """What the task table lists, in the words of the page: "3 of 9 tasks", and with a heatmap cell
+    selected, which cell and the filters that narrow it further."""
+    cells = list(cells)
+    if not cells:
+        return f"{shown} of {total} tasks."
+    picked = " and ".join(f"ground truth {c.truth} predicted as {c.predicted} (the cell selected on the {c.control} heatmap)" for c in cells)
+    filters = [name for name, on in (("Wrong only", wrong_only), ("Failed only", failed_only), (f"Ground truth {truth}", truth is not None)) if on]
+    further = f", narrowed further by {', '.join(filters)}" if filters else ""
+    return f"{shown} of {total} tasks: {picked}{further}."
 
 
 def run_rows(prompt: str, project_id: int) -> list[dict[str, Any]]:

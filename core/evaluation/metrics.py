@@ -89,6 +89,21 @@ def score(outputs: Sequence[Output], items: Iterable[Scored]) -> Report:
 # -- per control type -------------------------------------------------------------------------------
 
 
+def single_label(output: Output) -> bool:
+    """Whether the output is scored as one class per task, with a confusion matrix."""
+    return output.tag == "Pairwise" or (output.tag == "Choices" and not output.multiple)
+
+
+def cell_of(output: Output, item: Scored) -> tuple[str, str] | None:
+    """The confusion-matrix cell a task counts in for a single-label output, (truth, predicted):
+    a failed item predicts FAILED, an answer naming no choice NONE. None when the truth says nothing
+    for the output (the task is not scored on it)."""
+    if answer(output, item.truth) is None:
+        return None
+    predicted = FAILED if item.failed else _label(answer(output, item.predicted))
+    return _label(answer(output, item.truth)), predicted
+
+
 def _control(output: Output, items: list[Scored]) -> ControlReport:
     judged = [i for i in items if answer(output, i.truth) is not None]
     scorer = _SCORERS[output.tag]
@@ -101,8 +116,9 @@ def _control(output: Output, items: list[Scored]) -> ControlReport:
 
 def _single_label(output: Output, items: list[Scored]):
     """Single-choice Choices and Pairwise: classification figures and the confusion matrix."""
-    truth = [_label(answer(output, i.truth)) for i in items]
-    predicted = [FAILED if i.failed else _label(answer(output, i.predicted)) for i in items]
+    cells = [cell_of(output, i) for i in items]
+    truth = [t for t, _ in cells]
+    predicted = [p for _, p in cells]
     labels = _present(output.labels, truth + predicted)
     scores, per_class = _classification(truth, predicted, labels)
     return scores, per_class, _confusion(truth, predicted, labels)
