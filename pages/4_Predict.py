@@ -24,7 +24,7 @@ client, project_id = widgets.pick_project("pr_project", detail=lambda p: f"{p.pr
 # -- managing predictions (shown last; also on a project without prompts) ----------------------------
 
 
-def manage_predictions() -> None:
+def manage_predictions(version: Version | None) -> None:
     st.subheader("Predictions in Label Studio")
     try:
         found = predict.model_versions(client, project_id)
@@ -40,6 +40,11 @@ def manage_predictions() -> None:
         key="pr_model_versions",
     )
     counts = {v.name: v.prediction_count for v in found}
+    # start on the version the page predicts with (the one just predicted), not the first listed
+    preferred = version.model_version if version is not None and version.model_version in counts else None
+    if state.get("pr_model_version_for") != (project_id, preferred) or state.get("pr_model_version") not in counts:
+        state["pr_model_version"] = preferred or next(iter(counts))
+        state["pr_model_version_for"] = (project_id, preferred)
     name = st.selectbox("Model version", list(counts), format_func=lambda n: f"{n} ({counts[n]} predictions)", key="pr_model_version")
     c1, c2, _ = st.columns([1, 1, 2])
     if c1.button("Create annotations", key="pr_convert", help="Turn this version's predictions into annotations."):
@@ -98,7 +103,7 @@ version = widgets.pick_version(
     project_id, "pr", then="predict with it", label=version_label, default=lambda name: predict.best_version(name, project_id)
 )
 if version is None:
-    manage_predictions()
+    manage_predictions(version)
     st.stop()
 prompt_name, number = version.prompt, version.number
 predictions = runs.runs(prompt=prompt_name, project_id=project_id, kind="predict")
@@ -198,7 +203,7 @@ st.button("Start predicting", key="pr_start", type="primary", disabled=blocked, 
 
 if not predictions:
     st.info(f"No prediction run of {prompt_name} yet: start one above.")
-    manage_predictions()
+    manage_predictions(version)
     st.stop()
 
 st.subheader("Run")
@@ -247,4 +252,4 @@ st.dataframe(
     },
 )
 
-manage_predictions()
+manage_predictions(version)

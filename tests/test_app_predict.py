@@ -191,3 +191,28 @@ def test_a_project_without_prompts_points_to_the_prompts_page(use_labelstudio, m
 def questions(app) -> list[str]:
     """The page's warnings other than the standing one that v1 was never evaluated."""
     return [w.value for w in app.warning if not w.value.startswith("v1 was never evaluated")]
+
+
+def test_the_model_version_picker_starts_on_the_version_just_predicted(project):
+    proj, ids, v1 = project
+    client = connection.client()
+    assert runs.execute(predict.start(v1, predict.scope(v1, client), client).id).status == "completed"
+    v2 = prompts.new_version("sentiment", proj.id, template="Sentiment, carefully: {text}\nAnswer with {labels}")
+    app = open_page("pages/4_Predict.py", project_key="pr_project", project_id=proj.id)
+    app.selectbox(key="pr_version").set_value(2).run()
+    assert app.selectbox(key="pr_model_version").value == "sentiment@v1"  # the only one in Label Studio yet
+    app.checkbox(key="pr_confirm_unevaluated_2").check().run()
+    app.button(key="pr_start").click().run()
+    (run,) = [r for r in runs.runs(prompt="sentiment", kind="predict") if r.version == 2]
+    wait_for_run(run.id)
+    app.run()
+    assert not app.exception, app.exception
+    assert table(app, *MODEL_VERSION_COLUMNS).to_dict("records") == [
+        {"model version": "sentiment@v1", "predictions": 8},
+        {"model version": "sentiment@v2", "predictions": 8},
+    ]
+    assert app.selectbox(key="pr_model_version").value == v2.model_version
+    # a version picked by hand stays picked
+    app.selectbox(key="pr_model_version").set_value("sentiment@v1").run()
+    app.run()
+    assert app.selectbox(key="pr_model_version").value == "sentiment@v1"
