@@ -50,6 +50,16 @@ def new_run(project_id: int, ids: list[int]) -> runs.RunView:
     return runs.create(version, ids, kind="predict", label_config=CHOICES_CONFIG, cache="fresh")
 
 
+def launch_held(project, standin, *, calls_out: int) -> tuple[runs.RunView, int, HeldCalls]:
+    """A new run launched with the stand-in holding its calls, once ``calls_out`` of them are out."""
+    held = HeldCalls(right_answer)
+    standin.respond_with(held)
+    run = new_run(*project)
+    pid = runs.launch(run.id)
+    held.wait_arrived(calls_out)
+    return run, pid, held
+
+
 def log_of(run_id: int) -> str:
     log = settings.load().home / "logs" / f"run-{run_id}.log"
     return log.read_text() if log.exists() else ""
@@ -66,11 +76,7 @@ def written(ls_client, project_id: int, model_version: str) -> dict[int, list[st
 
 def test_a_run_started_through_the_warm_server_is_worked_by_a_process_of_its_own(forking, project, standin, ls_client):
     project_id, ids = project
-    held = HeldCalls(right_answer)
-    standin.respond_with(held)
-    run = new_run(project_id, ids)
-    pid = runs.launch(run.id)
-    held.wait_arrived(1)  # the worker is on the run, its first call held
+    run, pid, held = launch_held(project, standin, calls_out=1)  # the worker is on the run, its first call held
     parent, session = parent_and_session(pid)
     assert parent == forkserver.server_pid() and pid != os.getpid()
     assert session == pid  # its own session: a Ctrl-C or a hang-up of the dashboard's terminal does not reach it
@@ -110,11 +116,7 @@ def test_a_server_that_is_gone_is_replaced_and_the_run_starts_all_the_same(forki
 
 def test_a_forked_worker_killed_mid_run_leaves_the_run_interrupted_and_resumable(forking, project, standin, ls_client):
     project_id, ids = project
-    held = HeldCalls(right_answer)
-    standin.respond_with(held)
-    run = new_run(project_id, ids)
-    pid = runs.launch(run.id)
-    held.wait_arrived(3)
+    run, pid, held = launch_held(project, standin, calls_out=3)
     os.kill(pid, signal.SIGKILL)
     # the server reaps it (no zombie that would look alive), so the run is seen stopped at once
     wait_until(lambda: runs.status_of(runs.get(run.id)) == "interrupted")
