@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from core import forkserver, settings
 from core.local_labelstudio import free_port
+from tests.helpers import streamlit_healthy, wait_until
 
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
@@ -56,16 +56,13 @@ class Dashboard:
                 stdout=out,
                 stderr=out,
             )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/_stcore/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the dashboard did not start; see {self.log}")
-            time.sleep(0.2)
+        wait_until(self._up, 60, 0.2, what=f"the dashboard to start (see {self.log})")
+        return self
+
+    def _up(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the dashboard exited; see {self.log}")
+        return streamlit_healthy(self.url)
 
     def __exit__(self, *exc) -> None:
         if self.process and self.process.poll() is None:

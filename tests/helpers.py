@@ -6,6 +6,7 @@ import threading
 import time
 from typing import Callable
 
+import httpx
 from streamlit.testing.v1 import AppTest
 
 from core import runs, settings
@@ -32,12 +33,21 @@ def table(app: AppTest, *columns: str):
     raise AssertionError(f"no table with columns {columns}; tables: {[tuple(f.value.columns) for f in app.dataframe]}")
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, poll: float = 0.05) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, poll: float = 0.05, *, what: str = "the condition") -> None:
+    """Look at ``condition`` every ``poll`` seconds until it holds; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
+            raise AssertionError(f"timed out waiting for {what}")
         time.sleep(poll)
+
+
+def streamlit_healthy(url: str) -> bool:
+    """Whether the Streamlit server at ``url`` answers its health check."""
+    try:
+        return httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok"
+    except httpx.HTTPError:
+        return False
 
 
 def wait_for_run(run_id: int, timeout: float = 60.0) -> runs.RunView:

@@ -12,12 +12,19 @@ from tests.conftest import CHOICES_CONFIG, choice
 TEMPLATE = "Review: {text}\nAnswer with {labels}"
 
 
-def test_each_save_keeps_the_edit_just_made_three_versions_in_a_row(browser_page, make_project, standin):
+@pytest.fixture
+def new_prompt(browser_page, make_project, standin):
+    """The Prompts page open on a new prompt named 'sentiment', for a project of one task, with a
+    key on the stand-in (which lists gpt-4o-mini and gpt-4o); the page and the project."""
     keys.add("team", "openai-compatible", base_url=standin.base_url)
-    project, _ = make_project(CHOICES_CONFIG, [NewTask({"text": "Great value"}, [(choice("Positive"), True)])], title="Saves in a row")
-    page = browser_page
-    open_page(page, page.base_url, "Prompts")
-    fill(page, "Name of the new prompt", "sentiment")
+    project, _ = make_project(CHOICES_CONFIG, [NewTask({"text": "Great value"}, [(choice("Positive"), True)])], title="Prompts in a browser")
+    open_page(browser_page, browser_page.base_url, "Prompts")
+    fill(browser_page, "Name of the new prompt", "sentiment")
+    return browser_page, project
+
+
+def test_each_save_keeps_the_edit_just_made_three_versions_in_a_row(new_prompt):
+    page, project = new_prompt
     choose(page, "Model", "gpt-4o-mini")
     for n in (1, 2, 3):
         fill(page, "Template", f"{TEMPLATE}\nedit {n}")
@@ -30,13 +37,8 @@ def test_each_save_keeps_the_edit_just_made_three_versions_in_a_row(browser_page
     assert [v.template for v in prompts.versions("sentiment", project.id)] == [f"{TEMPLATE}\nedit {n}" for n in (1, 2, 3)]
 
 
-def test_a_model_the_key_does_not_list_is_typed_whole(browser_page, make_project, standin):
-    # the stand-in lists gpt-4o-mini and gpt-4o; a dated snapshot of one is typed by hand
-    keys.add("team", "openai-compatible", base_url=standin.base_url)
-    project, _ = make_project(CHOICES_CONFIG, [NewTask({"text": "Great value"}, [(choice("Positive"), True)])], title="Typed model")
-    page = browser_page
-    open_page(page, page.base_url, "Prompts")
-    fill(page, "Name of the new prompt", "sentiment")
+def test_a_model_the_key_does_not_list_is_typed_whole(new_prompt):
+    page, project = new_prompt  # a dated snapshot of a listed model is typed by hand
     choose(page, "Model", "Another model…")
     page.get_by_label("Model name", exact=True).press_sequentially("gpt-4o-2024-08-06", delay=10)
     page.get_by_label("Model name", exact=True).press("Tab")

@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 
 from core import settings
 from core.local_labelstudio import free_port, port_is_free
+from tests.helpers import streamlit_healthy, wait_until
 
 
 def _start(env: dict[str, str]) -> subprocess.Popen:
@@ -27,16 +27,11 @@ def _start(env: dict[str, str]) -> subprocess.Popen:
 
 
 def _wait_for_dashboard(process: subprocess.Popen, port: int, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def up() -> bool:
         assert process.poll() is None, process.stdout.read()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text == "ok":
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError("the dashboard did not come up")
+        return streamlit_healthy(f"http://127.0.0.1:{port}")
+
+    wait_until(up, timeout, 0.5, what="the dashboard to come up")
 
 
 def _ctrl_c(process: subprocess.Popen) -> str:

@@ -11,6 +11,7 @@ import time
 import openai
 import pytest
 
+from tests.helpers import wait_until
 from tests.standin import Reply, Request, StandIn, sample_from_schema
 
 SCHEMA = {
@@ -213,9 +214,7 @@ def test_stop_wakes_hanging_requests_and_joins_threads():
 
     t = threading.Thread(target=call)
     t.start()
-    deadline = time.monotonic() + 5
-    while s.request_count == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: s.request_count > 0, 5, 0.01, what="the call to reach the stand-in")
     assert s.request_count == 1
     before = time.monotonic()
     s.stop()
