@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import select
 
-from core import settings, store, vault
+from core import audit, identity, settings, store, vault
 from core.checks import Check, missing_scheme
 from core.labelstudio import LabelStudioClient, LabelStudioError, NotLabelStudio, Project, TokenRejected, Unreachable
 from core.local_labelstudio import load_or_create_credentials
@@ -123,7 +123,8 @@ def draft(url: str, api_key: str) -> Connection:
 
 
 def save(url: str, api_key: str) -> Connection:
-    """Save the Label Studio URL and token (encrypted), replacing any saved before."""
+    """Save the Label Studio URL and token (encrypted), replacing any saved before; admins only."""
+    user = identity.require_role("admin", "change the Label Studio connection")
     new = draft(url, api_key)
     with store.writing() as s:
         row = s.exec(select(store.LabelStudioConnection)).first() or store.LabelStudioConnection(url=new.url, api_key_encrypted="")
@@ -131,12 +132,14 @@ def save(url: str, api_key: str) -> Connection:
         row.api_key_encrypted = vault.encrypt(new.api_key)
         row.updated_at = store.utcnow()
         s.add(row)
+    audit.record("Label Studio connection saved", target=new.url, by=user)
     return new
 
 
 def test_and_save(url: str, api_key: str, *, anyway: bool = False) -> tuple[Connection, Check | None]:
     """Save the connection once it passes a test: the rule the Keys page follows. A failed test raises
     ConnectionTestFailed and saves nothing; ``anyway`` ("Save anyway") saves untested, with no check."""
+    identity.require_role("admin", "change the Label Studio connection")  # before the token goes anywhere
     check = None if anyway else test(draft(url, api_key))
     if check is not None and not check.ok:
         raise ConnectionTestFailed(check)
@@ -144,9 +147,65 @@ def test_and_save(url: str, api_key: str, *, anyway: bool = False) -> tuple[Conn
 
 
 def forget() -> None:
+    user = identity.require_role("admin", "remove the Label Studio connection")
     with store.writing() as s:
-        for row in s.exec(select(store.LabelStudioConnection)).all():
+        rows = s.exec(select(store.LabelStudioConnection)).all()
+        for row in rows:
             s.delete(row)
+    if rows:
+        audit.record("Label Studio connection removed", by=user)
+
+
+# -- a member's own Label Studio token ---------------------------------------------------------------
+
+
+def save_own_token(api_key: str) -> Check:
+    """Keep the acting member's own Label Studio token (encrypted), once Label Studio accepts it at the
+    shared connection's address, so that what they do in Label Studio carries their name."""
+    user = identity.require_role("member", "use their own Label Studio token")
+    if user.email == identity.LOCAL_EMAIL:
+        raise ValueError("In personal mode the connection is yours already; an own token is for team members.")
+    shared = current()
+    if shared is None:
+        raise LabelStudioError(NOT_CONFIGURED)
+    mine = draft(shared.url, api_key)
+    check = test(mine)
+    if not check.ok:
+        return check
+    with store.writing() as s:
+        row = s.get(store.TeamMember, user.email)
+        row.labelstudio_token_encrypted = vault.encrypt(mine.api_key)
+        s.add(row)
+    audit.record("own Label Studio token saved", by=user)
+    return check
+
+
+def forget_own_token() -> None:
+    user = identity.require_role("member", "use their own Label Studio token")
+    with store.writing() as s:
+        row = s.get(store.TeamMember, user.email)
+        if row is None or not row.labelstudio_token_encrypted:
+            return
+        row.labelstudio_token_encrypted = None
+        s.add(row)
+    audit.record("own Label Studio token removed", by=user)
+
+
+def own_token(email: str) -> str | None:
+    with store.session() as s:
+        row = s.get(store.TeamMember, email)
+    if row is None or not row.labelstudio_token_encrypted:
+        return None
+    try:
+        return vault.decrypt(row.labelstudio_token_encrypted)
+    except vault.SecretUnreadable:
+        return None
+
+
+def acting_client(shared: LabelStudioClient, user: identity.User | None = None) -> LabelStudioClient:
+    """A client acting in Label Studio as the user, when they gave their own token; else ``shared``."""
+    token = own_token((user or identity.current()).email)
+    return LabelStudioClient(shared.url, token) if token else shared
 
 
 def environment_overrides_saved() -> bool:

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from sqlmodel import select
 
-from core import store, vault
+from core import audit, identity, store, vault
 from core.checks import Check, missing_scheme
 
 PROVIDERS = {"openai": "OpenAI", "azure": "Azure OpenAI", "openai-compatible": "OpenAI-compatible"}
@@ -144,11 +144,13 @@ def test_and_add(name: str, provider: str, *, anyway: bool = False, **fields: An
     A failed test raises KeyTestFailed and saves nothing; ``anyway`` ("Save anyway", ``--no-test``)
     saves without a test, and the check is then None.
     """
+    identity.require_role("admin", "add keys")  # before the secret is sent anywhere
     return _test_and_save(draft(name, provider, **fields), lambda: add(name, provider, **fields), anyway)
 
 
 def test_and_update(name: str, /, *, anyway: bool = False, **changes: Any) -> tuple[Key, Check | None]:
     """Change a saved key once the changed key passes a test; as ``test_and_add``."""
+    identity.require_role("admin", "edit keys")
     return _test_and_save(edited(name, **changes), lambda: update(name, **changes), anyway)
 
 
@@ -162,30 +164,52 @@ def _test_and_save(drafted: Key, save, anyway: bool) -> tuple[Key, Check | None]
 
 
 def add(name: str, provider: str, **fields: Any) -> Key:
-    """Save a new key without testing it (``test_and_add`` tests it first)."""
+    """Save a new key without testing it (``test_and_add`` tests it first); admins only."""
+    user = identity.require_role("admin", "add keys")
     key = draft(name, provider, **fields)
     with store.writing() as s:
         s.add(_to_row(key, store.ProviderKey(name=key.name, provider=key.provider)))
+    audit.record("key added", target=key.name, by=user, detail=_audited(key))
     return get(key.name)
 
 
 def update(name: str, /, **changes: Any) -> Key:
-    """Change a saved key. An ``api_key`` of None (or absent) keeps the saved secret."""
+    """Change a saved key (admins only). An ``api_key`` of None (or absent) keeps the saved secret."""
+    user = identity.require_role("admin", "edit keys")
     key = edited(name, **changes)
     with store.writing() as s:
         row = s.exec(select(store.ProviderKey).where(store.ProviderKey.name == name)).one()
         _to_row(key, row)
         row.updated_at = store.utcnow()
         s.add(row)
+    changed = sorted(field for field, value in changes.items() if value is not None and field != "api_key") + (["secret"] if changes.get("api_key") else [])
+    audit.record("key edited", target=key.name, by=user, detail={"changed": ", ".join(changed)} | ({"renamed from": name} if key.name != name else {}))
     return get(key.name)
 
 
 def remove(name: str) -> None:
+    user = identity.require_role("admin", "remove keys")
     with store.writing() as s:
         row = s.exec(select(store.ProviderKey).where(store.ProviderKey.name == name)).first()
         if row is None:
             raise KeyNotFound(f"No saved key is named {name!r}; keys from the environment are removed there.")
         s.delete(row)
+    audit.record("key removed", target=name, by=user)
+
+
+def test(name: str) -> Check:
+    """Send one small call with a key (admins only: it spends the key); the check, in one sentence."""
+    from core import providers
+
+    user = identity.require_role("admin", "test keys")
+    check = providers.test(get(name))
+    audit.record("key tested", target=name, by=user, detail={"result": check.outcome})
+    return check
+
+
+def _audited(key: Key) -> dict[str, Any]:
+    """What the audit trail keeps of a key: where it points, never its secret."""
+    return {"provider": key.provider} | {f: getattr(key, f) for f in ("base_url", "endpoint", "organization", "deployment") if getattr(key, f)}
 
 
 def validate(key: Key) -> Key:

@@ -203,6 +203,47 @@ MIGRATIONS: tuple[Migration, ...] = (
         "a prompt can be archived: hidden from the pickers, kept for the record",
         ("ALTER TABLE prompts ADD COLUMN archived_at DATETIME",),
     ),
+    Migration(
+        11,
+        "a team: members with roles, an append-only audit trail, monthly budgets, who started each run",
+        (
+            """
+            CREATE TABLE team_members (
+                email VARCHAR NOT NULL PRIMARY KEY,
+                name VARCHAR,
+                role VARCHAR NOT NULL,
+                monthly_budget_usd FLOAT,
+                labelstudio_token_encrypted VARCHAR,
+                added_by VARCHAR,
+                added_at DATETIME NOT NULL,
+                last_seen_at DATETIME
+            )
+            """,
+            """
+            CREATE TABLE audit_events (
+                id INTEGER NOT NULL PRIMARY KEY,
+                at DATETIME NOT NULL,
+                actor VARCHAR NOT NULL,
+                action VARCHAR NOT NULL,
+                target VARCHAR,
+                detail JSON
+            )
+            """,
+            "CREATE INDEX ix_audit_events_at ON audit_events (at)",
+            # Append-only in the database itself, not only by the code's good manners
+            """
+            CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+            BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END
+            """,
+            """
+            CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+            BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END
+            """,
+            "ALTER TABLE provider_keys ADD COLUMN monthly_budget_usd FLOAT",
+            "ALTER TABLE runs ADD COLUMN started_by VARCHAR",
+            "CREATE INDEX ix_run_items_created_at ON run_items (created_at)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from core import calls, keys, labeling, messages, pricing, recent, runs, store, tokens
+from core import audit, budgets, calls, connection, identity, keys, labeling, messages, pricing, recent, runs, store, tokens
 from core.labelstudio import LabelStudioClient, ModelVersion
 from core.prompts import Version
 from core.rendering import RenderError
@@ -140,7 +140,12 @@ def start(
     max_cost_usd: float | None = None,
     cache: str = "auto",
     label_config: str | None = None,
+    estimated_cost_usd: float | None = None,
 ) -> RunView:
+    """Record a prediction run over ``chosen``. Under a monthly budget, a run without an estimate is
+    estimated here first, so that one that would pass the budget is refused before it starts."""
+    if estimated_cost_usd is None and budgets.applying(version, identity.current().email):
+        estimated_cost_usd = estimate(version, chosen, client, cache=cache).cost_usd
     run = runs.create(
         version,
         chosen.task_ids,
@@ -150,6 +155,7 @@ def start(
         concurrency=concurrency,
         max_cost_usd=max_cost_usd,
         cache=cache,
+        estimated_cost_usd=estimated_cost_usd,
     )
     recent.remember(project_id=version.project_id, prompt=version.prompt)
     return run
@@ -212,12 +218,12 @@ def model_versions(client: LabelStudioClient, project_id: int) -> list[ModelVers
 
 def delete(version: Version, client: LabelStudioClient) -> int:
     """Delete this version's predictions from Label Studio (other versions' stay); return how many."""
-    return client.delete_model_version(version.project_id, version.model_version)
+    return delete_named(client, version.project_id, version.model_version)
 
 
 def to_annotations(version: Version, client: LabelStudioClient) -> int:
     """Turn this version's predictions into annotations; return how many were created."""
-    return client.predictions_to_annotations(version.project_id, version.model_version)
+    return to_annotations_named(client, version.project_id, version.model_version)
 
 
 def prediction_count(version: Version, client: LabelStudioClient) -> int:
@@ -280,9 +286,22 @@ def run_rows(prompt: str, project_id: int) -> list[dict[str, Any]]:
 
 def delete_named(client: LabelStudioClient, project_id: int, model_version: str) -> int:
     """Delete one model version's predictions by name (a saved version's or any other); return how many."""
-    return client.delete_model_version(project_id, model_version)
+    user = identity.require_role("member", "delete predictions")
+    deleted = connection.acting_client(client, user).delete_model_version(project_id, model_version)
+    audit.record("predictions deleted", target=model_version, by=user, detail={"project": project_id, "predictions": deleted})
+    return deleted
 
 
 def to_annotations_named(client: LabelStudioClient, project_id: int, model_version: str) -> int:
-    """Turn one model version's predictions (by name) into annotations; return how many were created."""
-    return client.predictions_to_annotations(project_id, model_version)
+    """Turn one model version's predictions (by name) into annotations, made in Label Studio as the
+    acting user when they gave their own token; return how many were created."""
+    user = identity.require_role("member", "turn predictions into annotations")
+    own = connection.acting_client(client, user)
+    created = own.predictions_to_annotations(project_id, model_version)
+    audit.record(
+        "predictions turned into annotations",
+        target=model_version,
+        by=user,
+        detail={"project": project_id, "annotations": created, "in Label Studio as": "their own token" if own is not client else "the shared connection"},
+    )
+    return created

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlmodel import select
 
-from core import store
+from core import audit, identity, store
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ def saved_models() -> set[str]:
 
 
 def save(model: str, input_per_million: float, output_per_million: float) -> Price:
+    """Set the team's price for a model (admins only)."""
+    user = identity.require_role("admin", "set prices")
     model = (model or "").strip()
     if not model:
         raise ValueError("model: name the model (or Azure deployment) the price is for.")
@@ -66,16 +68,19 @@ def save(model: str, input_per_million: float, output_per_million: float) -> Pri
         row = s.get(store.ModelPrice, model) or store.ModelPrice(model=model, input_per_million=0, output_per_million=0)
         row.input_per_million, row.output_per_million, row.updated_at = float(input_per_million), float(output_per_million), store.utcnow()
         s.add(row)
+    audit.record("price set", target=model, by=user, detail={"input_per_million": float(input_per_million), "output_per_million": float(output_per_million)})
     return Price(float(input_per_million), float(output_per_million))
 
 
 def remove(model: str) -> None:
-    """Forget the team's price for a model (a default price applies again)."""
+    """Forget the team's price for a model (a default price applies again); admins only."""
+    user = identity.require_role("admin", "remove prices")
     with store.writing() as s:
         row = s.get(store.ModelPrice, model)
         if row is None:
             raise ValueError(f"model: no price of your own is saved for {model!r}.")
         s.delete(row)
+    audit.record("price removed", target=model, by=user)
 
 
 def price(model: str, prices: dict[str, Price] | None = None) -> Price | None:

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import delete as sa_delete
 from sqlmodel import select
 
-from core import keys, labeling, recent, store
+from core import audit, identity, keys, labeling, recent, store
 
 NAME = re.compile(r"[A-Za-z_][\w.-]*")
 
@@ -150,7 +150,8 @@ def _fields_used(where: str, text: str, controls: Sequence[str], known: list[str
 
 
 def create(project_id: int, name: str, **version: Any) -> Version:
-    """A new prompt and its v1."""
+    """A new prompt and its v1 (members and admins)."""
+    user = identity.require_role("member", "save prompts")
     name = (name or "").strip()
     if not name:
         raise PromptError("name: is empty; name the prompt, e.g. 'intent-classifier'.")
@@ -165,11 +166,14 @@ def create(project_id: int, name: str, **version: Any) -> Version:
         row = _version_row(prompt.id, 1, version)
         s.add(row)
     recent.remember(project_id=project_id, prompt=name, key=row.provider_key)
-    return _version(prompt, row)
+    saved = _version(prompt, row)
+    _audit_saved(user, saved)
+    return saved
 
 
 def new_version(name: str, project_id: int | None = None, **changes: Any) -> Version:
     """Save the latest version with ``changes`` applied as the next number (settings not given are kept)."""
+    user = identity.require_role("member", "save prompts")
     unknown = set(changes) - set(EDITABLE)
     if unknown:
         raise PromptError(f"{', '.join(sorted(unknown))}: not a setting of a version (settings: {', '.join(EDITABLE)}).")
@@ -181,7 +185,18 @@ def new_version(name: str, project_id: int | None = None, **changes: Any) -> Ver
         row = _version_row(prompt.id, latest.number + 1, settings)
         s.add(row)
     recent.remember(project_id=prompt.project_id, prompt=prompt.name, key=row.provider_key)
-    return _version(prompt, row)
+    saved = _version(prompt, row)
+    _audit_saved(user, saved)
+    return saved
+
+
+def _audit_saved(user: identity.User, saved: Version) -> None:
+    audit.record(
+        "prompt version saved",
+        target=saved.model_version,
+        by=user,
+        detail={"project": saved.project_id, "model": saved.model, "key": saved.provider_key, "note": saved.note or ""},
+    )
 
 
 def versions(name: str, project_id: int | None = None) -> list[Version]:
@@ -232,22 +247,29 @@ def latest_versions(project_id: int | None = None, *, archived: bool = False) ->
 
 def archive(name: str, project_id: int | None = None) -> None:
     """Hide a prompt from the pickers; its versions, runs and scores are kept, and it can be restored."""
+    user = identity.require_role("member", "archive prompts")
     with store.writing() as s:
         prompt = _prompt(s, name, project_id)
         prompt.archived_at = prompt.archived_at or store.utcnow()
         s.add(prompt)
+        project = prompt.project_id
+    audit.record("prompt archived", target=name, by=user, detail={"project": project})
 
 
 def restore(name: str, project_id: int | None = None) -> None:
+    user = identity.require_role("member", "restore prompts")
     with store.writing() as s:
         prompt = _prompt(s, name, project_id)
         prompt.archived_at = None
         s.add(prompt)
+        project = prompt.project_id
+    audit.record("prompt restored", target=name, by=user, detail={"project": project})
 
 
 def delete(name: str, project_id: int | None = None) -> None:
     """Delete a prompt and its versions, only when no run used it (runs are the record of what was
     spent and scored: archive such a prompt instead)."""
+    user = identity.require_role("member", "delete prompts")
     with store.writing() as s:
         prompt = _prompt(s, name, project_id)
         version_ids = s.exec(select(store.PromptVersion.id).where(store.PromptVersion.prompt_id == prompt.id)).all()
@@ -256,6 +278,8 @@ def delete(name: str, project_id: int | None = None) -> None:
             raise PromptError(f"prompt: {name!r} has runs, which are the record of what it cost and scored; archive it instead.")
         s.execute(sa_delete(store.PromptVersion).where(store.PromptVersion.prompt_id == prompt.id))
         s.delete(prompt)
+        project = prompt.project_id
+    audit.record("prompt deleted", target=name, by=user, detail={"project": project})
 
 
 def why_unusable(version: Version) -> str | None:

@@ -35,7 +35,7 @@ from sqlalchemy import bindparam, func, update
 from sqlmodel import select
 
 from core.formatting import usd
-from core import calls, connection, failures, forkserver, keys, labeling, messages, pricing, prompts, providers, settings, store, tokens
+from core import audit, budgets, calls, connection, failures, forkserver, identity, keys, labeling, messages, pricing, prompts, providers, settings, store, tokens
 from core.labelstudio import LabelStudioClient, LabelStudioError, NewPrediction, Prediction, Task
 from core.prompts import Version
 from core.rendering import MissingField, RenderError
@@ -52,7 +52,8 @@ LABEL_STUDIO_GRACE = 120.0  # how long the end of a run waits for Label Studio t
 REPLACE_AT_ONCE = 4  # predictions updated in place at once (Label Studio has no bulk update)
 
 ACTIVE = ("pending", "running")
-OVER_BUDGET = "the spending limit"  # why a run stops sending calls; the end of the run says how much was spent
+OVER_BUDGET = "the spending limit"
+OVER_MONTHLY_BUDGET = "a monthly budget"  # why a run stops sending calls; the end of the run says how much was spent
 CACHE_POLICIES = {
     "auto": "reuse earlier answers when the version's temperature is 0",
     "reuse": "reuse earlier answers, even at a temperature above 0",
@@ -110,6 +111,7 @@ class RunView:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    started_by: str | None = None  # an email, or "local" in personal mode
 
     @property
     def model_version(self) -> str:
@@ -141,6 +143,7 @@ class RunView:
             "prompt": self.prompt,
             "version": self.version,
             "model_version": self.model_version,
+            "started_by": self.started_by,
             "subset": {k: v for k, v in self.subset.items() if k != "task_ids"},
             "tasks": self.total,
             "completed": self.done,
@@ -177,8 +180,12 @@ def create(
     concurrency: int = DEFAULT_CONCURRENCY,
     max_cost_usd: float | None = None,
     cache: str = "auto",
+    estimated_cost_usd: float | None = None,
 ) -> RunView:
-    """Record a run of ``version`` over ``task_ids``; refused while another run of the version is going."""
+    """Record a run of ``version`` over ``task_ids``, started by the acting user (a member or an
+    admin); refused while another run of the version is going, or when its estimate would pass a
+    monthly budget."""
+    user = identity.require_role("member", "start runs")
     if kind not in ("evaluate", "predict"):
         raise RunError(f"kind: {kind!r} is not a run kind (evaluate or predict).")
     ids = list(dict.fromkeys(int(t) for t in task_ids))
@@ -192,6 +199,7 @@ def create(
     unusable = prompts.why_unusable(version)
     if unusable:
         raise RunError(unusable)
+    budgets.check_start(version, user.email, estimated_cost_usd)
     row = store.Run(
         prompt_version_id=prompts.row_id(version),
         kind=kind,
@@ -201,6 +209,7 @@ def create(
         max_cost_usd=max_cost_usd,
         label_config=label_config,
         cache=cache,
+        started_by=user.email,
     )
     with store.writing() as s:  # the check and the insert in one transaction: two clicks make one run
         going = _live_runs_of(s, row.prompt_version_id)
@@ -209,6 +218,12 @@ def create(
         s.add(row)
         s.flush()
         run_id = row.id
+    audit.record(
+        "run started",
+        target=f"run {run_id}",
+        by=user,
+        detail={"kind": kind, "prompt": version.prompt, "version": version.number, "tasks": len(ids), "estimated_cost_usd": estimated_cost_usd},
+    )
     return get(run_id)
 
 
@@ -317,6 +332,7 @@ def saved_by_cache(run_id: int) -> float | None:
 def retry_failed(run_id: int) -> RunView:
     """Make the run's failed tasks unfinished again, so that resuming it (a worker, or ``execute``)
     sends only those. The run's tokens and cost keep what the failed calls cost."""
+    user = identity.require_role("member", "retry runs")
     with store.writing() as s:
         row = s.exec(select(store.Run).where(store.Run.id == run_id).with_for_update()).first()
         if row is None:
@@ -336,11 +352,13 @@ def retry_failed(run_id: int) -> RunView:
         row.status, row.status_reason = "stopped", f"{len(failed)} failed tasks to retry; resume to send them."
         row.cancel_requested = False
         s.add(row)
+    audit.record("run failed tasks retried", target=f"run {run_id}", by=user, detail={"tasks": len(failed)})
     return get(run_id)
 
 
 def cancel(run_id: int) -> RunView:
     """Ask the run to stop sending calls. A run whose worker is gone is marked cancelled at once."""
+    user = identity.require_role("member", "cancel runs")
     run = get(run_id)
     if run.status not in ACTIVE:
         raise RunError(f"Run {run_id} is {run.status}; only a pending or running run can be cancelled.")
@@ -350,6 +368,7 @@ def cancel(run_id: int) -> RunView:
         if row.status == "pending" or run.interrupted:
             _finish(row, "cancelled", "Cancelled before it finished; what finished is kept.")
         s.add(row)
+    audit.record("run cancelled", target=f"run {run_id}", by=user, detail={"cost_usd": run.cost_usd, "finished": run.finished, "tasks": run.total})
     return get(run_id)
 
 
@@ -402,6 +421,7 @@ def why_stopped(run: RunView) -> str | None:
 def resume_in_background(run_id: int, *, wait: float = 15.0) -> RunView:
     """Start a worker on an unfinished run, and wait (up to ``wait`` seconds) until it has taken the
     run, so whoever asked sees it going rather than still stopped."""
+    user = identity.require_role("member", "resume runs")
     before = get(run_id)
     if not resumable(before):
         raise RunError(f"Run {run_id} is {status_of(before)}; there is nothing to resume.")
@@ -409,7 +429,9 @@ def resume_in_background(run_id: int, *, wait: float = 15.0) -> RunView:
         refusal = _refusal(s, s.get(store.Run, run_id))
     if refusal:
         raise RunError(refusal)
+    budgets.check_start(version_of(run_id), before.started_by, None)
     pid = launch(run_id)
+    audit.record("run resumed", target=f"run {run_id}", by=user, detail={"cost_usd": before.cost_usd, "finished": before.finished, "tasks": before.total})
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         run = get(run_id)
@@ -574,6 +596,12 @@ class _Engine:
         self.lost = False  # another worker took the run over: leave its state to that worker
         self.spent, self.paid_calls = _spent_so_far(run_id)  # a resumed run counts what it paid before
         self.reserved = 0.0
+        # Monthly budgets count every run on the key (or by the member): what the others spent is
+        # read again at each heartbeat; what this run spends is counted here as it goes.
+        self.budgets = budgets.applying(self.version, self.run.started_by, excluding_run=run_id)
+        self.spent_at_start = self.spent
+        self.month_spent_at_start = budgets.run_spend_this_month(run_id) if self.budgets else 0.0
+        self.over_budget: budgets.Budget | None = None
         self.cost_known = asyncio.Event()  # set as each call ends, for the calls waiting on a first real cost
         self.answer_tokens = tokens.typical_answer_tokens(self.targets, self.version.controls)
         self.existing: dict[int, list[Prediction]] | None = None  # this version's predictions in Label Studio
@@ -671,7 +699,7 @@ class _Engine:
         with tiktoken, a typical answer); after it, each call holds the average real cost so far.
         """
         limit = self.run.max_cost_usd
-        if limit is None:
+        if limit is None and not self.budgets:
             return not self.stopping
         while not self.paid_calls and self.reserved and not self.stopping:
             await self.cost_known.wait()
@@ -682,9 +710,14 @@ class _Engine:
             per_call = self.spent / self.paid_calls
         else:
             per_call = pricing.cost(self.version.model, tokens.prompt_tokens(job.request.body["messages"]), self.answer_tokens, self.prices) or 0.0
-        if self.spent + self.reserved + per_call > limit:
+        if limit is not None and self.spent + self.reserved + per_call > limit:
             self.stopping = OVER_BUDGET
             return False
+        this_month = self.month_spent_at_start + (self.spent - self.spent_at_start) + self.reserved + per_call
+        for budget in self.budgets:
+            if budget.spent_usd + this_month > budget.amount_usd:
+                self.stopping, self.over_budget = OVER_MONTHLY_BUDGET, budget
+                return False
         job.reserved = per_call
         self.reserved += per_call
         return True
@@ -767,6 +800,8 @@ class _Engine:
                 s.add(row)
                 if row.cancel_requested and not self.stopping:
                     self.stopping = "Cancelled; what finished is kept."
+            if self.budgets:  # other runs on the same key spend too
+                self.budgets = budgets.applying(self.version, self.run.started_by, excluding_run=self.run_id)
             if self.progress:
                 self.progress(get(self.run_id))
 
@@ -886,6 +921,13 @@ class _Engine:
             )
         elif self.stopping == OVER_BUDGET and run.finished < run.total:
             status, reason = "stopped", f"Stopped before passing the spending limit of {usd(run.max_cost_usd)} (spent {usd(run.cost_usd or 0.0)})."
+        elif self.stopping == OVER_MONTHLY_BUDGET and run.finished < run.total:
+            budget = self.over_budget
+            month = budget.spent_usd + budgets.run_spend_this_month(self.run_id)
+            status, reason = "stopped", (
+                f"Stopped before passing the monthly budget of {budget.what} ({usd(budget.amount_usd)}): this month's spend "
+                f"on it is {usd(month)}, this run's part {usd(run.cost_usd or 0.0)}. An admin can raise the budget; then resume."
+            )
         elif self.stopping and run.finished < run.total:
             status, reason = ("cancelled" if run.cancel_requested else "stopped"), self.stopping
         elif run.finished < run.total:
@@ -1007,6 +1049,7 @@ def _view(row: store.Run, version: Version) -> RunView:
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        started_by=row.started_by,
     )
 
 

@@ -39,6 +39,7 @@ class ProviderKey(SQLModel, table=True):
     api_key_encrypted: Optional[str] = None
     extra_headers_encrypted: Optional[str] = None
     api_key_env: Optional[str] = None  # read the secret from this variable; never saved
+    monthly_budget_usd: Optional[float] = None  # what runs on this key may spend in a calendar month (UTC)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -107,6 +108,7 @@ class Run(SQLModel, table=True):
     cancel_requested: bool = False
     cache: str = "auto"  # auto (reuse answers at temperature 0) | reuse (always) | fresh (never)
     cached: int = 0  # answers taken from earlier identical calls
+    started_by: Optional[str] = None  # the email of who started it ("local" in personal mode)
     created_at: datetime = Field(default_factory=utcnow)
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
@@ -136,7 +138,7 @@ class RunItem(SQLModel, table=True):
     from_cache: bool = False
     written_to_labelstudio: bool = False
     ground_truth: Optional[Any] = Field(default=None, sa_column=Column(JSON))  # the task's, when it ran
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class RecentChoice(SQLModel, table=True):
@@ -157,6 +159,32 @@ class ModelPrice(SQLModel, table=True):
     input_per_million: float
     output_per_million: float
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class TeamMember(SQLModel, table=True):
+    """Someone who may use the dashboard, and what they may do."""
+
+    __tablename__ = "team_members"
+    email: str = Field(primary_key=True)  # lower case
+    name: Optional[str] = None
+    role: str  # "viewer" | "member" | "admin"
+    monthly_budget_usd: Optional[float] = None  # what their runs may spend in a calendar month (UTC)
+    labelstudio_token_encrypted: Optional[str] = None  # their own Label Studio token, when they gave one
+    added_by: Optional[str] = None
+    added_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: Optional[datetime] = None
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what, and when. Rows are only ever added (triggers refuse updates and deletes)."""
+
+    __tablename__ = "audit_events"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str
+    action: str
+    target: Optional[str] = None
+    detail: Optional[Any] = Field(default=None, sa_column=Column(JSON))
 
 
 _engines: dict[str, Engine] = {}

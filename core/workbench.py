@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from core import calls, connection, keys, labeling, messages, pricing, prompts, providers
+from core import audit, calls, connection, identity, keys, labeling, messages, pricing, prompts, providers
 from core.evaluation import answers
 from core.labelstudio import LabelStudioClient, LabelStudioError, Project, Task
 from core.prompts import PromptError, Version
@@ -163,7 +163,9 @@ class Workbench:
         return messages.build(draft, self.targets, task.data, self.images)
 
     def try_on(self, draft: Version, task: Task) -> Trial:
-        """Call the model once with ``draft`` on ``task``. A failure is in the Trial, not raised."""
+        """Call the model once with ``draft`` on ``task`` (members and admins: it spends the key). A
+        failure is in the Trial, not raised."""
+        user = identity.require_role("member", "try prompts on the model")
         self.check(draft)
         truth = task.ground_truth.result if task.ground_truth else None
         outputs = [self.targets.output(c) for c in draft.controls]
@@ -177,6 +179,8 @@ class Workbench:
             reply = calls.ask(providers.client(key), request)
         except providers.KeyUnusable as error:
             return Trial(task.id, sent, request.body, None, None, [], str(error), truth, None)
+        cost = pricing.cost(draft.model, reply.input_tokens, reply.output_tokens)
+        audit.record("model tried", target=draft.model_version, by=user, detail={"task": task.id, "key": key.name, "model": draft.model, "cost_usd": cost})
         answer = labeling.to_regions(self.targets, draft.controls, reply.raw, task.data) if reply.ok else None
         error = reply.error or (answer.error if answer else None)
         regions = answer.regions if answer and answer.ok else []
@@ -192,7 +196,7 @@ class Workbench:
             matches=answers.matches(outputs, regions, truth) if truth is not None else None,
             input_tokens=reply.input_tokens,
             output_tokens=reply.output_tokens,
-            cost_usd=pricing.cost(draft.model, reply.input_tokens, reply.output_tokens),
+            cost_usd=cost,
             latency_ms=reply.latency_ms,
         )
 

@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from core import labeling, prompts, recent, rendering, runs
+from core import budgets, identity, labeling, prompts, recent, rendering, runs
 from core.evaluation import answers, compare, metrics
 from core.evaluation.subsets import Subset, SubsetError
 from core.labelstudio import LabelStudioClient
@@ -21,9 +21,32 @@ from core.runs import RunView
 TEXT_WIDTH = 120  # characters of a task's text shown beside its answer
 
 
-def start(version: Version, subset: Subset, label_config: str, *, concurrency: int = runs.DEFAULT_CONCURRENCY, cache: str = "auto") -> RunView:
+def start(
+    version: Version,
+    subset: Subset,
+    label_config: str,
+    *,
+    concurrency: int = runs.DEFAULT_CONCURRENCY,
+    cache: str = "auto",
+    client: LabelStudioClient | None = None,
+) -> RunView:
+    """Record an evaluation run. Under a monthly budget it is estimated first (with ``client``, or the
+    current connection), so that one that would pass the budget is refused before it starts."""
+    estimated = None
+    if budgets.applying(version, identity.current().email):
+        from core import connection, predict  # predict's estimate samples the tasks the way a run sends them
+
+        chosen = predict.Scope(subset.task_ids, subset.description)
+        estimated = predict.estimate(version, chosen, client or connection.client(), cache=cache).cost_usd
     run = runs.create(
-        version, subset.task_ids, kind="evaluate", subset=subset.as_dict(), label_config=label_config, concurrency=concurrency, cache=cache
+        version,
+        subset.task_ids,
+        kind="evaluate",
+        subset=subset.as_dict(),
+        label_config=label_config,
+        concurrency=concurrency,
+        cache=cache,
+        estimated_cost_usd=estimated,
     )
     recent.remember(project_id=version.project_id, prompt=version.prompt)
     return run
