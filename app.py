@@ -2,9 +2,16 @@
 
 import streamlit as st
 
-from core import forkserver
+import signin
+from core import forkserver, identity
 
 st.set_page_config(page_title="Prompter", page_icon=":material/science:", layout="wide")
+
+serving = signin.serving()
+signin.refuse_foreign_requests(serving)
+identity.use_resolver(signin.session_user)  # core checks every action against the session's user
+user = signin.signed_in(serving)
+signin.show_user(user, serving)
 
 navigation = st.navigation(
     [
@@ -13,6 +20,8 @@ navigation = st.navigation(
         st.Page("pages/2_Prompts.py", title="Prompts", icon=":material/edit_note:"),
         st.Page("pages/3_Evaluate.py", title="Evaluate", icon=":material/analytics:"),
         st.Page("pages/4_Predict.py", title="Predict", icon=":material/bolt:"),
+        st.Page("pages/5_Team.py", title="Team", icon=":material/group:"),
+        st.Page("pages/6_Activity.py", title="Activity", icon=":material/history:"),
     ]
 )
 forkserver.warm()  # so that a click on Start finds a worker process ready

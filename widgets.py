@@ -11,7 +11,7 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
-from core import connection, guide, prompts, recent, runs, settings, vault
+from core import budgets, connection, guide, identity, prompts, recent, runs, settings, vault
 from core.formatting import duration, usd
 from core.labelstudio import LabelStudioClient, LabelStudioError, Project
 from core.prompts import Version
@@ -110,11 +110,21 @@ def pick_version(
     return by_number[number]
 
 
+def may_change() -> bool:
+    """Whether the user may change things (a member or an admin); a viewer is told why the buttons
+    that would are greyed out."""
+    user = identity.current()
+    if user.may("member"):
+        return True
+    st.caption(f":material/visibility: You are a viewer: you see every figure, and an admin can make you a member to change things.")
+    return False
+
+
 def _cancel(run_id: int) -> None:
     try:
         runs.cancel(run_id)
-    except RunError:
-        pass  # it ended meanwhile
+    except (RunError, identity.NotAllowed):
+        pass  # it ended meanwhile, or a viewer's click (the button is greyed out for them)
 
 
 def follow_run(run_id: int, cancel_key: str) -> None:
@@ -154,7 +164,7 @@ def _run_progress(run_id: int, cancel_key: str) -> RunView:
         c3.caption("Stopping: no new calls go out; calls already sent finish.")
     else:
         # A click callback, not st.rerun: a fragment may not rerun itself during a full-page run.
-        c3.button("Cancel", key=cancel_key, on_click=_cancel, args=(run_id,))
+        c3.button("Cancel", key=cancel_key, on_click=_cancel, args=(run_id,), disabled=not identity.current().may("member"))
     return run
 
 
@@ -163,11 +173,11 @@ def stopped_run(run: RunView, resume_key: str) -> bool:
     False when it did not stop early."""
     if runs.resumable(run):
         st.warning(f"Run {run.id} is {runs.status_of(run)}. {runs.why_stopped(run) or 'It did not finish.'}")
-        if st.button("Resume", key=resume_key):
+        if st.button("Resume", key=resume_key, disabled=not identity.current().may("member")):
             try:
                 with st.spinner("Starting a worker…"):
                     resumed = runs.resume_in_background(run.id)
-            except RunError as error:
+            except (RunError, identity.NotAllowed) as error:
                 st.error(str(error))
             else:
                 if runs.live(resumed) or resumed.status == "completed":
@@ -208,12 +218,17 @@ def run_outcome(run: RunView, retry_key: str) -> None:
     )
     if runs.live(run):
         return
-    if st.button(f"Retry the {run.failed} failed tasks", key=retry_key, help="Only these tasks are sent again; the others keep their answers."):
+    if st.button(
+        f"Retry the {run.failed} failed tasks",
+        key=retry_key,
+        help="Only these tasks are sent again; the others keep their answers.",
+        disabled=not identity.current().may("member"),
+    ):
         try:
             runs.retry_failed(run.id)
             with st.spinner("Starting a worker…"):
                 runs.resume_in_background(run.id)
-        except RunError as error:
+        except (RunError, identity.NotAllowed) as error:
             st.error(str(error))
         else:
             flash("ok", f"Run {run.id}: sending its {run.failed} failed tasks again.")
@@ -245,3 +260,20 @@ def show_fresh_label(key: str, label: str | None) -> None:
     if key in state and state.get(shown) not in (None, label):
         state[key] = state[key]
     state[shown] = label
+
+
+def key_budget(key_name: str, where, *, can_set: bool) -> None:
+    """A key's spend this month against its monthly budget; admins set the budget here."""
+    budget, spent = budgets.key_budget(key_name), budgets.key_spend(key_name)
+    if budget is None:
+        where.caption(f"{usd(spent)} spent this month · no monthly budget")
+    else:
+        where.progress(min(1.0, spent / budget), text=f"{usd(spent)} of the {usd(budget)} monthly budget spent this month")
+    if not can_set:
+        return
+    with where.popover("Monthly budget", icon=":material/savings:"):
+        amount = st.number_input("US dollars a month (0: no budget)", min_value=0.0, step=5.0, value=budget or 0.0, key=f"budget_{key_name}")
+        if st.button("Save budget", key=f"budget_save_{key_name}"):
+            budgets.set_key_budget(key_name, amount or None)
+            flash("ok", f"Budget of {key_name!r}: {usd(amount) + ' a month' if amount else 'none'}.")
+            st.rerun()

@@ -41,7 +41,6 @@ ACTIONS = (
     "run started",
     "run cancelled",
     "run resumed",
-    "run failed tasks retried",
     "predictions deleted",
     "predictions turned into annotations",
     "member added",
@@ -78,7 +77,13 @@ def record(action: str, *, target: str | None = None, by: User | None = None, de
 
 
 def events(
-    *, actor: str | None = None, action: str | None = None, since: date | None = None, until: date | None = None, limit: int | None = 5000
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    limit: int | None = 5000,
 ) -> list[Event]:
     """Events, newest first; ``since`` and ``until`` are whole days (UTC), both included."""
     query = select(store.AuditEvent).order_by(store.AuditEvent.id.desc())
@@ -86,6 +91,8 @@ def events(
         query = query.where(store.AuditEvent.actor == actor)
     if action:
         query = query.where(store.AuditEvent.action == action)
+    if target:
+        query = query.where(store.AuditEvent.target == target)
     if since:
         query = query.where(store.AuditEvent.at >= datetime.combine(since, time.min, timezone.utc))
     if until:
@@ -107,8 +114,14 @@ def to_csv(found: list[Event]) -> str:
     writer = csv.writer(out)
     writer.writerow(["time (UTC)", "user", "action", "target", "details", "details (JSON)"])
     for e in found:
-        writer.writerow([e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.target or "", e.describe(), json.dumps(e.detail, sort_keys=True)])
+        row = [e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.target or "", e.describe(), json.dumps(e.detail, sort_keys=True)]
+        writer.writerow([_inert(cell) for cell in row])
     return out.getvalue()
+
+
+def _inert(cell: str) -> str:
+    """A cell a spreadsheet shows as text: a prompt named "=HYPERLINK(...)" is not run as a formula."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
 def _text(value: Any) -> str:

@@ -57,6 +57,12 @@ def run_spend_this_month(run_id: int) -> float:
     return _spend(store.Run.id == run_id, None)
 
 
+def key_budget(key_name: str) -> float | None:
+    with store.session() as s:
+        key = s.exec(select(store.ProviderKey).where(store.ProviderKey.name == key_name)).first()
+    return key.monthly_budget_usd if key is not None else None
+
+
 def applying(version: Version, started_by: str | None, *, excluding_run: int | None = None) -> list[Budget]:
     """The budgets a run of ``version`` started by ``started_by`` spends against, with what everyone
     else spent this month (the run ``excluding_run`` left out)."""

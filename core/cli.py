@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+from contextlib import nullcontext
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from core import connection, demo, keys, launcher, messages, predict, pricing, prompts, providers, runs
+from core import audit, budgets, connection, demo, identity, keys, launcher, messages, predict, pricing, prompts, providers, runs
 from core.evaluation import subsets
 from core.checks import Check
 from core.formatting import percent, usd
@@ -29,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.action(args)
+        acting = identity.acting_as(identity.for_cli(args.as_user)) if args.as_user else nullcontext()
+        with acting:
+            return args.action(args)
     except (LabelStudioError, keys.InvalidKey, keys.KeyNotFound, providers.KeyUnusable, ValueError) as error:  # RunError is one
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return 1
@@ -37,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="EMAIL",
+        default=os.environ.get("PROMPTER_AS") or None,
+        help="act as this team member, with their role and budget (default: PROMPTER_AS; in personal mode, the local admin)",
+    )
     commands = parser.add_subparsers(title="commands")
 
     run = commands.add_parser("run", help="start Label Studio (unless configured), the demo and the dashboard")
@@ -54,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     _prices_commands(commands)
     _predict_commands(commands)
     _runs_commands(commands)
+    _team_commands(commands)
+    _activity_commands(commands)
 
     demo_parser = commands.add_parser("demo", help="the demo project").add_subparsers(title="demo")
     create = demo_parser.add_parser("create", help="create the demo project if it is not there yet")
@@ -114,6 +128,13 @@ def _keys_commands(commands) -> None:
     remove.add_argument("name")
     remove.set_defaults(action=_keys_remove)
 
+    budget = group.add_parser("budget", help="set what runs on a key may spend in a calendar month (admins)")
+    budget.add_argument("name")
+    amount = budget.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--usd", type=float, help="the monthly budget in US dollars")
+    amount.add_argument("--none", action="store_true", help="remove the budget")
+    budget.set_defaults(action=_keys_budget)
+
 
 def _labelstudio_commands(commands) -> None:
     group = commands.add_parser("labelstudio", help="the Label Studio connection").add_subparsers(title="labelstudio")
@@ -160,7 +181,14 @@ def _keys_list(args: argparse.Namespace) -> int:
 
 
 def _keys_test(args: argparse.Namespace) -> int:
-    return _report(providers.test(keys.get(args.name)), args.json, name=args.name)
+    return _report(keys.test(args.name), args.json, name=args.name)
+
+
+def _keys_budget(args: argparse.Namespace) -> int:
+    budgets.set_key_budget(args.name, None if args.none else args.usd)
+    spent = budgets.key_spend(args.name)
+    print(f"Key {args.name!r}: {'no budget' if args.none else f'monthly budget {usd(args.usd)}'}; {usd(spent)} spent this month.")
+    return 0
 
 
 def _keys_remove(args: argparse.Namespace) -> int:
@@ -507,7 +535,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     subset = subsets.choose(client, version.project_id, kind, size=args.sample_size, seed=args.seed, ids=args.tasks)
     if subset.note:
         print(f"note: {subset.note}", file=sys.stderr)
-    run = evaluate.start(version, subset, client.label_config(version.project_id), concurrency=args.concurrency, cache=args.cache)
+    run = evaluate.start(version, subset, client.label_config(version.project_id), concurrency=args.concurrency, cache=args.cache, client=client)
     print(f"Run {run.id}: {version.model_version} on {subset.description}.", file=sys.stderr)
     run = runs.execute(run.id, progress=_progress_bar, client=client)
     print(file=sys.stderr)  # end the progress line
@@ -721,7 +749,7 @@ def _predict(args: argparse.Namespace) -> int:
         document = {"prompt": version.prompt, "version": version.number, "model_version": version.model_version, "tasks": 0, "completed": 0, "failed": 0, "written": 0, "cost_usd": None, "tokens": {"input": 0, "output": 0}}
         print(json.dumps(document) if args.json else f"Every task already has a prediction of {version.model_version}.")
         return 0
-    run = predict.start(version, chosen, client, concurrency=args.concurrency, max_cost_usd=args.max_cost, cache=args.cache)
+    run = predict.start(version, chosen, client, concurrency=args.concurrency, max_cost_usd=args.max_cost, cache=args.cache, estimated_cost_usd=guess.cost_usd)
     print(f"Run {run.id}: {version.model_version} on {chosen.description}.", file=sys.stderr)
     run = runs.execute(run.id, progress=_progress_bar, client=client)
     print(file=sys.stderr)  # end the progress line
@@ -755,4 +783,82 @@ def _predictions_to_annotations(args: argparse.Namespace) -> int:
     version = prompts.version(args.prompt, args.version, args.project)
     created = predict.to_annotations(version, connection.client())
     print(json.dumps({"model_version": version.model_version, "annotations_created": created}) if args.json else f"Created {created} annotations from the predictions of {version.model_version}.")
+    return 0
+
+
+# -- the team and its activity -------------------------------------------------------------------------
+
+
+def _team_commands(commands) -> None:
+    group = commands.add_parser("team", help="who may use the dashboard, and as what").add_subparsers(title="team")
+    listing = group.add_parser("list", help="team members, their roles, budgets and this month's spend")
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
+    listing.set_defaults(action=_team_list)
+    add = group.add_parser("add", help="put someone on the team (admins)")
+    add.add_argument("email")
+    add.add_argument("--role", required=True, choices=identity.ROLES)
+    add.add_argument("--name")
+    add.set_defaults(action=lambda args: _said(f"Added {identity.add(args.email, args.role, args.name).label} as {args.role}."))
+    role = group.add_parser("role", help="change a member's role (admins)")
+    role.add_argument("email")
+    role.add_argument("role", choices=identity.ROLES)
+    role.set_defaults(action=lambda args: _said(f"{identity.set_role(args.email, args.role).label} is now {args.role}."))
+    remove = group.add_parser("remove", help="take someone off the team (admins); their runs and activity are kept")
+    remove.add_argument("email")
+    remove.set_defaults(action=lambda args: _said(identity.remove(args.email) or f"Removed {args.email} from the team."))
+    budget = group.add_parser("budget", help="set what a member's runs may spend in a calendar month (admins)")
+    budget.add_argument("email")
+    amount = budget.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--usd", type=float, help="the monthly budget in US dollars")
+    amount.add_argument("--none", action="store_true", help="remove the budget")
+    budget.set_defaults(action=lambda args: _said(budgets.set_member_budget(args.email, None if args.none else args.usd) or f"Budget of {args.email} set."))
+
+
+def _team_list(args: argparse.Namespace) -> int:
+    members = identity.team()
+    rows = [
+        {
+            "email": m.email,
+            "name": m.name,
+            "role": m.role,
+            "monthly_budget_usd": m.monthly_budget_usd,
+            "spent_this_month_usd": budgets.member_spend(m.email),
+            "own_labelstudio_token": m.has_labelstudio_token,
+        }
+        for m in members
+    ]
+    if args.json:
+        print(json.dumps({"team": rows}))
+        return 0
+    if not rows:
+        print("Nobody is on the team yet: PROMPTER_ADMINS become admins when they first sign in, and add the others.")
+    for row in rows:
+        budget = usd(row["monthly_budget_usd"]) if row["monthly_budget_usd"] is not None else "no budget"
+        print(f"{row['email']:<32} {row['role']:<7} {usd(row['spent_this_month_usd'])} this month of {budget}  {row['name'] or ''}")
+    return 0
+
+
+def _activity_commands(commands) -> None:
+    group = commands.add_parser("activity", help="the audit trail: who did what, and when").add_subparsers(title="activity")
+    listing = group.add_parser("list", help="events, newest first")
+    listing.add_argument("--user", help="only this user's (an email, or 'local')")
+    listing.add_argument("--action", choices=audit.ACTIONS, metavar="ACTION", help="only this action, e.g. 'run started'")
+    listing.add_argument("--since", type=date.fromisoformat, metavar="YYYY-MM-DD")
+    listing.add_argument("--until", type=date.fromisoformat, metavar="YYYY-MM-DD")
+    listing.add_argument("--csv", action="store_true", help="print CSV, as the Activity page exports it")
+    listing.set_defaults(action=_activity_list)
+
+
+def _activity_list(args: argparse.Namespace) -> int:
+    found = audit.events(actor=args.user, action=args.action, since=args.since, until=args.until, limit=None)
+    if args.csv:
+        sys.stdout.write(audit.to_csv(found))
+        return 0
+    for event in found:
+        print(f"{event.at:%Y-%m-%d %H:%M:%S}  {event.actor:<28} {event.action:<36} {event.target or ''}  {event.describe()}")
+    return 0
+
+
+def _said(message: str) -> int:
+    print(message)
     return 0

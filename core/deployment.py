@@ -98,10 +98,11 @@ class Deployment:
         return f"http://{host}:{self.port}"
 
 
-def load() -> Deployment:
-    """The deployment as configured now: environment variables and Streamlit's secrets file."""
+def load(*, address: str | None = None, port: int | None = None) -> Deployment:
+    """The deployment as configured now: environment variables and Streamlit's secrets file. The
+    dashboard passes the address and port its server really listens on."""
     conf = settings.load()
-    address = (os.environ.get("PROMPTER_ADDRESS") or "127.0.0.1").strip()
+    address = (address or os.environ.get("PROMPTER_ADDRESS") or "127.0.0.1").strip()
     auth = oidc_settings()
     proxies = _list("PROMPTER_TRUSTED_PROXY")
     sign_in = "oidc" if auth else "proxy" if proxies else None
@@ -119,7 +120,7 @@ def load() -> Deployment:
         public_url = auth["redirect_uri"].rsplit("/oauth2callback", 1)[0].rstrip("/") or None
     return Deployment(
         address=address,
-        port=conf.dashboard_port,
+        port=port or conf.dashboard_port,
         mode="team" if team else "personal",
         sign_in=sign_in,
         public_url=public_url,

@@ -97,10 +97,11 @@ def use_resolver(resolver: Callable[[], User | None] | None) -> None:
 # -- the team ---------------------------------------------------------------------------------------
 
 
-def sign_in(email: str, name: str | None, method: str) -> User:
+def sign_in(email: str, name: str | None, method: str, *, marker: str | None = None) -> User:
     """The team member behind a verified email, recorded as signed in; NotAllowed when they are not
     on the team. PROMPTER_ADMINS are made admins the first time; PROMPTER_ALLOWED_DOMAINS let anyone
-    with an email there in, as a viewer."""
+    with an email there in, as a viewer. ``marker`` names one sign-in (e.g. the identity token's
+    time), so that opening another tab of the same sign-in records nothing new."""
     email = _email(email)
     conf = deployment.load()
     with store.writing() as s:
@@ -114,7 +115,8 @@ def sign_in(email: str, name: str | None, method: str) -> User:
         row.last_seen_at = store.utcnow()
         s.add(row)
         user = User(row.email, row.name, row.role)
-    audit.record("signed in", by=user, detail={"method": method})
+    if marker is None or not audit.events(actor=user.email, action="signed in", target=marker, limit=1):
+        audit.record("signed in", target=marker, by=user, detail={"method": method})
     return user
 
 

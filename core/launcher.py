@@ -6,12 +6,20 @@ import signal
 import subprocess
 import sys
 
-from core import connection, demo, settings, store
+from core import connection, demo, deployment, settings, store
 from core.local_labelstudio import LocalLabelStudio
 
 
 def run() -> int:
     conf = settings.load()
+    try:
+        serving = deployment.load()
+        refusal = deployment.refusal(serving)
+    except deployment.DeploymentError as error:
+        refusal = str(error)
+    if refusal:
+        print(f"[prompter] Not starting: {refusal}", file=sys.stderr, flush=True)
+        return 2
     store.engine()  # create or upgrade the database before anything reads it
     server = None
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
@@ -33,8 +41,9 @@ def run() -> int:
                 f"Demo project {'created' if created else 'found'}: #{project.id} {project.title!r}, "
                 f"{project.task_count} tasks, {project.ground_truth_count} ground truth."
             )
-        _say(f"Prompter dashboard: http://127.0.0.1:{conf.dashboard_port}  (Ctrl-C stops everything)")
-        return _serve_dashboard(conf.dashboard_port)
+        _say(serving.describe())
+        _say(f"Prompter dashboard: {serving.expected_address()}  (Ctrl-C stops everything)")
+        return _serve_dashboard(serving)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -43,13 +52,14 @@ def run() -> int:
             server.stop()
 
 
-def _serve_dashboard(port: int) -> int:
+def _serve_dashboard(serving: deployment.Deployment) -> int:
     dashboard = subprocess.Popen(
         [
             sys.executable, "-m", "streamlit", "run", str(settings.REPO_ROOT / "app.py"),
-            "--server.address", "127.0.0.1",
-            "--server.port", str(port),
+            "--server.address", serving.address,
+            "--server.port", str(serving.port),
             "--server.headless", "true",
+            "--secrets.files", str(deployment.secrets_file()),
         ],
         cwd=settings.REPO_ROOT,
     )

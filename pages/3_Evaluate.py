@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import guide, prompts, runs
+from core import guide, identity, prompts, runs
 from core.evaluation import charts, evaluate, subsets
 from core.evaluation.subsets import SubsetError
 from core.formatting import milliseconds, percent, usd
@@ -80,16 +80,19 @@ def start_evaluating() -> None:
     sampled = state["ev_subset"] == "sample"
     try:
         subset = choose_subset(state["ev_subset"], state.get("ev_sample_size") if sampled else None, state.get("ev_seed", 0) if sampled else 0, state.get("ev_task_ids", ""))
-        run = evaluate.start(chosen_version, subset, client.label_config(project_id), concurrency=int(state["ev_concurrency"]), cache=state["ev_cache"])
+        run = evaluate.start(
+            chosen_version, subset, client.label_config(project_id), concurrency=int(state["ev_concurrency"]), cache=state["ev_cache"], client=client
+        )
         runs.launch(run.id)
-    except (SubsetError, RunError, LabelStudioError) as error:
+    except (SubsetError, RunError, LabelStudioError, identity.NotAllowed) as error:
         widgets.flash("error", f"Not started: {error}")
     else:
         widgets.flash("ok", f"Started run {run.id}: {chosen_version.model_version} on {subset.description}.")
         state["ev_select_run"] = run.id
 
 
-st.button("Run evaluation", key="ev_start", type="primary", disabled=isinstance(preview, Exception) or bool(unusable), on_click=start_evaluating)
+may_change = widgets.may_change()
+st.button("Run evaluation", key="ev_start", type="primary", disabled=isinstance(preview, Exception) or bool(unusable) or not may_change, on_click=start_evaluating)
 
 # -- the selected run -----------------------------------------------------------------------------
 

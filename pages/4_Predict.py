@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import guide, predict, prompts, runs
+from core import guide, identity, predict, prompts, runs
 from core.formatting import percent, usd
 from core.labelstudio import LabelStudioError
 from core.prompts import Version
@@ -47,9 +47,10 @@ def manage_predictions(version: Version | None) -> None:
         state["pr_model_version_for"] = (project_id, preferred)
     name = st.selectbox("Model version", list(counts), format_func=lambda n: f"{n} ({counts[n]} predictions)", key="pr_model_version")
     c1, c2, _ = st.columns([1, 1, 2])
-    if c1.button("Create annotations", key="pr_convert", help="Turn this version's predictions into annotations."):
+    viewer = not identity.current().may("member")
+    if c1.button("Create annotations", key="pr_convert", help="Turn this version's predictions into annotations.", disabled=viewer):
         state["pr_confirm"] = ("convert", project_id, name)
-    if c2.button("Delete predictions", key="pr_delete", help="Delete this version's predictions; other versions' stay."):
+    if c2.button("Delete predictions", key="pr_delete", help="Delete this version's predictions; other versions' stay.", disabled=viewer):
         state["pr_confirm"] = ("delete", project_id, name)
 
     asked = state.get("pr_confirm")
@@ -190,14 +191,15 @@ def start_predicting() -> None:
             max_cost_usd=float(limit) if limit is not None else None,
             cache=state["pr_cache"],
         )
-    except (RunError, LabelStudioError) as error:
+    except (RunError, LabelStudioError, identity.NotAllowed) as error:
         widgets.flash("error", f"Not started: {error}")
     else:
         widgets.flash("ok", f"Started run {run.id}: {chosen_version.model_version} on {chosen.description}.")
         state["pr_select_run"] = run.id
 
 
-st.button("Start predicting", key="pr_start", type="primary", disabled=blocked, on_click=start_predicting)
+may_change = widgets.may_change()
+st.button("Start predicting", key="pr_start", type="primary", disabled=blocked or not may_change, on_click=start_predicting)
 
 # -- the selected run --------------------------------------------------------------------------------
 
