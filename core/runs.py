@@ -118,6 +118,11 @@ class RunView:
         return f"{self.prompt}@v{self.version}"
 
     @property
+    def started_by_label(self) -> str:
+        """For a run picker: ' · by ana@example.com', or nothing for runs from before anyone was recorded."""
+        return f" · by {self.started_by}" if self.started_by else ""
+
+    @property
     def finished(self) -> int:
         return self.done + self.failed
 

@@ -109,7 +109,8 @@ if state.get("ev_run") not in evaluations:
 
 
 def run_label(i: int) -> str:
-    return f"run {i} · v{evaluations[i].version} · {runs.status_of(evaluations[i])} · {evaluations[i].subset.get('description', '')}"
+    r = evaluations[i]
+    return f"run {i} · v{r.version} · {runs.status_of(r)} · {r.subset.get('description', '')}{r.started_by_label}"
 
 
 widgets.show_fresh_label("ev_run", run_label(state["ev_run"]))

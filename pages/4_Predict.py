@@ -218,7 +218,7 @@ if state.get("pr_run") not in by_run:
 
 def run_label(i: int) -> str:
     r = by_run[i]
-    return f"run {i} · v{r.version} · {runs.status_of(r)} · {r.subset.get('description', '')}"
+    return f"run {i} · v{r.version} · {runs.status_of(r)} · {r.subset.get('description', '')}{r.started_by_label}"
 
 
 widgets.show_fresh_label("pr_run", run_label(state["pr_run"]))

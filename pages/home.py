@@ -1,6 +1,7 @@
 import pandas as pd
 import streamlit as st
 
+import signin
 import widgets
 from core import connection, guide
 from core.evaluation import evaluate
@@ -12,6 +13,7 @@ st.caption(
     "then label the whole project in one click."
 )
 widgets.require_settings()
+st.caption(signin.serving().describe(), help="The README's Team section says how to share the dashboard with a team.")
 
 status = connection.status()
 

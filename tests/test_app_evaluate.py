@@ -22,7 +22,7 @@ V1 = "Sentiment of: {text}\nAnswer with {labels}"
 V2 = "Sentiment of this review: {text}\nAnswer with {labels}"
 TRUTH = {"good": "Positive", "bad": "Negative", "meh": "Neutral", "great": "Positive", "awful": "Negative", "fine": "Neutral"}
 TASK_COLUMNS = ("task", "text", "ground truth", "answer", "correct", "failed", "error", "link")
-HISTORY_COLUMNS = ("run", "version", "status", "subset", "done", "failed", "accuracy", "cost", "started")
+HISTORY_COLUMNS = ("run", "version", "status", "subset", "done", "failed", "accuracy", "cost", "started", "started by")
 
 
 def answer(request):
@@ -122,6 +122,7 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     assert list(history["run"]) == [second.id, first.id]
     assert list(history["version"]) == ["v2", "v1"] and list(history["status"]) == ["completed", "completed"]
     assert list(history["accuracy"]) == ["66.7%", "50.0%"] and list(history["done"]) == [5, 6] and list(history["failed"]) == [1, 0]
+    assert list(history["started by"]) == ["local", "local"]  # personal mode: the local admin started both
 
     # the older run, picked: its figures, no delta (v1 has no version before it)
     app.selectbox(key="ev_run").set_value(first.id).run()

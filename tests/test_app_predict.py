@@ -17,7 +17,7 @@ from tests.helpers import open_page, table, wait_for_run, wait_until
 from tests.standin import Reply
 
 TEXTS = ["good", "bad", "meh", "great", "awful", "fine", "lovely", "dull"]
-HISTORY_COLUMNS = ("run", "version", "status", "scope", "done", "failed", "written", "cost", "started")
+HISTORY_COLUMNS = ("run", "version", "status", "scope", "done", "failed", "written", "cost", "started", "started by")
 MODEL_VERSION_COLUMNS = ("model version", "predictions")
 
 
@@ -96,7 +96,7 @@ def test_estimate_start_follow_and_finish_a_prediction_run(project):
     assert f"Run {run.id} finished: 8 predictions of sentiment@v1 written to Label Studio, 0 tasks failed." in [s.value for s in app.success]
     history = table(app, *HISTORY_COLUMNS)
     assert history.drop(columns=["cost", "started"]).to_dict("records") == [
-        {"run": run.id, "version": "v1", "status": "completed", "scope": "all 8 tasks", "done": 8, "failed": 0, "written": 8}
+        {"run": run.id, "version": "v1", "status": "completed", "scope": "all 8 tasks", "done": 8, "failed": 0, "written": 8, "started by": "local"}
     ]
     assert table(app, *MODEL_VERSION_COLUMNS).to_dict("records") == [{"model version": "sentiment@v1", "predictions": 8}]
 

@@ -323,6 +323,7 @@ def run_rows(prompt: str, project_id: int) -> list[dict[str, Any]]:
             "accuracy": report(run.id).accuracy,
             "cost": run.cost_usd,
             "started": run.started_at or run.created_at,
+            "started by": run.started_by or "",
         }
         for run in runs.runs(prompt=prompt, project_id=project_id, kind="evaluate")
     ]
