@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from core import settings
+from sqlmodel import select
+
+from core import settings, store
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 DEFAULT_PROXY_HEADER = "X-Forwarded-Email"
@@ -143,7 +145,7 @@ def refusal(deployment: Deployment | None = None) -> str | None:
             f"{secrets_file()} (see the README's Team section), or set PROMPTER_TRUSTED_PROXY to the address of "
             "the proxy that signs people in; or set PROMPTER_ADDRESS=127.0.0.1 for personal use."
         )
-    if not d.admins:
+    if not d.admins and not _team_has_an_admin():
         return "Set PROMPTER_ADMINS to the email of at least one admin, who will add the rest of the team on the Team page."
     if d.sign_in == "proxy":
         for proxy in d.trusted_proxies:
@@ -187,6 +189,11 @@ def oidc_provider(auth: dict) -> str | None:
     if auth.get("client_id"):
         return None
     return next(name for name, value in auth.items() if isinstance(value, dict) and value.get("client_id"))
+
+
+def _team_has_an_admin() -> bool:
+    with store.session() as s:
+        return s.exec(select(store.TeamMember.email).where(store.TeamMember.role == "admin").limit(1)).first() is not None
 
 
 def _list(variable: str) -> list[str]:
