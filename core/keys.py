@@ -277,7 +277,8 @@ def validate(key: Key) -> Key:
     if tidy["api_key"] and tidy["api_key_env"]:
         raise InvalidKey("api_key", "give the key itself or the environment variable that holds it, not both")
     if tidy["api_key_env"] and not tidy["api_key_env"].replace("_", "").isalnum():
-        raise InvalidKey("api_key_env", f"{tidy['api_key_env']!r} is not an environment variable name")
+        # not shown: a key pasted into this field by mistake would be
+        raise InvalidKey("api_key_env", "is not an environment variable name (letters, digits and _); give the variable's name, not the key")
     has_secret = bool(tidy["api_key"] or tidy["api_key_env"])
     if key.provider == "openai" and not has_secret:
         raise InvalidKey("api_key", "is empty; paste the OpenAI API key (it starts with 'sk-')")
@@ -388,7 +389,9 @@ def _headers(value: dict[str, str] | None) -> dict[str, str]:
     for name, content in (value or {}).items():
         name = (name or "").strip()
         if not name or any(c.isspace() or c == ":" for c in name):
-            raise InvalidKey("extra_headers", f"{name!r} is not a header name; write headers as 'Name: value'")
+            # only the name's first word is shown: the rest may be a secret typed without its colon
+            shown = f"{name.split()[0]}…" if name.split() else name
+            raise InvalidKey("extra_headers", f"{shown!r} is not a header name; write headers as 'Name: value'")
         headers[name] = str(content).strip()
     return headers
 
@@ -396,12 +399,18 @@ def _headers(value: dict[str, str] | None) -> dict[str, str]:
 def parse_headers(lines: Iterable[str]) -> dict[str, str] | None:
     """'Name: value' lines (blank ones skipped) -> headers; None when there are none, which on an edit
     keeps the saved headers (they are secret, so the form never shows them)."""
-    return dict(parse_header(line) for line in lines if line.strip()) or None
+    headers = {}
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            name, content = parse_header(line, number)
+            headers[name] = content
+    return headers or None
 
 
-def parse_header(text: str) -> tuple[str, str]:
-    """'X-Team: prompter' -> ('X-Team', 'prompter')."""
+def parse_header(text: str, number: int = 1) -> tuple[str, str]:
+    """'X-Team: prompter' -> ('X-Team', 'prompter'). A malformed line is named by its number only: its
+    text may be a secret typed without its colon."""
     name, colon, content = text.partition(":")
     if not colon or not name.strip():
-        raise InvalidKey("extra_headers", f"{text!r} is not 'Name: value'")
+        raise InvalidKey("extra_headers", f"line {number} is not 'Name: value'; write each header on a line of its own, e.g. X-Team: labels")
     return name.strip(), content.strip()

@@ -240,8 +240,15 @@ def test_a_key_from_a_variable_can_be_edited(monkeypatch):
 def test_header_lines_are_parsed_and_none_keeps_the_saved_ones():
     assert keys.parse_headers(["X-Team: labels", "  ", "Authorization: Bearer t"]) == {"X-Team": "labels", "Authorization": "Bearer t"}
     assert keys.parse_headers(["", " "]) is None
-    with pytest.raises(keys.InvalidKey, match="extra_headers: 'no colon' is not 'Name: value'"):
-        keys.parse_headers(["no colon"])
+    with pytest.raises(keys.InvalidKey, match="^extra_headers: line 2 is not 'Name: value'; write each header") as malformed:
+        keys.parse_headers(["X-Team: labels", "Authorization Bearer header-secret-6666"])
+    assert "header-secret-6666" not in str(malformed.value)
+    with pytest.raises(keys.InvalidKey, match="^extra_headers: 'Authorization…' is not a header name") as malformed:
+        keys.add("k", "openai-compatible", base_url="http://h/v1", extra_headers=keys.parse_headers(["Authorization Bearer header-secret-6666:x"]))
+    assert "header-secret-6666" not in str(malformed.value)
+    with pytest.raises(keys.InvalidKey, match="^api_key_env: is not an environment variable name") as malformed:
+        keys.add("k", "openai", api_key_env="sk-pasted-here-by-mistake-77")
+    assert "sk-pasted" not in str(malformed.value)
     keys.add("local", "openai-compatible", base_url="http://127.0.0.1:9/v1", extra_headers=keys.parse_headers(["X-Team: labels"]))
     keys.update("local", name="renamed", extra_headers=keys.parse_headers([]))
     assert keys.get("renamed").extra_headers == {"X-Team": "labels"}
