@@ -390,7 +390,8 @@ def _headers(value: dict[str, str] | None) -> dict[str, str]:
         name = (name or "").strip()
         if not name or any(c.isspace() or c == ":" for c in name):
             # only the name's first word is shown: the rest may be a secret typed without its colon
-            shown = f"{name.split()[0]}…" if name.split() else name
+            words = name.split()
+            shown = f"{words[0]}…" if len(words) > 1 else name
             raise InvalidKey("extra_headers", f"{shown!r} is not a header name; write headers as 'Name: value'")
         headers[name] = str(content).strip()
     return headers
