@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import getpass
 import json
 import os
 import sys
@@ -102,18 +103,17 @@ def _keys_commands(commands) -> None:
     add = group.add_parser("add", help="test a provider key, then save it under a name; exits non-zero, saving nothing, when the test fails")
     add.add_argument("name")
     add.add_argument("--provider", required=True, choices=list(keys.PROVIDERS))
-    secret = add.add_mutually_exclusive_group()
-    secret.add_argument("--api-key", help="the key itself (saved encrypted)")
-    secret.add_argument("--api-key-env", metavar="VAR", help="read the key from this environment variable at use; never saved")
-    add.add_argument("--base-url", help="OpenAI or OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1")
-    add.add_argument("--organization", help="OpenAI organization id")
-    add.add_argument("--endpoint", help="Azure OpenAI endpoint, e.g. https://my-resource.openai.azure.com")
-    add.add_argument("--deployment", help="Azure OpenAI deployment name")
-    add.add_argument("--api-version", help=f"Azure OpenAI API version (default {keys.DEFAULT_AZURE_API_VERSION})")
-    add.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'", help="extra header, repeatable")
-    add.add_argument("--no-test", action="store_true", help="save without testing the key first")
-    add.add_argument("--json", action="store_true", help="print one JSON document")
+    _key_options(add)
     add.set_defaults(action=_keys_add)
+
+    edit = group.add_parser(
+        "edit",
+        help="change a saved key, test it, then save it; a new base URL, endpoint, organization or headers needs the key given again",
+    )
+    edit.add_argument("name")
+    edit.add_argument("--name", dest="new_name", metavar="NEW_NAME", help="rename the key")
+    _key_options(edit, editing=True)
+    edit.set_defaults(action=_keys_edit)
 
     listing = group.add_parser("list", help="saved keys and keys from the environment, masked")
     listing.add_argument("--json", action="store_true", help="print one JSON document")
@@ -140,27 +140,71 @@ def _labelstudio_commands(commands) -> None:
     group = commands.add_parser("labelstudio", help="the Label Studio connection").add_subparsers(title="labelstudio")
     set_ = group.add_parser("set", help="save the Label Studio URL and token")
     set_.add_argument("--url", required=True)
-    set_.add_argument("--api-key", required=True, help="legacy token or personal access token")
+    set_.add_argument("--api-key", required=True, metavar="TOKEN", help=f"legacy token or personal access token: {SECRET_HELP}")
     set_.set_defaults(action=_labelstudio_set)
     test = group.add_parser("test", help="test the connection in use; exits non-zero when it fails")
     test.add_argument("--json", action="store_true", help="print one JSON document")
     test.set_defaults(action=_labelstudio_test)
 
 
+def _key_options(parser: argparse.ArgumentParser, *, editing: bool = False) -> None:
+    """The options `keys add` and `keys edit` share; on an edit, an option not given keeps the saved value."""
+    keep = "; not given: the saved one is kept, unless the address changes" if editing else ""
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--api-key", metavar="KEY", help=f"the key itself, saved encrypted: {SECRET_HELP}{keep}")
+    secret.add_argument("--api-key-env", metavar="VAR", help="read the key from this environment variable at each use; never saved")
+    parser.add_argument("--base-url", help="OpenAI or OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1")
+    parser.add_argument("--organization", help="OpenAI organization id")
+    parser.add_argument("--endpoint", help="Azure OpenAI endpoint, e.g. https://my-resource.openai.azure.com")
+    parser.add_argument("--deployment", help="Azure OpenAI deployment name")
+    parser.add_argument("--api-version", help=f"Azure OpenAI API version (default {keys.DEFAULT_AZURE_API_VERSION})")
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="extra header, repeatable, saved encrypted; '-' reads 'Name: value' lines from standard input and 'env:VAR' "
+        "from the variable VAR (a header given on the command line is visible to other users in `ps`)"
+        + ("; given: replaces every saved header" if editing else ""),
+    )
+    parser.add_argument("--no-test", action="store_true", help="save without testing the key first")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
 def _keys_add(args: argparse.Namespace) -> int:
-    try:
-        key, check = keys.test_and_add(
-            args.name,
-            args.provider,
-            anyway=args.no_test,
-            api_key=args.api_key,
-            **{name: getattr(args, name) for name in keys.PLAIN_FIELDS},
-            extra_headers=keys.parse_headers(args.header),
+    secrets = _SecretReader()
+    fields = {
+        "api_key": secrets.read("--api-key", args.api_key),
+        **{name: getattr(args, name) for name in keys.PLAIN_FIELDS},
+        "extra_headers": keys.parse_headers(secrets.lines("--header", args.header)),
+    }
+    return _saved_key(lambda: keys.test_and_add(args.name, args.provider, anyway=args.no_test, **fields), args.json)
+
+
+def _keys_edit(args: argparse.Namespace) -> int:
+    secrets = _SecretReader()
+    given = {
+        "name": args.new_name,
+        "api_key": secrets.read("--api-key", args.api_key),
+        **{name: getattr(args, name) for name in keys.PLAIN_FIELDS},
+        "extra_headers": keys.parse_headers(secrets.lines("--header", args.header)),
+    }
+    changes = {field: value for field, value in given.items() if value is not None}
+    if not changes:
+        raise ValueError(
+            "keys edit: give at least one change (--name, --api-key, --api-key-env, --base-url, --organization, "
+            "--endpoint, --deployment, --api-version or --header)."
         )
+    return _saved_key(lambda: keys.test_and_update(args.name, anyway=args.no_test, **changes), args.json)
+
+
+def _saved_key(save, as_json: bool) -> int:
+    try:
+        key, check = save()
     except keys.KeyTestFailed as error:
         print(f"error: Not saved. {_one_line(error)} (--no-test saves it without a test.)", file=sys.stderr)
         return 1
-    if args.json:
+    if as_json:
         print(json.dumps({"key": key.summary(), "test": {"outcome": check.outcome, "message": check.message} if check else None}))
     else:
         print(f"Saved key {key.name!r} ({key.masked}). {check.message if check else 'Not tested (--no-test).'}")
@@ -198,7 +242,7 @@ def _keys_remove(args: argparse.Namespace) -> int:
 
 
 def _labelstudio_set(args: argparse.Namespace) -> int:
-    saved = connection.save(args.url, args.api_key)
+    saved = connection.save(args.url, _SecretReader().read("--api-key", args.api_key))
     print(f"Saved the Label Studio connection to {saved.url}.")
     if connection.environment_overrides_saved():
         print("Note: LABEL_STUDIO_URL is set in the environment, and wins over the saved connection.")
@@ -207,6 +251,66 @@ def _labelstudio_set(args: argparse.Namespace) -> int:
 
 def _labelstudio_test(args: argparse.Namespace) -> int:
     return _report(connection.test(), args.json)
+
+
+SECRET_HELP = (
+    "'-' reads it from standard input, 'env:VAR' from the environment variable VAR; given as is on the command "
+    "line it is visible to other users of this machine (ps, /proc) and kept in your shell history"
+)
+
+
+class _SecretReader:
+    """Secret option values, read the way the option's value says: '-' is standard input (one option per
+    command can read it), 'env:VAR' the variable VAR as it is now, anything else the secret itself.
+
+    Standard input and the environment keep a secret out of the process's command line, which any user
+    of the machine can read (`ps`); a terminal on standard input is asked without echo."""
+
+    STDIN = "-"
+    ENVIRONMENT = "env:"
+
+    def __init__(self):
+        self.stdin_read_by: str | None = None
+
+    def read(self, option: str, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value == self.STDIN:
+            return self._stdin(option)
+        if value.startswith(self.ENVIRONMENT):
+            return self._environment(option, value[len(self.ENVIRONMENT):])
+        return value
+
+    def lines(self, option: str, values: list[str]) -> list[str]:
+        """Each value read as ``read`` does; one read from stdin or a variable may hold several lines."""
+        return [line for value in values for line in (self.read(option, value) or "").splitlines()]
+
+    def _stdin(self, option: str) -> str:
+        if self.stdin_read_by is not None:
+            raise ValueError(
+                f"{option} -: standard input is already read for {self.stdin_read_by}; give only one secret as '-' "
+                "and the others as env:VAR."
+            )
+        self.stdin_read_by = option
+        if sys.stdin is None:
+            raise ValueError(f"{option} -: there is no standard input to read; pipe the secret in, or give it as env:VAR.")
+        text = getpass.getpass(f"{option}: ") if sys.stdin.isatty() else sys.stdin.read()
+        if not text.strip():
+            raise ValueError(
+                f"{option} -: standard input was empty; pipe the secret in, e.g. printf '%s' \"$SECRET\" | python -m core ..."
+            )
+        return text.strip()
+
+    def _environment(self, option: str, name: str) -> str:
+        if not name or not name.replace("_", "").isalnum() or name[0].isdigit():
+            raise ValueError(f"{option} env:{name}: {name!r} is not an environment variable name; write env:VAR, e.g. env:OPENAI_API_KEY.")
+        text = os.environ.get(name, "")
+        if not text.strip():
+            raise ValueError(
+                f"{option} env:{name}: the environment variable {name} is not set; export it first, or give the secret "
+                f"on standard input with {option} -."
+            )
+        return text.strip()
 
 
 def _report(check: Check, as_json: bool, **extra) -> int:

@@ -99,12 +99,11 @@ class _Server:
     """The launcher's side: the server process, spoken to by lines on its stdin and stdout."""
 
     def __init__(self):
-        from core import settings
+        from core import private, settings
 
         self.ready = threading.Event()
-        log = settings.load().home / "logs" / "forkserver.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as errors:
+        log = private.in_home("logs") / "forkserver.log"
+        with private.append(log) as errors:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "core.forkserver"],
                 cwd=settings.REPO_ROOT,
@@ -199,8 +198,10 @@ def _fork_worker(run_id: int, log: Path, environment: dict[str, str]) -> int:
 def _become_worker(run_id: int, log: Path) -> None:
     code = 1
     try:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        from core import private
+
+        private.folder(log.parent)
+        out = private.open_file(log, os.O_WRONLY | os.O_APPEND)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(out, 1)

@@ -4,6 +4,9 @@ Keys also come from the environment (``OPENAI_API_KEY``; ``AZURE_OPENAI_API_KEY`
 ``AZURE_OPENAI_ENDPOINT``): those are listed as "from environment" and used as they are, never
 copied into the database. A saved key may also name an environment variable to read its secret from
 (``--api-key-env``), so that the secret itself is never saved.
+
+A saved secret is bound to where it was saved for: an edit that changes the base URL, endpoint,
+organization or extra headers must give the secret again, or it is refused before any request is made.
 """
 
 from __future__ import annotations
@@ -122,20 +125,83 @@ def draft(name: str, provider: str, **fields: Any) -> Key:
 
 
 def edited(name: str, /, **changes: Any) -> Key:
-    """A saved key with changes applied, checked but not saved; a missing api_key keeps the saved one."""
+    """A saved key with changes applied, checked but not saved; a missing api_key keeps the saved one,
+    except where the change would send a saved secret somewhere new (see ``_refuse_moving_secrets``).
+
+    The check happens here, before any test call, so a refused edit sends no request at all."""
     current = get(name)
     if current.source != "saved":
         raise KeyNotFound(f"Key {name!r} comes from the environment; change it there.")
-    changes = {k: v for k, v in changes.items() if not (k in ("api_key", "extra_headers") and v is None)}
+    changes = {k: v for k, v in changes.items() if not (k in ("api_key", "api_key_env", "extra_headers") and v is None)}
     new_name = (changes.get("name") or name).strip()
     if new_name != name and any(k.name == new_name for k in all_keys()):
         raise InvalidKey("name", f"a key named {new_name!r} already exists; pick another name")
     if current.problem and "api_key" not in changes and not changes.get("api_key_env", current.api_key_env):
         raise InvalidKey("api_key", "the saved key cannot be read any more; paste it again")
-    if current.api_key_env:
-        # Its secret was read from the variable, not saved; a pasted key replaces the variable.
-        current = replace(current, api_key=None, api_key_env=None if "api_key" in changes else current.api_key_env)
-    return validate(replace(current, **changes, problem=None))
+    base = current
+    if "api_key" in changes or "api_key_env" in changes:
+        # A secret given now replaces the saved one, whichever way each was given.
+        base = replace(base, api_key=None, api_key_env=None)
+    elif current.api_key_env:
+        # Its secret was read from the variable, not saved: keep naming the variable, not its value.
+        base = replace(base, api_key=None)
+    candidate = validate(replace(base, **changes, problem=None))
+    _refuse_moving_secrets(current, candidate, changes)
+    return candidate
+
+
+# Where a key's secrets go, and as whom: a change to any of these sends the secrets to a new place.
+BINDING_FIELDS = {"base_url": "base URL", "endpoint": "endpoint", "organization": "organization", "extra_headers": "extra headers"}
+
+
+def _refuse_moving_secrets(current: Key, candidate: Key, changes: dict[str, Any]) -> None:
+    """Refuse an edit that would send a saved secret to an address (or organization, or with headers)
+    it was not saved for, unless the secret is typed again in the same edit.
+
+    A key from ``api_key_env`` is held to the same rule: its variable holds a secret someone meant for
+    the old address, so an edit that moves it must name the variable again (``api_key_env``, even the
+    same one) or give the key itself. Saved extra headers are secret too (they may hold an
+    Authorization header): an address change that keeps them is refused until they are typed again.
+    A key with no secret at all (a local server without a key) moves freely."""
+    moved = [label for field_name, label in BINDING_FIELDS.items() if getattr(candidate, field_name) != getattr(current, field_name)]
+    if not moved:
+        return
+    what = " and ".join(moved)
+    has_secret = bool(current.api_key or current.api_key_env)
+    if has_secret and "api_key" not in changes and "api_key_env" not in changes:
+        held = f"the key from ${current.api_key_env}" if current.api_key_env else "the saved key"
+        again = "the key (or the variable's name)" if current.api_key_env else "the key"
+        raise InvalidKey(
+            "api_key",
+            f"changing the {what} would send {held} somewhere it was not saved for; type {again} again to send it to the new address",
+        )
+    if current.extra_headers and "extra_headers" not in changes:
+        raise InvalidKey(
+            "extra_headers",
+            f"changing the {what} would send the saved extra headers (kept secret) somewhere they were not saved for; "
+            "type the headers again to send them to the new address",
+        )
+
+
+# The fields of BINDING_FIELDS each provider's form shows.
+_FORM_BINDINGS = {"openai": ("base_url", "organization"), "azure": ("endpoint",), "openai-compatible": ("base_url", "extra_headers")}
+
+
+def rebinding_note(key: Key) -> str:
+    """What an edit form says next to the secret: which changes need it typed again (the rule of
+    ``_refuse_moving_secrets``), in one sentence."""
+    held = []
+    if key.api_key or key.api_key_env:
+        held.append(f"the key (or ${key.api_key_env})" if key.api_key_env else "the key")
+    if key.extra_headers:
+        held.append("the extra headers")
+    if not held:
+        return "This key holds no secret, so its address can change freely."
+    fields = " or ".join(BINDING_FIELDS[f] for f in _FORM_BINDINGS.get(key.provider, tuple(BINDING_FIELDS)))
+    return (
+        f"Saved secrets are only sent to the address they were saved for: changing the {fields} needs "
+        f"{' and '.join(held)} typed again in the same change."
+    )
 
 
 def test_and_add(name: str, provider: str, *, anyway: bool = False, **fields: Any) -> tuple[Key, Check | None]:
@@ -174,7 +240,8 @@ def add(name: str, provider: str, **fields: Any) -> Key:
 
 
 def update(name: str, /, **changes: Any) -> Key:
-    """Change a saved key (admins only). An ``api_key`` of None (or absent) keeps the saved secret."""
+    """Change a saved key (admins only). An ``api_key`` of None (or absent) keeps the saved secret,
+    unless the change moves it to another address (then InvalidKey asks for it again)."""
     user = identity.require_role("admin", "edit keys")
     key = edited(name, **changes)
     with store.writing() as s:
@@ -234,7 +301,8 @@ def validate(key: Key) -> Key:
     if tidy["api_key"] and tidy["api_key_env"]:
         raise InvalidKey("api_key", "give the key itself or the environment variable that holds it, not both")
     if tidy["api_key_env"] and not tidy["api_key_env"].replace("_", "").isalnum():
-        raise InvalidKey("api_key_env", f"{tidy['api_key_env']!r} is not an environment variable name")
+        # not shown: a key pasted into this field by mistake would be
+        raise InvalidKey("api_key_env", "is not an environment variable name (letters, digits and _); give the variable's name, not the key")
     has_secret = bool(tidy["api_key"] or tidy["api_key_env"])
     if key.provider == "openai" and not has_secret:
         raise InvalidKey("api_key", "is empty; paste the OpenAI API key (it starts with 'sk-')")
@@ -345,7 +413,10 @@ def _headers(value: dict[str, str] | None) -> dict[str, str]:
     for name, content in (value or {}).items():
         name = (name or "").strip()
         if not name or any(c.isspace() or c == ":" for c in name):
-            raise InvalidKey("extra_headers", f"{name!r} is not a header name; write headers as 'Name: value'")
+            # only the name's first word is shown: the rest may be a secret typed without its colon
+            words = name.split()
+            shown = f"{words[0]}…" if len(words) > 1 else name
+            raise InvalidKey("extra_headers", f"{shown!r} is not a header name; write headers as 'Name: value'")
         headers[name] = str(content).strip()
     return headers
 
@@ -353,12 +424,18 @@ def _headers(value: dict[str, str] | None) -> dict[str, str]:
 def parse_headers(lines: Iterable[str]) -> dict[str, str] | None:
     """'Name: value' lines (blank ones skipped) -> headers; None when there are none, which on an edit
     keeps the saved headers (they are secret, so the form never shows them)."""
-    return dict(parse_header(line) for line in lines if line.strip()) or None
+    headers = {}
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            name, content = parse_header(line, number)
+            headers[name] = content
+    return headers or None
 
 
-def parse_header(text: str) -> tuple[str, str]:
-    """'X-Team: prompter' -> ('X-Team', 'prompter')."""
+def parse_header(text: str, number: int = 1) -> tuple[str, str]:
+    """'X-Team: prompter' -> ('X-Team', 'prompter'). A malformed line is named by its number only: its
+    text may be a secret typed without its colon."""
     name, colon, content = text.partition(":")
     if not colon or not name.strip():
-        raise InvalidKey("extra_headers", f"{text!r} is not 'Name: value'")
+        raise InvalidKey("extra_headers", f"line {number} is not 'Name: value'; write each header on a line of its own, e.g. X-Team: labels")
     return name.strip(), content.strip()

@@ -9,9 +9,12 @@ sentence saying what is wrong and what to change.
 
 from __future__ import annotations
 
+import posixpath
+import re
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from label_studio_sdk import LabelStudio
@@ -20,6 +23,9 @@ from label_studio_sdk.core.api_error import ApiError
 from core.checks import missing_scheme
 
 PREDICTION_CHUNK = 500
+# The only paths fetched with the token for a task's value: files Label Studio stores. Anything else
+# (its API above all) is never asked for on a task's say-so.
+STORED_PREFIXES = ("/data/upload/", "/data/local-files/")
 EXPORT_IDS_PER_REQUEST = 200  # keeps the query string well under common URL limits
 
 
@@ -37,6 +43,18 @@ class TokenRejected(LabelStudioError):
 
 class ProjectNotFound(LabelStudioError):
     pass
+
+
+class FileRefused(LabelStudioError):
+    """A value that was to be fetched as a stored file is not one, so it is not fetched with the token."""
+
+    def __init__(self, value: str, reason: str):
+        super().__init__(
+            f"Prompter does not fetch {value[:120]!r} with the Label Studio token: {reason}; it fetches only the "
+            f"files Label Studio stores ({', '.join(p + '...' for p in STORED_PREFIXES)})."
+        )
+        self.value = value
+        self.reason = reason
 
 
 class NotLabelStudio(LabelStudioError):
@@ -252,7 +270,9 @@ class LabelStudioClient:
 
     def file(self, path: str) -> tuple[bytes, str]:
         """A file Label Studio stores (``/data/upload/...``, ``/data/local-files/...``), fetched with the
-        token; returns its bytes and content type."""
+        token; returns its bytes and content type. Any other path, or one that only looks stored until
+        it is normalised (``..``, encoded dots, backslashes, another host), raises FileRefused unsent."""
+        path = stored_file_path(path, self.url)
         response = self._http("GET", path.lstrip("/"), retries=1)
         if response.status_code == 404:
             raise LabelStudioError(f"Label Studio at {self.url} has no file {path}; check the task's data.")
@@ -410,6 +430,56 @@ class LabelStudioClient:
         return LabelStudioError(
             f"Label Studio at {self.url} answered HTTP {status}: {str(detail)[:200]}"
         )
+
+
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def stored_file_path(value: str, label_studio_url: str | None = None) -> str:
+    """The path (and query) to fetch a stored file at, from a task's value: a path, or a URL on
+    ``label_studio_url``. Raises FileRefused, saying why, for anything that is not, once normalised, a
+    path under STORED_PREFIXES.
+
+    The value is percent-decoded and normalised before the prefix is checked, because the server (or a
+    proxy before it) resolves ``..`` and ``%2e%2e``: ``/data/upload/../../api/users`` is Label Studio's
+    API, and the token would go with it. A ``..`` segment, a backslash or a second layer of percent
+    encoding is refused outright rather than resolved: no stored file's path has one.
+    """
+    raw = (value or "").strip()
+    parts = urlsplit(raw)
+    path = parts.path
+    if parts.scheme or parts.netloc:
+        if not label_studio_url or not same_origin(raw, label_studio_url):
+            where = f"{parts.scheme}://{parts.netloc}" if parts.scheme else f"//{parts.netloc}"
+            raise FileRefused(raw, f"it is on {where}, not on Label Studio ({label_studio_url or 'none set'})")
+        base = urlsplit(label_studio_url).path.rstrip("/")  # Label Studio served under a path of its own
+        if base and not path.startswith(base + "/"):
+            raise FileRefused(raw, f"it is not under Label Studio's address {label_studio_url}")
+        path = path[len(base):]
+    if parts.fragment:
+        raise FileRefused(raw, "it has a fragment (#...), which a stored file's address never has")
+    decoded = unquote(path)
+    if _ESCAPE.search(decoded):
+        raise FileRefused(raw, "its path is percent-encoded twice")
+    if "\\" in decoded:
+        raise FileRefused(raw, "its path holds a backslash")
+    if ".." in decoded.split("/"):
+        raise FileRefused(raw, "its path has a '..' segment, which could lead out of the stored files to Label Studio's API")
+    path = posixpath.normpath(decoded) + ("/" if decoded.endswith("/") and decoded != "/" else "")
+    if not path.startswith(STORED_PREFIXES) or path.startswith("//"):
+        raise FileRefused(raw, f"its path {path} is not under {' or '.join(STORED_PREFIXES)}")
+    return quote(path, safe="/:@!$&'()*+,;=-._~") + (f"?{parts.query}" if parts.query else "")
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Whether the two URLs are on the same scheme, host and port (a port that is not a number: no)."""
+    a, b = urlsplit(url), urlsplit(other)
+    defaults = {"http": 80, "https": 443}
+    try:
+        ports = (a.port or defaults.get(a.scheme), b.port or defaults.get(b.scheme))
+    except ValueError:
+        return False
+    return bool(a.hostname) and (a.scheme, a.hostname) == (b.scheme, b.hostname) and ports[0] == ports[1]
 
 
 def _flatten(errors: Any) -> str:

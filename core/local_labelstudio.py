@@ -2,7 +2,8 @@
 
 Label Studio's pins clash with the app's, so it runs from its own virtual environment
 (``.venv-labelstudio``, made by ``make``). Its admin user and API token are generated once and kept
-in ``credentials.json`` (mode 0600) inside its data folder, so every start finds the same login.
+in ``credentials.json`` (mode 0600) inside its data folder (mode 0700, as its ``server.log`` is 0600),
+so every start finds the same login.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from core import private
 
 ADMIN_USERNAME = "admin@prompter.local"
 
@@ -39,12 +42,14 @@ class Credentials:
 def load_or_create_credentials(data_dir: Path) -> Credentials:
     path = data_dir / "credentials.json"
     if path.exists():
+        private.tighten(path)  # one left readable by others is made the owner's alone
         saved = json.loads(path.read_text())
         return Credentials(saved["username"], saved["password"], saved["token"])
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private.folder(data_dir)
     # Label Studio's legacy tokens are at most 40 characters.
     created = Credentials(ADMIN_USERNAME, secrets.token_urlsafe(18), secrets.token_hex(20))
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, private.FILE_MODE)
+    os.fchmod(descriptor, private.FILE_MODE)  # whatever the umask
     with os.fdopen(descriptor, "w") as handle:
         json.dump(created.__dict__, handle)
     return created
@@ -95,8 +100,8 @@ class LocalLabelStudio:
             raise LocalLabelStudioError(
                 f"Label Studio is not installed in {self.venv}; run `make setup` (or `make run`) first."
             )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
+        private.folder(self.data_dir)
+        log = private.append(self.log_path)
         self._process = subprocess.Popen(
             [
                 str(executable), "start",

@@ -17,12 +17,12 @@ from urllib.parse import urlsplit
 
 from core import rendering
 from core.labeling import Output, Targets
+from core.labelstudio import FileRefused, same_origin, stored_file_path
 from core.prompts import PromptError, Version, pieces
 from core.rendering import MissingField, RenderError
 
 MAX_TASK_BYTES = 1_000_000
 MAX_IMAGE_BYTES = 20_000_000  # what OpenAI accepts for one image
-STORED_PREFIXES = ("/data/upload/", "/data/local-files/")
 
 
 class TemplateError(RenderError):
@@ -50,25 +50,33 @@ class ImageLinks:
         value = value.strip()
         if value.startswith("data:image/"):
             return value
-        path = self._stored_path(value)
+        path = self._stored_path(value, field)
         if path is not None:
             return self._inline(path)
         scheme = urlsplit(value).scheme
         if scheme in ("http", "https"):
-            return value
+            return value  # a public URL: the provider fetches it, and no token goes with it
         where = f"{scheme}:// storage" if scheme else "a path Label Studio does not serve"
         raise RenderError(
             f"The image {value[:80]!r} in field {field!r} is in {where}; Prompter sends images stored in "
             "Label Studio (/data/upload/, /data/local-files/) or at public http(s) URLs."
         )
 
-    def _stored_path(self, value: str) -> str | None:
-        if value.startswith(STORED_PREFIXES):
-            return value
-        if self.label_studio_url and value.startswith(self.label_studio_url + "/"):
-            path = value[len(self.label_studio_url) :]
-            return path if path.startswith(STORED_PREFIXES) else None
-        return None
+    def _stored_path(self, value: str, field: str) -> str | None:
+        """The normalised path to fetch with the token, for a path or a URL on Label Studio; None for
+        anything else (a public URL, another scheme). A value that is on Label Studio but not, once
+        normalised, one of its stored files is refused (see labelstudio.stored_file_path)."""
+        parts = urlsplit(value)
+        on_label_studio = parts.scheme in ("http", "https") and bool(self.label_studio_url) and same_origin(value, self.label_studio_url)
+        if not (on_label_studio or (value.startswith("/") and not parts.netloc)):
+            return None
+        try:
+            return stored_file_path(value, self.label_studio_url or None)
+        except FileRefused as refused:
+            raise RenderError(
+                f"The image {value[:120]!r} in field {field!r} is refused: {refused.reason}; Prompter sends its Label "
+                "Studio token only for files stored in Label Studio (/data/upload/..., /data/local-files/...)."
+            ) from None
 
     def _inline(self, path: str) -> str:
         if self.fetch is None:

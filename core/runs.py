@@ -35,7 +35,7 @@ from sqlalchemy import bindparam, func, update
 from sqlmodel import select
 
 from core.formatting import usd
-from core import audit, budgets, calls, connection, failures, forkserver, identity, keys, labeling, messages, pricing, prompts, providers, settings, store, tokens
+from core import audit, budgets, calls, connection, failures, forkserver, identity, keys, labeling, messages, pricing, private, prompts, providers, settings, store, tokens
 from core.labelstudio import LabelStudioClient, LabelStudioError, NewPrediction, Prediction, Task
 from core.prompts import Version
 from core.rendering import MissingField, RenderError
@@ -382,12 +382,11 @@ def cancel(run_id: int) -> RunView:
 def launch(run_id: int) -> int:
     """Start a worker process for the run (it outlives the page that started it); return its pid."""
     get(run_id)
-    log = settings.load().home / "logs" / f"run-{run_id}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    log = private.in_home("logs") / f"run-{run_id}.log"  # logs hold task text and model answers: 0700/0600
     forked = forkserver.start_worker(run_id, log)  # at once, where a warm server is ready
     if forked is not None:
         return forked
-    with open(log, "ab") as out:
+    with private.append(log) as out:
         worker = subprocess.Popen(
             [sys.executable, "-m", "core", "runs", "work", str(run_id)],
             cwd=settings.REPO_ROOT,

@@ -1,6 +1,7 @@
 """Prompter's database: the SQLModel tables and the engine that opens them.
 
-The file lives in ``PROMPTER_HOME`` (``./data/prompter.db`` by default). SQLite runs in WAL mode with
+The file lives in ``PROMPTER_HOME`` (``./data/prompter.db`` by default), readable by its owner only
+(mode 0600, as its -wal and -shm files; see ``core.private``). SQLite runs in WAL mode with
 a busy timeout, so the dashboard can read while a run's worker writes, from another thread or
 process. The schema is created and upgraded by the numbered migrations in ``core.migrations``.
 """
@@ -17,7 +18,7 @@ from sqlalchemy import JSON, Column, Engine, Text, UniqueConstraint, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Field, Session, SQLModel, create_engine
 
-from core import migrations, settings
+from core import migrations, private, settings
 
 
 def utcnow() -> datetime:
@@ -204,7 +205,7 @@ def _open(url: str) -> Engine:
     parsed = make_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
     if is_sqlite and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _private_database_file(Path(parsed.database))
     new = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": 30} if is_sqlite else {}
     )
@@ -213,6 +214,20 @@ def _open(url: str) -> Engine:
     with new.begin() as connection:
         migrations.upgrade(connection)
     return new
+
+
+def _private_database_file(path: Path) -> None:
+    """Make the database file 0600 before SQLite opens it (SQLite gives its -wal and -shm files the
+    database file's mode), and tighten any of the three found looser. A folder Prompter makes for it is
+    0700; an existing folder is tightened only when it is PROMPTER_HOME."""
+    home = settings.load().home
+    if path.resolve().parent == home:
+        private.in_home()
+    else:
+        private.folder(path.parent, tighten_existing=False)
+    private.file(path)
+    for companion in ("-wal", "-shm", "-journal"):
+        private.tighten(path.with_name(path.name + companion))
 
 
 def _use_sqlite_pragmas(new: Engine) -> None:

@@ -1,8 +1,9 @@
 """Encryption at rest for saved API keys and tokens (cryptography's Fernet).
 
 The encryption key never sits in the database: it comes from ``PROMPTER_SECRET_KEY``, or from
-``PROMPTER_HOME/secret.key``, generated once with mode 0600. A copy of the database alone reveals no
-secret; a lost key file means the saved secrets cannot be read, and the user is told to add them again.
+``PROMPTER_HOME/secret.key``, generated once with mode 0600 (and tightened to it if found looser). A
+copy of the database alone reveals no secret; a lost key file means the saved secrets cannot be read,
+and the user is told to add them again.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from core import settings
+from core import private, settings
 
 KEY_FILE = "secret.key"
 
@@ -82,10 +83,9 @@ def _key_path() -> Path:
 
 def _key_from_file(path: Path) -> bytes:
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private.in_home()
         draft = path.with_name(f".{path.name}.{os.getpid()}")
-        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
+        with os.fdopen(private.open_file(draft, os.O_WRONLY | os.O_TRUNC), "w") as handle:
             handle.write(new_key())
         try:
             os.link(draft, path)  # atomic: if another process got there first, theirs wins
@@ -93,4 +93,5 @@ def _key_from_file(path: Path) -> bytes:
             pass
         finally:
             draft.unlink()
+    private.tighten(path)  # a key file copied in with a looser mode is made the owner's alone
     return path.read_text().strip().encode("ascii")

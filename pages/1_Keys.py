@@ -111,6 +111,12 @@ def key_fields(form: str, provider: str, existing: keys.Key | None = None) -> di
     p = f"{form}_{generation(form)}"
     keep = " (leave empty to keep the saved one)" if existing else ""
     fields: dict = {"api_key": st.text_input(f"API key{keep}", key=f"{p}_api_key", type="password") or None}
+    if existing and existing.api_key_env:
+        fields["api_key_env"] = st.text_input(
+            f"Or the environment variable that holds it (leave empty to keep ${existing.api_key_env})", key=f"{p}_api_key_env"
+        ) or None
+    if existing:
+        st.caption(keys.rebinding_note(existing))
     if provider == "openai":
         fields["organization"] = st.text_input("Organization (optional)", value=e.organization or "", key=f"{p}_organization")
         fields["base_url"] = st.text_input("Base URL (optional)", value=e.base_url or "", key=f"{p}_base_url", placeholder="https://api.openai.com/v1")

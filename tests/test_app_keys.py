@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 from core import connection, keys, pricing
 from core.local_labelstudio import free_port
 from tests.helpers import open_page
+from tests.listener import Listener
 from tests.standin import StandIn
 
 SECRET = "sk-page-secret-0123456789abcdefXYZ7"
@@ -62,6 +63,7 @@ def test_add_test_mask_edit_delete(server):
 
     app.button(key="edit_team").click().run()
     app.text_input(key="edit_0_organization").input("org-labels")
+    app.text_input(key="edit_0_api_key").input(SECRET)  # another organization needs the key again
     app.button(key="edit_save").click().run()
     assert keys.get("team").organization == "org-labels" and keys.get("team").api_key == SECRET
     assert SECRET not in _rendered_text(app)
@@ -106,12 +108,43 @@ def test_a_key_read_from_a_variable_can_be_edited(server, monkeypatch):
     keys.add("team", "openai", api_key_env="TEAM_KEY", base_url=server.base_url)
     app = open_page("pages/1_Keys.py", timeout=60)
     app.button(key="edit_team").click().run()
+    assert "changing the base URL or organization needs the key (or $TEAM_KEY) typed again" in " ".join(_texts(app.caption))
     app.text_input(key="edit_0_organization").input("org-labels")
+    app.text_input(key="edit_0_api_key_env").input("TEAM_KEY")  # another organization needs the variable named again
     app.button(key="edit_save").click().run()
     assert not app.error, _texts(app.error)
     assert any(s.startswith("Saved 'team'. OK:") for s in _texts(app.success))
     assert (keys.get("team").organization, keys.get("team").api_key_env) == ("org-labels", "TEAM_KEY")
     assert SECRET not in _rendered_text(app)
+
+
+def test_a_new_address_without_the_key_is_refused_keeping_what_was_typed(server):
+    keys.add("team", "openai", api_key=SECRET, base_url=server.base_url)
+    with Listener() as elsewhere:
+        app = open_page("pages/1_Keys.py", timeout=60)
+        app.button(key="edit_team").click().run()
+        assert any(
+            c.startswith("Saved secrets are only sent to the address they were saved for: changing the base URL or organization needs the key typed again")
+            for c in _texts(app.caption)
+        )
+        app.text_input(key="edit_0_base_url").input(elsewhere.base_url)
+        app.text_input(key="edit_0_organization").input("org-elsewhere")
+        app.button(key="edit_save").click().run()
+        assert not app.exception, app.exception
+        assert _texts(app.error) == [
+            "api_key: changing the base URL and organization would send the saved key somewhere it was not saved for; "
+            "type the key again to send it to the new address"
+        ]
+        assert elsewhere.requests() == []
+        assert (keys.get("team").base_url, keys.get("team").organization) == (server.base_url, None)
+        # what was typed is still there: the key alone completes the change
+        assert (app.text_input(key="edit_0_base_url").value, app.text_input(key="edit_0_organization").value) == (elsewhere.base_url, "org-elsewhere")
+        app.text_input(key="edit_0_api_key").input("sk-for-the-new-address-00009999")
+        app.button(key="edit_save").click().run()
+        assert any(s.startswith("Saved 'team'. OK:") for s in _texts(app.success))
+        assert {h.headers["authorization"] for h in elsewhere.requests()} == {"Bearer sk-for-the-new-address-00009999"}
+        assert SECRET not in " ".join(elsewhere.header_values())
+        assert (keys.get("team").base_url, keys.get("team").api_key) == (elsewhere.base_url, "sk-for-the-new-address-00009999")
 
 
 def test_bad_input_is_refused_naming_the_field():

@@ -9,17 +9,20 @@ import sys
 
 import pytest
 
-from core import settings
+from core import connection, keys, settings
 from core.local_labelstudio import free_port
+from tests.listener import Listener
 from tests.standin import StandIn
 
 SECRET = "sk-cli-secret-abcdefghijklmnop4321"
 
 
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str, env: dict | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run the command; ``stdin`` is piped to it (else its standard input is empty)."""
     done = subprocess.run(
         [sys.executable, "-m", "core", *args],
         cwd=settings.REPO_ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120,
+        input=stdin or "",
     )
     assert SECRET not in done.stdout + done.stderr, "a secret was printed"
     return done
@@ -137,3 +140,91 @@ def test_labelstudio_set_and_test_against_the_real_server(labelstudio):
     bad = cli("labelstudio", "test", "--json")
     assert bad.returncode == 1 and json.loads(bad.stdout)["outcome"] == "rejected"
     assert "rejected the API token" in bad.stderr and "bad-token-0000000000" not in bad.stdout + bad.stderr
+
+
+# -- secrets kept off the command line ------------------------------------------------------------
+
+
+def test_a_key_read_from_standard_input_or_a_variable_is_saved(server):
+    piped = cli("keys", "add", "piped", "--provider", "openai", "--api-key", "-", "--base-url", server.base_url, stdin=f"{SECRET}\n")
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.startswith("Saved key 'piped' (OpenAI …4321). OK:")
+    from_env = cli("keys", "add", "from-env", "--provider", "openai", "--api-key", "env:SOME_SECRET", "--base-url", server.base_url, env={"SOME_SECRET": SECRET})
+    assert from_env.returncode == 0, from_env.stderr
+    # read once and saved encrypted, unlike --api-key-env, which reads the variable at each use
+    assert keys.get("piped").api_key == SECRET and keys.get("from-env").api_key == SECRET
+    assert keys.get("from-env").api_key_env is None
+    assert cli("keys", "test", "from-env").returncode == 0
+
+
+def test_headers_read_from_standard_input_or_a_variable():
+    lines = "Authorization: Bearer header-secret-0000000007\nX-Team: labels\n"
+    done = cli("keys", "add", "gw", "--provider", "openai-compatible", "--base-url", "http://127.0.0.1:9/v1", "--header", "-", "--no-test", stdin=lines)
+    assert done.returncode == 0, done.stderr
+    assert keys.get("gw").extra_headers == {"Authorization": "Bearer header-secret-0000000007", "X-Team": "labels"}
+    done = cli("keys", "edit", "gw", "--header", "env:GW_HEADERS", "--header", "X-Plain: yes", "--no-test", env={"GW_HEADERS": "Authorization: Bearer other-0000000008"})
+    assert done.returncode == 0, done.stderr
+    assert keys.get("gw").extra_headers == {"Authorization": "Bearer other-0000000008", "X-Plain": "yes"}
+
+
+@pytest.mark.parametrize(
+    "args, stdin, message",
+    [
+        (["--api-key", "-"], "", "error: --api-key -: standard input was empty; pipe the secret in"),
+        (["--api-key", "-"], "  \n", "error: --api-key -: standard input was empty"),
+        (["--api-key", "env:NOT_SET_ANYWHERE"], None, "error: --api-key env:NOT_SET_ANYWHERE: the environment variable NOT_SET_ANYWHERE is not set; export it first, or give the secret on standard input with --api-key -."),
+        (["--api-key", "env:"], None, "error: --api-key env:: '' is not an environment variable name"),
+        (["--api-key", "-", "--header", "-"], SECRET, "error: --header -: standard input is already read for --api-key; give only one secret as '-'"),
+    ],
+)
+def test_a_secret_that_cannot_be_read_is_one_error_line(args, stdin, message):
+    done = cli("keys", "add", "x", "--provider", "openai", "--no-test", *args, stdin=stdin)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(message) and done.stderr.count("\n") == 1, done.stderr
+    assert keys.all_keys() == []
+
+
+def test_labelstudio_token_from_standard_input_or_a_variable(labelstudio):
+    token = labelstudio.credentials.token
+    done = cli("labelstudio", "set", "--url", labelstudio.url, "--api-key", "-", stdin=token + "\n")
+    assert done.returncode == 0, done.stderr
+    assert connection.saved().api_key == token and cli("labelstudio", "test").returncode == 0
+    connection.forget()
+    done = cli("labelstudio", "set", "--url", labelstudio.url, "--api-key", "env:TEAM_LS_TOKEN", env={"TEAM_LS_TOKEN": token})
+    assert done.returncode == 0 and token not in done.stdout + done.stderr
+    assert connection.saved().api_key == token
+
+
+# -- keys edit --------------------------------------------------------------------------------------
+
+
+def test_edit_changes_a_key_and_keeps_its_secret_where_it_was_saved(server):
+    assert cli("keys", "add", "team", "--provider", "openai", "--api-key", "-", "--base-url", server.base_url, stdin=SECRET).returncode == 0
+    renamed = cli("keys", "edit", "team", "--name", "labels-team")
+    assert renamed.returncode == 0, renamed.stderr
+    assert renamed.stdout.startswith("Saved key 'labels-team' (OpenAI …4321). OK:")
+    assert keys.get("labels-team").api_key == SECRET
+    nothing = cli("keys", "edit", "labels-team")
+    assert nothing.returncode == 1 and nothing.stderr.startswith("error: keys edit: give at least one change")
+
+
+def test_edit_to_a_new_address_needs_the_key_again(server):
+    new_secret = "sk-cli-new-address-zyxwvutsrq0009"
+    assert cli("keys", "add", "team", "--provider", "openai", "--api-key", "-", "--base-url", server.base_url, stdin=SECRET).returncode == 0
+    with Listener() as elsewhere:
+        refused = cli("keys", "edit", "team", "--base-url", elsewhere.base_url)
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert refused.stderr == (
+            "error: api_key: changing the base URL would send the saved key somewhere it was not saved for; "
+            "type the key again to send it to the new address\n"
+        )
+        refused = cli("keys", "edit", "team", "--base-url", elsewhere.base_url, "--no-test")
+        assert refused.returncode == 1 and "type the key again" in refused.stderr
+        assert elsewhere.requests() == []
+        assert keys.get("team").base_url == server.base_url
+
+        moved = cli("keys", "edit", "team", "--base-url", elsewhere.base_url, "--api-key", "-", "--json", stdin=new_secret)
+        assert moved.returncode == 0, moved.stderr
+        assert json.loads(moved.stdout)["key"]["base_url"] == elsewhere.base_url
+        assert {h.headers["authorization"] for h in elsewhere.requests()} == {f"Bearer {new_secret}"}
+        assert SECRET not in " ".join(elsewhere.header_values())

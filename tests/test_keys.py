@@ -33,7 +33,10 @@ def test_add_list_update_remove_round_trip():
     (listed,) = keys.all_keys()
     assert listed.api_key == SECRET and listed.organization == "org-1"
 
-    keys.update("team", organization="org-2")  # no api_key: the saved one is kept
+    keys.update("team", name="team")  # no api_key: the saved one is kept
+    with pytest.raises(keys.InvalidKey, match="^api_key: changing the organization would send the saved key"):
+        keys.update("team", organization="org-2")  # ... but not for another organization (see test_key_leak)
+    keys.update("team", organization="org-2", api_key=SECRET)
     assert keys.get("team").api_key == SECRET and keys.get("team").organization == "org-2"
     keys.update("team", api_key="sk-another-key-0000000042", name="renamed")
     assert keys.get("renamed").api_key.endswith("0042")
@@ -206,8 +209,8 @@ def test_a_key_is_saved_only_when_its_test_passes():
         with pytest.raises(keys.KeyTestFailed, match="Key rejected"):
             keys.test_and_update("team", api_key="sk-wrong-0000000000000000")
         assert keys.get("team").api_key == SECRET
-        updated, check = keys.test_and_update("team", organization="org-7")
-        assert updated.organization == "org-7" and check.ok
+        updated, check = keys.test_and_update("team", name="team-7")
+        assert updated.name == "team-7" and updated.api_key == SECRET and check.ok
 
     closed = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(keys.KeyTestFailed, match="^Unreachable"):
@@ -228,7 +231,8 @@ def test_a_key_from_a_variable_is_tested_with_the_variables_value(monkeypatch):
 def test_a_key_from_a_variable_can_be_edited(monkeypatch):
     monkeypatch.setenv("TEAM_KEY", SECRET)
     keys.add("team", "openai", api_key_env="TEAM_KEY")
-    assert keys.update("team", organization="org-1").api_key_env == "TEAM_KEY"
+    assert keys.update("team", name="renamed").api_key_env == "TEAM_KEY"
+    assert keys.update("renamed", name="team", organization="org-1", api_key_env="TEAM_KEY").organization == "org-1"
     pasted = keys.update("team", api_key="sk-pasted-key-0000000001234")  # a pasted key replaces the variable
     assert (pasted.api_key_env, pasted.api_key) == (None, "sk-pasted-key-0000000001234")
 
@@ -236,11 +240,20 @@ def test_a_key_from_a_variable_can_be_edited(monkeypatch):
 def test_header_lines_are_parsed_and_none_keeps_the_saved_ones():
     assert keys.parse_headers(["X-Team: labels", "  ", "Authorization: Bearer t"]) == {"X-Team": "labels", "Authorization": "Bearer t"}
     assert keys.parse_headers(["", " "]) is None
-    with pytest.raises(keys.InvalidKey, match="extra_headers: 'no colon' is not 'Name: value'"):
-        keys.parse_headers(["no colon"])
+    with pytest.raises(keys.InvalidKey, match="^extra_headers: line 2 is not 'Name: value'; write each header") as malformed:
+        keys.parse_headers(["X-Team: labels", "Authorization Bearer header-secret-6666"])
+    assert "header-secret-6666" not in str(malformed.value)
+    with pytest.raises(keys.InvalidKey, match="^extra_headers: 'Authorization…' is not a header name") as malformed:
+        keys.add("k", "openai-compatible", base_url="http://h/v1", extra_headers=keys.parse_headers(["Authorization Bearer header-secret-6666:x"]))
+    assert "header-secret-6666" not in str(malformed.value)
+    with pytest.raises(keys.InvalidKey, match="^api_key_env: is not an environment variable name") as malformed:
+        keys.add("k", "openai", api_key_env="sk-pasted-here-by-mistake-77")
+    assert "sk-pasted" not in str(malformed.value)
     keys.add("local", "openai-compatible", base_url="http://127.0.0.1:9/v1", extra_headers=keys.parse_headers(["X-Team: labels"]))
-    keys.update("local", base_url="http://127.0.0.1:10/v1", extra_headers=keys.parse_headers([]))
-    assert keys.get("local").extra_headers == {"X-Team": "labels"}
+    keys.update("local", name="renamed", extra_headers=keys.parse_headers([]))
+    assert keys.get("renamed").extra_headers == {"X-Team": "labels"}
+    with pytest.raises(keys.InvalidKey, match="^extra_headers: changing the base URL would send the saved extra headers"):
+        keys.update("renamed", base_url="http://127.0.0.1:10/v1", extra_headers=keys.parse_headers([]))  # see test_key_leak
 
 
 def test_the_label_studio_connection_is_saved_only_when_its_test_passes(labelstudio):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.labelstudio import (
+    FileRefused,
     LabelStudioClient,
     LabelStudioError,
     NewPrediction,
@@ -15,6 +16,7 @@ from core.labelstudio import (
 )
 from core.local_labelstudio import free_port
 from tests.conftest import CHOICES_CONFIG, choice
+from tests.listener import Listener
 
 
 def test_project_with_tasks_and_ground_truth_round_trips(ls_client, make_project):
@@ -147,3 +149,27 @@ def test_task_ids_reads_every_page(ls_client, make_project):
     project, ids = make_project(tasks=[NewTask({"text": f"t{n}"}) for n in range(25)])
     assert ls_client.task_ids(project.id, page_size=10) == sorted(ids)
     assert ls_client.task_ids(project.id) == sorted(ids)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/data/upload/../../api/projects",
+        "/data/upload/%2e%2e/%2e%2e/api/users",
+        "data/upload/../../api/current-user/whoami",
+        "/api/projects",
+        "/data/upload/1/cat.png#x",
+        "http://127.0.0.1:1/data/upload/1/cat.png",
+    ],
+)
+def test_file_fetches_nothing_but_stored_files(path):
+    """Defence in depth: whatever its caller checked, the client itself sends the token only to stored files."""
+    with Listener() as server:
+        client = LabelStudioClient(server.url, "token-that-must-stay-home-0000")
+        with pytest.raises(FileRefused, match=r"^Prompter does not fetch .* with the Label Studio token: .*; it fetches only the files Label Studio stores \(/data/upload/\.\.\., /data/local-files/\.\.\.\)\.$"):
+            client.file(path)
+        assert server.requests() == []
+        with pytest.raises(LabelStudioError, match="has no file"):
+            client.file("/data/upload/1/cat.png")  # a stored path is asked for, with the token
+        (asked,) = server.requests()
+        assert (asked.path, asked.headers["authorization"]) == ("/data/upload/1/cat.png", "Token token-that-must-stay-home-0000")

@@ -101,6 +101,43 @@ class TestImages:
         with pytest.raises(RenderError, match=message):
             self.content(image, links)
 
+    @pytest.mark.parametrize(
+        "image, why",
+        [
+            ("/data/upload/../../api/projects", "its path has a '..' segment"),
+            ("/data/upload/%2e%2e/%2e%2e/api/users", "its path has a '..' segment"),
+            ("/data/upload/%2E%2E%2F%2E%2E%2Fapi/users", "its path has a '..' segment"),
+            ("/data/local-files/../../api/current-user/token", "its path has a '..' segment"),
+            ("/data/upload/%252e%252e/%252e%252e/api/users", "its path is percent-encoded twice"),
+            ("/data/upload/..\\..\\api/users", "its path holds a backslash"),
+            ("/data/upload/1%5c..%5c..%5capi", "its path holds a backslash"),
+            ("/data/upload/cat.png#/../../api/users", "it has a fragment"),
+            ("http://127.0.0.1:8080/data/upload/../../api/users", "its path has a '..' segment"),
+            ("http://127.0.0.1:8080/api/projects", "its path /api/projects is not under /data/upload/ or /data/local-files/"),
+            ("/api/projects", "its path /api/projects is not under /data/upload/ or /data/local-files/"),
+            ("/data/uploads-elsewhere/cat.png", "its path /data/uploads-elsewhere/cat.png is not under /data/upload/ or /data/local-files/"),
+        ],
+    )
+    def test_a_path_that_would_take_the_token_elsewhere_is_refused_unfetched(self, image, why):
+        fetched = []
+        links = ImageLinks("http://127.0.0.1:8080", lambda path: fetched.append(path) or (PNG, "image/png"))
+        with pytest.raises(RenderError) as refused:
+            self.content(image, links)
+        assert str(refused.value).startswith(f"The image {image!r} in field 'image' is refused: {why}")
+        assert str(refused.value).endswith("Prompter sends its Label Studio token only for files stored in Label Studio (/data/upload/..., /data/local-files/...).")
+        assert fetched == []
+
+    def test_stored_paths_are_fetched_normalised_and_other_hosts_are_public(self):
+        fetched = []
+        links = ImageLinks("http://127.0.0.1:8080", lambda path: fetched.append(path) or (PNG, "image/png"))
+        for image in ("/data/upload/3/./cat.png", "/data/upload//3/cat.png", "HTTP://127.0.0.1:8080/data/upload/3/cat.png", "/data/upload/3/my%20cat.png"):
+            assert self.content(image, links)[1]["image_url"]["url"].startswith("data:image/png;base64,")
+        assert fetched == ["/data/upload/3/cat.png"] * 3 + ["/data/upload/3/my%20cat.png"]
+        # on another host (or port), a URL is public: the provider opens it, and no token goes with it
+        for public in ("http://127.0.0.1:9999/data/upload/../../api/users", "https://cdn.example.org/data/upload/cat.png"):
+            assert self.content(public, links)[1] == {"type": "image_url", "image_url": {"url": public}}
+        assert len(fetched) == 4
+
     def test_an_image_cannot_go_in_the_system_message(self):
         with pytest.raises(RenderError, match="system message cannot hold an image"):
             messages.build(version("{text}", system="Look at {image}"), self.targets, {"image": "https://x/y.png", "text": "t"})

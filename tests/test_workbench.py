@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from core import keys, messages, prompts
-from core.labelstudio import LabelStudioError, NewPrediction, NewTask
+from core.labelstudio import FileRefused, LabelStudioError, NewPrediction, NewTask
 from core.prompts import PromptError
 from core.workbench import Workbench
 from tests.conftest import CHOICES_CONFIG, choice
@@ -181,6 +181,19 @@ def test_an_image_uploaded_to_label_studio_is_sent_inline(use_labelstudio, make_
     header, encoded = part["image_url"]["url"].split(",", 1)
     assert header == "data:image/png;base64" and base64.b64decode(encoded) == PNG
     assert json.loads(trial.raw) == {"animal": "Cat"}
+
+    # the same file by its full URL on Label Studio, or by a path written loosely, is the same file
+    stored = task.data["image"]
+    assert workbench.client.file(f"{use_labelstudio.url}{stored}") == (PNG, "image/png")
+    assert workbench.client.file(stored.replace("/data/upload/", "/data/upload/./")) == (PNG, "image/png")
+    # a path that would lead the token to the API is never asked for, from a task or directly
+    with pytest.raises(FileRefused, match="its path has a '..' segment"):
+        workbench.client.file("/data/upload/../../api/projects")
+    (tricky,) = workbench.client.import_tasks(project.id, [NewTask({"image": "/data/upload/%2e%2e/%2e%2e/api/users"})])
+    calls_before = standin.request_count
+    refused = workbench.try_on(workbench.draft(template="Which animal? {image}", provider_key="vision", model="gpt-4o-mini"), workbench.task(tricky))
+    assert refused.error.startswith("The image '/data/upload/%2e%2e/%2e%2e/api/users' in field 'image' is refused: its path has a '..' segment")
+    assert standin.request_count == calls_before  # nothing was sent to the model either
 
 
 @pytest.mark.parametrize("control", ALL)
