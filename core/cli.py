@@ -946,7 +946,8 @@ def _activity_commands(commands) -> None:
     group = commands.add_parser("activity", help="the audit trail: who did what, and when").add_subparsers(title="activity")
     listing = group.add_parser("list", help="events, newest first")
     listing.add_argument("--user", help="only this user's (an email, or 'local')")
-    listing.add_argument("--action", choices=audit.ACTIONS, metavar="ACTION", help="only this action, e.g. 'run started'")
+    # not dest "action": that names the function each command runs
+    listing.add_argument("--action", dest="only_action", choices=audit.ACTIONS, metavar="ACTION", help="only this action, e.g. 'run started'")
     listing.add_argument("--since", type=date.fromisoformat, metavar="YYYY-MM-DD")
     listing.add_argument("--until", type=date.fromisoformat, metavar="YYYY-MM-DD")
     listing.add_argument("--csv", action="store_true", help="print CSV, as the Activity page exports it")
@@ -954,7 +955,7 @@ def _activity_commands(commands) -> None:
 
 
 def _activity_list(args: argparse.Namespace) -> int:
-    found = audit.events(actor=args.user, action=args.action, since=args.since, until=args.until, limit=None)
+    found = audit.events(actor=args.user, action=args.only_action, since=args.since, until=args.until, limit=None)
     if args.csv:
         sys.stdout.write(audit.to_csv(found))
         return 0

@@ -605,11 +605,12 @@ class _Engine:
         self.lost = False  # another worker took the run over: leave its state to that worker
         self.spent, self.paid_calls = _spent_so_far(run_id)  # a resumed run counts what it paid before
         self.reserved = 0.0
-        # Monthly budgets count every run on the key (or by the member): what the others spent is
-        # read again at each heartbeat; what this run spends is counted here as it goes.
+        # Monthly budgets count every run on the key (or by the member): the budgets, and what the
+        # others spent, are read again at each heartbeat (an admin may set one while the run goes);
+        # what this run spends is counted here as it goes.
         self.budgets = budgets.applying(self.version, self.run.started_by, excluding_run=run_id)
         self.spent_at_start = self.spent
-        self.month_spent_at_start = budgets.run_spend_this_month(run_id) if self.budgets else 0.0
+        self.month_spent_at_start = budgets.run_spend_this_month(run_id)
         self.over_budget: budgets.Budget | None = None
         self.cost_known = asyncio.Event()  # set as each call ends, for the calls waiting on a first real cost
         self.answer_tokens = tokens.typical_answer_tokens(self.targets, self.version.controls)
@@ -809,8 +810,8 @@ class _Engine:
                 s.add(row)
                 if row.cancel_requested and not self.stopping:
                     self.stopping = "Cancelled; what finished is kept."
-            if self.budgets:  # other runs on the same key spend too
-                self.budgets = budgets.applying(self.version, self.run.started_by, excluding_run=self.run_id)
+            # other runs on the same key spend too, and a budget may have been set since the last beat
+            self.budgets = budgets.applying(self.version, self.run.started_by, excluding_run=self.run_id)
             if self.progress:
                 self.progress(get(self.run_id))
 
