@@ -58,29 +58,27 @@ class Deployment:
 
     def allowed_hosts(self) -> set[str]:
         """The Host header values a request may carry (anything else may be a DNS-rebinding page)."""
+        hosts = self._own_hosts()
+        if self.public_url:
+            hosts |= set(_host_forms(urlsplit(self.public_url)))
+        return hosts
+
+    def allowed_origins(self) -> set[str]:
+        """The Origin header values a request may carry: the public URL's own, and this machine's."""
+        origins = {f"{scheme}://{host}" for host in self._own_hosts() for scheme in ("http", "https")}
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            origins |= {f"{parts.scheme}://{host}" for host in _host_forms(parts)}
+        return origins
+
+    def _own_hosts(self) -> set[str]:
+        """The names of this machine's listening socket a request may use."""
         hosts = set()
         if self.personal or _is_loopback(self.address):
             hosts |= {f"{_host_for_url(name)}:{self.port}" for name in LOOPBACK_NAMES}
         if not _is_any(self.address):
-            hosts.add(f"{_host_for_url(self.address)}:{self.port}")
-        if self.public_url:
-            parts = urlsplit(self.public_url)
-            hosts.add(parts.netloc.lower())
-            default_port = {"http": 80, "https": 443}.get(parts.scheme)
-            if parts.port is None:
-                hosts.add(f"{parts.hostname}:{default_port}")
-            elif parts.port == default_port:
-                hosts.add(parts.hostname)
-        return {h.lower() for h in hosts}
-
-    def allowed_origins(self) -> set[str]:
-        origins = set()
-        for host in self.allowed_hosts():
-            origins |= {f"http://{host}", f"https://{host}"}
-        if self.public_url:
-            parts = urlsplit(self.public_url)
-            origins.add(f"{parts.scheme}://{parts.netloc}".lower())
-        return origins
+            hosts.add(f"{_host_for_url(self.address)}:{self.port}".lower())
+        return hosts
 
     def request_refusal(self, host: str | None, origin: str | None) -> str | None:
         """Why a request with these headers is refused (DNS rebinding, a page on another site), or None."""
@@ -194,6 +192,14 @@ def oidc_provider(auth: dict) -> str | None:
 def _team_has_an_admin() -> bool:
     with store.session() as s:
         return s.exec(select(store.TeamMember.email).where(store.TeamMember.role == "admin").limit(1)).first() is not None
+
+
+def _host_forms(parts) -> list[str]:
+    """A URL's host as a Host header may name it: with its port, and without it when it is the default."""
+    host = _host_for_url(parts.hostname or "")
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    port = parts.port or default_port
+    return [f"{host}:{port}"] + ([host] if port == default_port else [])
 
 
 def _list(variable: str) -> list[str]:

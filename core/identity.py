@@ -76,7 +76,7 @@ def current() -> User:
             return user
     if deployment.load().personal:
         return local_admin()
-    raise NotSignedIn("Nobody is signed in; sign in first (from the CLI: --as EMAIL).")
+    raise NotSignedIn("Nobody is signed in: this Prompter is shared by a team, so sign in first (from the CLI: --as EMAIL, or PROMPTER_AS).")
 
 
 @contextmanager
@@ -126,16 +126,13 @@ def member(email: str) -> User | None:
     return User(row.email, row.name, row.role) if row else None
 
 
-def for_cli(email: str | None) -> User:
-    """The user the CLI acts as: ``--as EMAIL`` (a team member), or the local admin in personal mode."""
-    if email:
-        found = member(email)
-        if found is None:
-            raise NotAllowed(f"{email} is not on the team; an admin adds them with `team add {email} --role member`.")
-        return found
-    if deployment.load().personal:
-        return local_admin()
-    raise NotSignedIn("This Prompter is shared by a team: say who you are with --as EMAIL (or PROMPTER_AS).")
+def for_cli(email: str) -> User:
+    """The team member the CLI acts as (``--as EMAIL``); without --as, ``current()`` is the local admin
+    in personal mode and nobody in team mode."""
+    found = member(email)
+    if found is None:
+        raise NotAllowed(f"{email} is not on the team; an admin adds them with `team add {email} --role member`.")
+    return found
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,18 @@ def test_a_team_answers_only_at_its_public_url(monkeypatch):
     assert d.request_refusal("prompter.example.com", "https://prompter.example.com.evil.example") == (
         "Requests from pages on https://prompter.example.com.evil.example are refused; open the dashboard at https://prompter.example.com."
     )
+    # a page served over plain http under the team's name is not the dashboard's own page
+    assert d.request_refusal("prompter.example.com", "http://prompter.example.com") is not None
+
+
+def test_a_public_url_at_an_ipv6_address_keeps_its_brackets(monkeypatch):
+    monkeypatch.setenv("PROMPTER_ADDRESS", "::")
+    monkeypatch.setenv("PROMPTER_TRUSTED_PROXY", "fd00::5")
+    monkeypatch.setenv("PROMPTER_ADMINS", "boss@example.com")
+    monkeypatch.setenv("PROMPTER_PUBLIC_URL", "https://[fd00::7]")
+    d = deployment.load()
+    assert d.allowed_hosts() == {"[fd00::7]", "[fd00::7]:443"}
+    assert d.request_refusal("[fd00::7]", "https://[fd00::7]") is None
 
 
 def test_a_team_on_a_named_address_answers_at_that_name_and_port(monkeypatch):

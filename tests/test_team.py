@@ -171,7 +171,7 @@ def test_the_last_admin_can_neither_step_down_nor_be_removed():
 
 def test_prompter_admins_become_admins_at_their_first_sign_in_and_strangers_are_refused(monkeypatch):
     team_mode(monkeypatch, admins="Boss@X.com")
-    with pytest.raises(identity.NotSignedIn, match=r"^Nobody is signed in; sign in first \(from the CLI: --as EMAIL\)\.$"):
+    with pytest.raises(identity.NotSignedIn, match=r"^Nobody is signed in: this Prompter is shared by a team, so sign in first \(from the CLI: --as EMAIL, or PROMPTER_AS\)\.$"):
         identity.current()
 
     boss = identity.sign_in("BOSS@x.com", "The Boss", "proxy")
@@ -269,7 +269,7 @@ def test_in_team_mode_the_cli_asks_who_is_acting(cli_world, standin, capsys, mon
     before = database()
     code, out, err = run_cli(capsys, "keys", "add", "k2", "--provider", "openai-compatible", "--base-url", standin.base_url, "--no-test")
     assert (code, out) == (1, "")
-    assert err == "error: Nobody is signed in; sign in first (from the CLI: --as EMAIL).\n"
+    assert err == "error: Nobody is signed in: this Prompter is shared by a team, so sign in first (from the CLI: --as EMAIL, or PROMPTER_AS).\n"
     assert run_cli(capsys, "team", "add", "zed@x.com", "--role", "viewer")[2] == err
     assert database() == before
 
