@@ -91,7 +91,8 @@ if not serving.personal and user.may("member"):
             connection.forget_own_token()
             widgets.flash("ok", "Removed your Label Studio token; the team's connection is used again.")
             st.rerun()
-    token = st.text_input("Personal access token", type="password", key="own_token", help="Label Studio: Account & Settings → Access Token.")
+    generation = st.session_state.get("own_token_generation", 0)  # a new field after a save: the token is not kept on the page
+    token = st.text_input("Personal access token", type="password", key=f"own_token_{generation}", help="Label Studio: Account & Settings → Access Token.")
     if st.button("Test and save my token", key="own_token_save"):
         try:
             check = connection.save_own_token(token)
@@ -99,6 +100,7 @@ if not serving.personal and user.may("member"):
             st.error(str(error))
         else:
             if check.ok:
+                st.session_state["own_token_generation"] = generation + 1
                 widgets.flash("ok", f"Saved your token. {check.message}")
                 st.rerun()
             st.error(f"Not saved. {check.message}")
