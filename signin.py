@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import datetime, timezone
 
 import streamlit as st
 
@@ -83,7 +84,7 @@ def _through_oidc(d: Deployment) -> User:
         _door("Your sign-in gave no verified email address, which this dashboard needs to know who you are.")
         st.button("Sign out", on_click=st.logout)
         st.stop()
-    return _member(email, st.user.get("name"), "OpenID Connect", marker=f"oidc {st.user.get('iat')}")
+    return _member(email, st.user.get("name"), "OpenID Connect", marker=_sign_in_moment(st.user.get("iat")))
 
 
 def _through_proxy(d: Deployment) -> User:
@@ -119,6 +120,14 @@ def _member(email: str, name: str | None, method: str, marker: str | None) -> Us
             st.button("Sign out", on_click=st.logout)
         st.stop()
     return user
+
+
+def _sign_in_moment(issued_at) -> str | None:
+    """Names one OpenID Connect sign-in (its ID token's issue time), so that more tabs of it are not
+    recorded as more sign-ins."""
+    if not isinstance(issued_at, (int, float)):
+        return None
+    return f"sign-in of {datetime.fromtimestamp(issued_at, timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _door(text: str) -> None:

@@ -61,7 +61,7 @@ class Event:
 
     def describe(self) -> str:
         """The details in words, for the Activity page and the CSV."""
-        return ", ".join(f"{name}: {_text(value)}" for name, value in self.detail.items())
+        return ", ".join(f"{name}: {_text(value)}" for name, value in self.detail.items() if value not in (None, ""))
 
 
 def record(action: str, *, target: str | None = None, by: User | None = None, detail: dict[str, Any] | None = None) -> None:
