@@ -1,7 +1,7 @@
 """The dashboard's door: which requests it answers, and who is signed in. Streamlit only: the rules
 (who is on the team, with which role) are in core.identity and core.deployment.
 
-(It lives beside app.py, not in pages/, because Streamlit lists every file in pages/ as a page.)
+(It lives beside app.py, not in views/, because every file there is one of the app's pages.)
 """
 
 from __future__ import annotations

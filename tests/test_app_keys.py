@@ -41,7 +41,7 @@ def server():
 
 
 def test_add_test_mask_edit_delete(server):
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.selectbox(key="new_provider").set_value("openai").run()
     app.text_input(key="new_0_name").input("team")
     app.text_input(key="new_0_api_key").input(SECRET)
@@ -73,7 +73,7 @@ def test_add_test_mask_edit_delete(server):
 
 
 def test_a_failed_test_does_not_save_unless_confirmed(server):
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.selectbox(key="new_provider").set_value("openai").run()
     app.text_input(key="new_0_name").input("wrong")
     app.text_input(key="new_0_api_key").input("sk-not-the-right-key-000000000")
@@ -89,7 +89,7 @@ def test_a_failed_test_does_not_save_unless_confirmed(server):
 
 def test_an_edit_whose_test_fails_is_saved_only_when_confirmed(server):
     keys.add("team", "openai", api_key=SECRET, base_url=server.base_url)
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.button(key="edit_team").click().run()
     app.text_input(key="edit_0_api_key").input("sk-not-the-right-key-000000000")
     app.button(key="edit_save").click().run()
@@ -104,7 +104,7 @@ def test_an_edit_whose_test_fails_is_saved_only_when_confirmed(server):
 def test_a_key_read_from_a_variable_can_be_edited(server, monkeypatch):
     monkeypatch.setenv("TEAM_KEY", SECRET)
     keys.add("team", "openai", api_key_env="TEAM_KEY", base_url=server.base_url)
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.button(key="edit_team").click().run()
     app.text_input(key="edit_0_organization").input("org-labels")
     app.button(key="edit_save").click().run()
@@ -115,7 +115,7 @@ def test_a_key_read_from_a_variable_can_be_edited(server, monkeypatch):
 
 
 def test_bad_input_is_refused_naming_the_field():
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.selectbox(key="new_provider").set_value("azure").run()
     app.text_input(key="new_0_name").input("az")
     app.text_input(key="new_0_api_key").input(SECRET)
@@ -129,7 +129,7 @@ def test_label_studio_connection_saved_and_environment_wins(use_labelstudio, mon
     token = use_labelstudio.credentials.token
     monkeypatch.delenv("LABEL_STUDIO_URL")
     monkeypatch.delenv("LABEL_STUDIO_API_KEY")
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.text_input(key="ls_url_0").input(use_labelstudio.url)
     app.text_input(key="ls_token_0").input(token)
     app.button(key="ls_save").click().run()
@@ -150,14 +150,14 @@ def test_label_studio_connection_saved_and_environment_wins(use_labelstudio, mon
 
     monkeypatch.setenv("LABEL_STUDIO_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "env-token-0000000000000")
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     assert any("set in the environment" in i.value for i in app.info)
     app.button(key="ls_test").click().run()
     assert any("Cannot reach Label Studio" in e for e in _texts(app.error))
 
 
 def test_a_team_sets_and_removes_a_model_price():
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.text_input(key="price_model").input("my-azure-gpt4o")
     app.number_input(key="price_input").set_value(2.5)
     app.number_input(key="price_output").set_value(10.0)
