@@ -21,7 +21,7 @@ def serving() -> Deployment:
     """The deployment as this server runs it; stops the page when it must not be served."""
     try:
         found = deployment.load(address=st.get_option("server.address"), port=st.get_option("server.port"))
-        refusal = deployment.refusal(found)
+        refusal = deployment.refusal(found) or deployment.server_refusal(found)
     except ValueError as error:  # a malformed setting (DeploymentError is one): its message names it
         found, refusal = None, str(error)
     if refusal:
