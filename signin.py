@@ -1,7 +1,7 @@
 """The dashboard's door: which requests it answers, and who is signed in. Streamlit only: the rules
 (who is on the team, with which role) are in core.identity and core.deployment.
 
-(It lives beside app.py, not in pages/, because Streamlit lists every file in pages/ as a page.)
+(It lives beside app.py, not in views/, because every file there is one of the app's pages.)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def serving() -> Deployment:
     """The deployment as this server runs it; stops the page when it must not be served."""
     try:
         found = deployment.load(address=st.get_option("server.address"), port=st.get_option("server.port"))
-        refusal = deployment.refusal(found)
+        refusal = deployment.refusal(found) or deployment.server_refusal(found)
     except ValueError as error:  # a malformed setting (DeploymentError is one): its message names it
         found, refusal = None, str(error)
     if refusal:

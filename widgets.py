@@ -1,7 +1,7 @@
 """Streamlit pieces the pages share: flash messages, the project, prompt and version pickers, and a run
 followed live with cancel and resume. Layout only: every decision is in core/.
 
-(It lives beside app.py, not in pages/, because Streamlit lists every file in pages/ as a page.)
+(It lives beside app.py, not in views/, because every file there is one of the app's pages.)
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def pick_version(
     names = [v.prompt for v in prompts.latest_versions(project_id)]
     if not names:
         st.info(f"This project has no prompts yet: write one on the Prompts page, then {then} here.")
-        st.page_link("pages/2_Prompts.py", label="Open the Prompts page", icon=":material/edit_note:")
+        st.page_link("views/2_Prompts.py", label="Open the Prompts page", icon=":material/edit_note:")
         return None
     state = st.session_state
     if state.get(f"{prefix}_prompt") not in names and recent.prompt(project_id) in names:

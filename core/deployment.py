@@ -16,6 +16,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 from urllib.parse import urlsplit
 
 from sqlmodel import select
@@ -24,6 +25,11 @@ from core import settings, store
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 DEFAULT_PROXY_HEADER = "X-Forwarded-Email"
+# Streamlit's web server (uvicorn) replaces a connection's address with the last X-Forwarded-For
+# address when the connection comes from one in FORWARDED_ALLOW_IPS (127.0.0.1 and ::1 when unset).
+# The trusted-proxy sign-in decides on the address the connection really comes from, so the
+# dashboard's server trusts no forwarded address: the launcher starts it with this environment.
+SERVER_ENVIRONMENT = {"FORWARDED_ALLOW_IPS": ""}
 
 
 class DeploymentError(ValueError):
@@ -154,6 +160,20 @@ def refusal(deployment: Deployment | None = None) -> str | None:
     if _is_any(d.address) and not d.public_url:
         return "Set PROMPTER_PUBLIC_URL to the address your team opens (e.g. https://prompter.example.com), so requests for other names are refused."
     return None
+
+
+def server_refusal(d: Deployment, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why the dashboard's server process, started with ``environ``, must not serve ``d``; None when
+    it may. A trusted-proxy sign-in needs the connection's own address (SERVER_ENVIRONMENT)."""
+    if d.sign_in != "proxy" or environ.get("FORWARDED_ALLOW_IPS") == SERVER_ENVIRONMENT["FORWARDED_ALLOW_IPS"]:
+        return None
+    trusted = environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1 (it is unset)")
+    return (
+        f"its web server takes a connection's address from X-Forwarded-For when the connection comes from {trusted} "
+        "(FORWARDED_ALLOW_IPS), so a program there could pass for the sign-in proxy, and a proxy there that adds "
+        "X-Forwarded-For would not be recognised. Start the dashboard with `make run` (python -m core run), which "
+        "sets FORWARDED_ALLOW_IPS empty, or set it empty yourself."
+    )
 
 
 def secrets_file() -> Path:

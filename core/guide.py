@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from core import keys, prompts, runs
 
-KEYS, PROMPTS, EVALUATE, PREDICT = "pages/1_Keys.py", "pages/2_Prompts.py", "pages/3_Evaluate.py", "pages/4_Predict.py"
+KEYS, PROMPTS, EVALUATE, PREDICT = "views/1_Keys.py", "views/2_Prompts.py", "views/3_Evaluate.py", "views/4_Predict.py"
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -62,6 +63,7 @@ def _serve_dashboard(serving: deployment.Deployment) -> int:
             "--secrets.files", str(deployment.secrets_file()),
         ],
         cwd=settings.REPO_ROOT,
+        env={**os.environ, **deployment.SERVER_ENVIRONMENT},
     )
     try:
         return dashboard.wait()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from core import forkserver, settings
+from core import deployment, forkserver, settings
 from core.local_labelstudio import free_port
 from tests.helpers import streamlit_healthy, wait_until
 
@@ -34,12 +34,15 @@ def chromium() -> str:
 
 
 class Dashboard:
-    """`streamlit run app.py` with this process's environment (PROMPTER_HOME, Label Studio)."""
+    """`streamlit run app.py` with this process's environment (PROMPTER_HOME, Label Studio), what the
+    launcher adds to it (deployment.SERVER_ENVIRONMENT), and ``env`` over both. The port, and so
+    ``url``, is known before it starts (a sign-in's redirect URI names it)."""
 
-    def __init__(self, log: Path):
+    def __init__(self, log: Path, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
+        self.env = dict(env or {})
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "Dashboard":
@@ -52,7 +55,7 @@ class Dashboard:
                     "--server.headless", "true",
                 ],
                 cwd=settings.REPO_ROOT,
-                env={**os.environ, forkserver.ENABLED_VARIABLE: "1"},  # as `make run` starts runs
+                env={**os.environ, **deployment.SERVER_ENVIRONMENT, forkserver.ENABLED_VARIABLE: "1", **self.env},  # as `make run` starts runs
                 stdout=out,
                 stderr=out,
             )

@@ -15,7 +15,7 @@ APP = str(settings.REPO_ROOT / "app.py")
 
 
 def open_page(page: str, *, project_key: str | None = None, project_id: int | None = None, timeout: float = 90) -> AppTest:
-    """The app switched to ``page`` (e.g. "pages/3_Evaluate.py"), with a project picked when given."""
+    """The app switched to ``page`` (e.g. "views/3_Evaluate.py"), with a project picked when given."""
     app = AppTest.from_file(APP, default_timeout=timeout)
     app.run()
     app.switch_page(page).run()

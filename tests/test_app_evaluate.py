@@ -71,7 +71,7 @@ def _charts(app: AppTest) -> list[tuple[dict, list[dict]]]:
 def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     proj, ids, v1, v2 = project
     first, second = _evaluate(v1), _evaluate(v2)
-    app = open_page("pages/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
+    app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
     assert app.selectbox(key="ev_prompt").value == "sentiment"
     assert app.selectbox(key="ev_run").value == second.id  # the newest run
 
@@ -132,7 +132,7 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
 
 def test_run_an_evaluation_on_the_page_and_see_its_results(project):
     proj, ids, v1, v2 = project
-    app = open_page("pages/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
+    app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
     assert app.selectbox(key="ev_version").value == 2  # the latest
     assert [c.value for c in app.caption if "ground-truth tasks" in c.value] == ["sentiment@v2 (gpt-4o-mini) on 6 ground-truth tasks."]
     assert [i.value for i in app.info] == ["No evaluation of sentiment yet: run one above."]
@@ -163,7 +163,7 @@ def test_a_run_no_worker_picked_up_is_resumed_from_the_page(project):
         row = s.get(store.Run, run.id)
         row.created_at = store.utcnow() - timedelta(minutes=5)
         s.add(row)
-    app = open_page("pages/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
+    app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
     assert app.warning[0].value == f"Run {run.id} is pending. No worker has picked it up; resume to start it."
     app.button(key="ev_resume").click().run()
     assert f"Resumed run {run.id}: only tasks without a result are sent." in [s.value for s in app.success]
@@ -174,6 +174,6 @@ def test_a_run_no_worker_picked_up_is_resumed_from_the_page(project):
 
 def test_a_project_without_prompts_points_to_the_prompts_page(use_labelstudio, make_project):
     project, _ = make_project(CHOICES_CONFIG, [NewTask({"text": "hello"})])
-    app = open_page("pages/3_Evaluate.py", project_key="ev_project", project_id=project.id)
+    app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=project.id)
     assert [i.value for i in app.info] == ["This project has no prompts yet: write one on the Prompts page, then evaluate it here."]
     assert not app.button  # nothing to start

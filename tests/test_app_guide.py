@@ -21,24 +21,24 @@ def captions(app) -> list[str]:
 
 def test_home_on_an_empty_dashboard_says_the_first_step(use_labelstudio, make_project):
     make_project(CHOICES_CONFIG, [NewTask({"text": "a"})], title="Empty start")
-    app = open_page("pages/home.py")
+    app = open_page("views/home.py")
     assert "Prompter needs a model to ask: add an OpenAI, Azure OpenAI or OpenAI-compatible key first." in captions(app)
 
 
 def test_each_step_points_to_the_next(use_labelstudio, make_project, standin):
     keys.add("team", "openai-compatible", base_url=standin.base_url)
     project, ids = make_project(CHOICES_CONFIG, [NewTask({"text": "good"}, [(choice("Positive"), True)])], title="Guided")
-    keys_page = open_page("pages/1_Keys.py")
+    keys_page = open_page("views/1_Keys.py")
     assert "The key is ready: next, write a prompt against a Label Studio project." in captions(keys_page)
 
     version = prompts.create(project.id, "sentiment", template=TEMPLATE, controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
-    prompts_page = open_page("pages/2_Prompts.py", project_key="project", project_id=project.id)
+    prompts_page = open_page("views/2_Prompts.py", project_key="project", project_id=project.id)
     assert prompts_page.selectbox(key="prompt").value == "sentiment"  # the prompt last worked on is open
     assert "Next, measure sentiment@v1 against the project's ground truth." in captions(prompts_page)
 
     standin.respond_with(lambda r: Reply.json({"sentiment": "Positive"}))
     runs.execute(runs.create(version, ids, kind="evaluate", label_config=CHOICES_CONFIG).id)
-    evaluate_page = open_page("pages/3_Evaluate.py", project_key="ev_project", project_id=project.id)
+    evaluate_page = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=project.id)
     assert "v1 scored 100.0%. Label the whole project with it, or write a better version on the Prompts page first." in captions(evaluate_page)
     assert table(evaluate_page, "task", "text", "ground truth", "answer", "correct", "failed", "error", "link")["text"].tolist() == ["good"]
 
@@ -52,12 +52,12 @@ def test_pages_start_from_the_project_prompt_and_key_last_worked_on(use_labelstu
     prompts.new_version("b-prompt", worked_on.id, note="the one being improved")
     newer, _ = make_project(CHOICES_CONFIG, [NewTask({"text": "b"})], title="Created a minute ago")  # newest: first in the list
 
-    for page, project_key, prompt_key in (("pages/3_Evaluate.py", "ev_project", "ev_prompt"), ("pages/4_Predict.py", "pr_project", "pr_prompt")):
+    for page, project_key, prompt_key in (("views/3_Evaluate.py", "ev_project", "ev_prompt"), ("views/4_Predict.py", "pr_project", "pr_prompt")):
         app = open_page(page)
         assert app.selectbox(key=project_key).value == worked_on.id, page
         assert app.selectbox(key=prompt_key).value == "b-prompt", page
 
-    app = open_page("pages/2_Prompts.py")
+    app = open_page("views/2_Prompts.py")
     assert app.selectbox(key="project").value == worked_on.id
     app.selectbox(key="prompt").set_value("(new prompt)").run()
     assert app.selectbox(key="ed_key").value == "team"  # the key last used, not the first by name
@@ -70,7 +70,7 @@ def test_a_prompt_is_archived_restored_and_deleted_only_without_runs(use_labelst
     prompts.create(project.id, "draft", template=TEMPLATE, controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
     runs.execute(runs.create(ran, ids, kind="evaluate", label_config=CHOICES_CONFIG).id)
 
-    app = open_page("pages/2_Prompts.py", project_key="project", project_id=project.id)
+    app = open_page("views/2_Prompts.py", project_key="project", project_id=project.id)
     app.selectbox(key="prompt").set_value("ran").run()
     app.button(key="delete").click().run()
     app.button(key="delete_confirm").click().run()

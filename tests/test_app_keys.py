@@ -42,7 +42,7 @@ def server():
 
 
 def test_add_test_mask_edit_delete(server):
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.selectbox(key="new_provider").set_value("openai").run()
     app.text_input(key="new_0_name").input("team")
     app.text_input(key="new_0_api_key").input(SECRET)
@@ -75,7 +75,7 @@ def test_add_test_mask_edit_delete(server):
 
 
 def test_a_failed_test_does_not_save_unless_confirmed(server):
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.selectbox(key="new_provider").set_value("openai").run()
     app.text_input(key="new_0_name").input("wrong")
     app.text_input(key="new_0_api_key").input("sk-not-the-right-key-000000000")
@@ -91,7 +91,7 @@ def test_a_failed_test_does_not_save_unless_confirmed(server):
 
 def test_an_edit_whose_test_fails_is_saved_only_when_confirmed(server):
     keys.add("team", "openai", api_key=SECRET, base_url=server.base_url)
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.button(key="edit_team").click().run()
     app.text_input(key="edit_0_api_key").input("sk-not-the-right-key-000000000")
     app.button(key="edit_save").click().run()
@@ -106,7 +106,7 @@ def test_an_edit_whose_test_fails_is_saved_only_when_confirmed(server):
 def test_a_key_read_from_a_variable_can_be_edited(server, monkeypatch):
     monkeypatch.setenv("TEAM_KEY", SECRET)
     keys.add("team", "openai", api_key_env="TEAM_KEY", base_url=server.base_url)
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.button(key="edit_team").click().run()
     assert "changing the base URL or organization needs the key (or $TEAM_KEY) typed again" in " ".join(_texts(app.caption))
     app.text_input(key="edit_0_organization").input("org-labels")
@@ -121,7 +121,7 @@ def test_a_key_read_from_a_variable_can_be_edited(server, monkeypatch):
 def test_a_new_address_without_the_key_is_refused_keeping_what_was_typed(server):
     keys.add("team", "openai", api_key=SECRET, base_url=server.base_url)
     with Listener() as elsewhere:
-        app = open_page("pages/1_Keys.py", timeout=60)
+        app = open_page("views/1_Keys.py", timeout=60)
         app.button(key="edit_team").click().run()
         assert any(
             c.startswith("Saved secrets are only sent to the address they were saved for: changing the base URL or organization needs the key typed again")
@@ -148,7 +148,7 @@ def test_a_new_address_without_the_key_is_refused_keeping_what_was_typed(server)
 
 
 def test_bad_input_is_refused_naming_the_field():
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.selectbox(key="new_provider").set_value("azure").run()
     app.text_input(key="new_0_name").input("az")
     app.text_input(key="new_0_api_key").input(SECRET)
@@ -162,7 +162,7 @@ def test_label_studio_connection_saved_and_environment_wins(use_labelstudio, mon
     token = use_labelstudio.credentials.token
     monkeypatch.delenv("LABEL_STUDIO_URL")
     monkeypatch.delenv("LABEL_STUDIO_API_KEY")
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.text_input(key="ls_url_0").input(use_labelstudio.url)
     app.text_input(key="ls_token_0").input(token)
     app.button(key="ls_save").click().run()
@@ -183,14 +183,14 @@ def test_label_studio_connection_saved_and_environment_wins(use_labelstudio, mon
 
     monkeypatch.setenv("LABEL_STUDIO_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "env-token-0000000000000")
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     assert any("set in the environment" in i.value for i in app.info)
     app.button(key="ls_test").click().run()
     assert any("Cannot reach Label Studio" in e for e in _texts(app.error))
 
 
 def test_a_team_sets_and_removes_a_model_price():
-    app = open_page("pages/1_Keys.py", timeout=60)
+    app = open_page("views/1_Keys.py", timeout=60)
     app.text_input(key="price_model").input("my-azure-gpt4o")
     app.number_input(key="price_input").set_value(2.5)
     app.number_input(key="price_output").set_value(10.0)

@@ -50,7 +50,7 @@ def _annotations(ls_client, project_id: int) -> int:
 def test_estimate_start_follow_and_finish_a_prediction_run(project):
     proj, ids, v1 = project
     client = connection.client()
-    app = open_page("pages/4_Predict.py", project_key="pr_project", project_id=proj.id)
+    app = open_page("views/4_Predict.py", project_key="pr_project", project_id=proj.id)
     assert app.selectbox(key="pr_prompt").value == "sentiment"
     assert app.selectbox(key="pr_version").value == 1
     assert [i.value for i in app.info] == ["No prediction run of sentiment yet: start one above.", "This project has no predictions yet."]
@@ -111,7 +111,7 @@ def test_estimate_start_follow_and_finish_a_prediction_run(project):
 
 def test_a_run_stopped_by_the_spending_limit_says_why(project):
     proj, ids, v1 = project
-    app = open_page("pages/4_Predict.py", project_key="pr_project", project_id=proj.id)
+    app = open_page("views/4_Predict.py", project_key="pr_project", project_id=proj.id)
     app.number_input(key="pr_concurrency").set_value(1)
     # one call costs $0.000018 (100 in, 5 out at gpt-4o-mini's price): a second would pass $0.00003
     app.number_input(key="pr_max_cost").set_value(0.00003)
@@ -135,7 +135,7 @@ def test_predictions_to_annotations_and_delete_one_model_version(project, ls_cli
     client = connection.client()
     assert runs.execute(predict.start(v1, predict.scope(v1, client), client).id).status == "completed"
     ls_client.import_predictions(proj.id, [NewPrediction(ids[0], choice("Neutral"), "other@v1")])
-    app = open_page("pages/4_Predict.py", project_key="pr_project", project_id=proj.id)
+    app = open_page("views/4_Predict.py", project_key="pr_project", project_id=proj.id)
     assert table(app, *MODEL_VERSION_COLUMNS).to_dict("records") == [
         {"model version": "sentiment@v1", "predictions": 8},
         {"model version": "other@v1", "predictions": 1},
@@ -180,7 +180,7 @@ def test_predictions_to_annotations_and_delete_one_model_version(project, ls_cli
 
 def test_a_project_without_prompts_points_to_the_prompts_page(use_labelstudio, make_project):
     project, _ = make_project(CHOICES_CONFIG, [NewTask({"text": "hello"})])
-    app = open_page("pages/4_Predict.py", project_key="pr_project", project_id=project.id)
+    app = open_page("views/4_Predict.py", project_key="pr_project", project_id=project.id)
     assert [i.value for i in app.info] == [
         "This project has no prompts yet: write one on the Prompts page, then predict with it here.",
         "This project has no predictions yet.",
@@ -198,7 +198,7 @@ def test_the_model_version_picker_starts_on_the_version_just_predicted(project):
     client = connection.client()
     assert runs.execute(predict.start(v1, predict.scope(v1, client), client).id).status == "completed"
     v2 = prompts.new_version("sentiment", proj.id, template="Sentiment, carefully: {text}\nAnswer with {labels}")
-    app = open_page("pages/4_Predict.py", project_key="pr_project", project_id=proj.id)
+    app = open_page("views/4_Predict.py", project_key="pr_project", project_id=proj.id)
     app.selectbox(key="pr_version").set_value(2).run()
     assert app.selectbox(key="pr_model_version").value == "sentiment@v1"  # the only one in Label Studio yet
     app.checkbox(key="pr_confirm_unevaluated_2").check().run()

@@ -37,7 +37,7 @@ def project(use_labelstudio, make_project, standin):
 
 def test_the_page_shows_what_the_config_asks_for_and_a_working_starter(project):
     (proj, ids) = project
-    app = open_page("pages/2_Prompts.py", project_key="project", project_id=proj.id)
+    app = open_page("views/2_Prompts.py", project_key="project", project_id=proj.id)
     assert f"Prompts page check (#{proj.id}) · 3 tasks · 2 ground truth" in app.selectbox(key="project").format_func(proj.id)
     inputs = table(app, "name", "tag", "field")
     outputs = table(app, "name", "tag", "accepts")
@@ -51,7 +51,7 @@ def test_the_page_shows_what_the_config_asks_for_and_a_working_starter(project):
 
 def test_write_try_save_and_compare_versions(project, standin):
     (proj, ids) = project
-    app = open_page("pages/2_Prompts.py", project_key="project", project_id=proj.id)
+    app = open_page("views/2_Prompts.py", project_key="project", project_id=proj.id)
     app.text_input(key="ed_name").input("sentiment")
     app.text_area(key="ed_template").input(TEMPLATE)
     app.selectbox(key="ed_model").set_value("gpt-4o-mini")
@@ -97,7 +97,7 @@ def test_write_try_save_and_compare_versions(project, standin):
 
 def test_a_bad_draft_is_refused_with_the_fix_and_nothing_is_saved(project, standin):
     (proj, ids) = project
-    app = open_page("pages/2_Prompts.py", project_key="project", project_id=proj.id)
+    app = open_page("views/2_Prompts.py", project_key="project", project_id=proj.id)
     app.text_input(key="ed_name").input("sentiment")
     app.text_area(key="ed_template").input("Classify {review}")
     app.selectbox(key="ed_model").set_value("gpt-4o-mini").run()
@@ -111,7 +111,7 @@ def test_a_bad_draft_is_refused_with_the_fix_and_nothing_is_saved(project, stand
 
 def test_a_failed_answer_shows_its_reason_and_the_raw_text(project, standin):
     (proj, ids) = project
-    app = open_page("pages/2_Prompts.py", project_key="project", project_id=proj.id)
+    app = open_page("views/2_Prompts.py", project_key="project", project_id=proj.id)
     app.text_area(key="ed_template").input(TEMPLATE)
     app.selectbox(key="ed_model").set_value("gpt-4o-mini").run()
     standin.script(Reply.json({"sentiment": "Ecstatic"}))
@@ -122,6 +122,6 @@ def test_a_failed_answer_shows_its_reason_and_the_raw_text(project, standin):
 
 def test_a_project_with_nothing_to_fill_says_why(use_labelstudio, make_project):
     project, _ = make_project('<View><Image name="img" value="$image"/><RectangleLabels name="box" toName="img"><Label value="Cat"/></RectangleLabels></View>')
-    app = open_page("pages/2_Prompts.py", project_key="project", project_id=project.id)
+    app = open_page("views/2_Prompts.py", project_key="project", project_id=project.id)
     assert "has nothing Prompter can fill (RectangleLabels 'box'" in app.error[0].value
     assert table(app, "name", "tag", "why").to_dict("records")[0]["why"] == "Prompter fills Choices, Labels, TextArea, Number, Rating, Pairwise, Taxonomy, not RectangleLabels"

@@ -43,7 +43,7 @@ def test_a_run_answered_from_earlier_calls_says_so_and_what_it_saved(project, st
     standin.respond_with(right)
     evaluate_run(version, ids)
     again = evaluate_run(version, ids)
-    app = open_page("pages/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
+    app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
     assert app.selectbox(key="ev_run").value == again.id
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Cost"] == "$0.00" and metrics["Accuracy"] == "100.0%"
@@ -55,7 +55,7 @@ def test_failures_are_grouped_on_the_page_and_only_they_are_retried(project, sta
     proj, ids, version = project
     standin.respond_with(lambda r: Reply.json({"sentiment": "Ecstatic"}) if number_of(r) < 2 else right(r))
     ended = evaluate_run(version, ids)
-    app = open_page("pages/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
+    app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
     assert "2 of 4 tasks failed: 2 label not in the config." in [w.value for w in app.warning]
     groups = table(app, "why", "tasks", "example task", "example").to_dict("records")
     assert [(g["why"], g["tasks"], g["example task"]) for g in groups] == [("label not in the config", 2, ids[0])]
@@ -73,7 +73,7 @@ def test_the_cache_choice_on_the_page_reaches_the_run(project, standin):
     proj, ids, version = project
     standin.respond_with(right)
     evaluate_run(version, ids)
-    app = open_page("pages/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
+    app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
     app.selectbox(key="ev_cache").set_value("fresh").run()
     app.button(key="ev_start").click().run()
     assert not app.exception, app.exception
@@ -91,7 +91,7 @@ def test_two_runs_without_ground_truth_show_the_answers_that_changed(use_labelst
     v2 = prompts.new_version("sentiment", proj.id, template=TEMPLATE + "\nThink twice.")
     standin.respond_with(lambda r: Reply.json({"sentiment": "Negative" if number_of(r) == 1 else "Positive"}))
     b = evaluate_run(v2, ids)
-    app = open_page("pages/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
+    app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
     assert "v2 changed 1 of 3 answers from v1 (no ground truth on these tasks to say which is right)." in [i.value for i in app.info]
     changed = table(app, "task", "text", f"run {a.id}", f"run {b.id}", "link").to_dict("records")
     assert [(c["task"], c["text"], c[f"run {a.id}"], c[f"run {b.id}"]) for c in changed] == [(ids[1], "review number 1", "Positive", "Negative")]
@@ -105,7 +105,7 @@ def test_predict_preselects_the_best_evaluated_version_and_asks_before_an_uneval
     standin.respond_with(right)
     evaluate_run(version, ids)  # v1: 4 of 4 right
     prompts.new_version("sentiment", proj.id, template=TEMPLATE + "\nBe brief.")
-    app = open_page("pages/4_Predict.py", project_key="pr_project", project_id=proj.id)
+    app = open_page("views/4_Predict.py", project_key="pr_project", project_id=proj.id)
     picker = app.selectbox(key="pr_version")
     assert picker.value == 1  # the best on ground truth, not the latest
     assert picker.options == ["v2 · not evaluated yet", "v1 · accuracy 100.0% on 4 tasks"]

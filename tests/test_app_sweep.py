@@ -13,7 +13,7 @@ from core.local_labelstudio import free_port
 from tests.conftest import CHOICES_CONFIG, choice
 from tests.helpers import APP
 
-HOME, KEYS, PROMPTS, EVALUATE, PREDICT = "pages/home.py", "pages/1_Keys.py", "pages/2_Prompts.py", "pages/3_Evaluate.py", "pages/4_Predict.py"
+HOME, KEYS, PROMPTS, EVALUATE, PREDICT = "views/home.py", "views/1_Keys.py", "views/2_Prompts.py", "views/3_Evaluate.py", "views/4_Predict.py"
 PROJECT_PICKER = {PROMPTS: "project", EVALUATE: "ev_project", PREDICT: "pr_project"}
 TEMPLATE = "Review: {text}\nAnswer with {labels}"
 
