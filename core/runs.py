@@ -119,8 +119,9 @@ class RunView:
 
     @property
     def started_by_label(self) -> str:
-        """For a run picker: ' · by ana@example.com', or nothing for runs from before anyone was recorded."""
-        return f" · by {self.started_by}" if self.started_by else ""
+        """For a run picker: ' · by ana@example.com'; nothing in personal mode (the local admin started
+        every run) or for runs from before anyone was recorded."""
+        return f" · by {self.started_by}" if self.started_by and self.started_by != identity.LOCAL_EMAIL else ""
 
     @property
     def finished(self) -> int:
