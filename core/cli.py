@@ -20,7 +20,7 @@ from typing import Any
 from core import audit, budgets, connection, demo, identity, keys, launcher, messages, predict, pricing, prompts, providers, runs
 from core.evaluation import subsets
 from core.checks import Check
-from core.formatting import percent, usd
+from core.formatting import interval, percent, percent_with_interval, usd
 from core.labelstudio import LabelStudioError
 from core.prompts import PromptError, Version
 from core.workbench import Trial, Workbench
@@ -740,13 +740,25 @@ def _run_text(run: runs.RunView, document: dict[str, Any]) -> str:
         if document["accuracy"] is None:
             lines.append(f"accuracy: none, no task was answered (completion rate {percent(document['completion_rate'])})")
         else:
-            lines.append(f"accuracy: {percent(document['accuracy'])} on {document['scored']} scored tasks; completion rate {percent(document['completion_rate'])}")
+            accuracy = percent_with_interval(document["accuracy"], document["accuracy_interval"])
+            lines.append(f"accuracy: {accuracy} on {document['scored']} scored tasks; completion rate {percent(document['completion_rate'])}")
         for name, control in document["metrics"].items():
-            scores = ", ".join(f"{k} {_figure(v)}" for k, v in control["scores"].items())
-            lines.append(f"  {name} ({control['tag']}): {scores}")
+            lines.append(f"  {name} ({control['tag']}): {_scores_text(control['scores'])}")
             for row in control["per_class"]:
-                lines.append(f"    {row['label']:<24} P {row['precision']:.2f}  R {row['recall']:.2f}  F1 {row['f1']:.2f}  n {row['support']}")
+                f1 = f"F1 {row['f1']:.2f} [{interval(row.get('f1_interval'), scale=1, unit='', digits=2)}]"
+                lines.append(f"    {row['label']:<24} P {row['precision']:.2f}  R {row['recall']:.2f}  {f1}  n {row['support']}")
     return "\n".join(lines)
+
+
+def _scores_text(scores: dict[str, Any]) -> str:
+    """A control's figures on one line, each with its 95% interval in brackets when it has one."""
+    shown = []
+    for key, value in scores.items():
+        if key.endswith("_interval"):
+            continue
+        bounds = f" [{interval(scores[f'{key}_interval'], scale=1, unit='', digits=3)}]" if scores.get(f"{key}_interval") else ""
+        shown.append(f"{key} {_figure(value)}{bounds}")
+    return ", ".join(shown)
 
 
 def _figure(value: Any) -> str:

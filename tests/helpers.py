@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Callable
@@ -12,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from core import runs, settings
 
 APP = str(settings.REPO_ROOT / "app.py")
+Z = 1.959963984540054  # the normal quantile of 97.5%
 
 
 def open_page(page: str, *, project_key: str | None = None, project_id: int | None = None, timeout: float = 90) -> AppTest:
@@ -31,6 +33,14 @@ def table(app: AppTest, *columns: str):
         if tuple(frame.value.columns) == columns:
             return frame.value
     raise AssertionError(f"no table with columns {columns}; tables: {[tuple(f.value.columns) for f in app.dataframe]}")
+
+
+def wilson_by_hand(k: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of k successes in n trials, from its closed form."""
+    p = k / n
+    centre = (p + Z**2 / (2 * n)) / (1 + Z**2 / n)
+    half = Z * math.sqrt(p * (1 - p) / n + Z**2 / (4 * n**2)) / (1 + Z**2 / n)
+    return centre - half, centre + half
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0, poll: float = 0.05, *, what: str = "the condition") -> None:

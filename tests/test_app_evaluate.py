@@ -15,14 +15,21 @@ from core import connection, keys, prompts, runs, store
 from core.evaluation import charts, evaluate, subsets
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
-from tests.helpers import open_page, table, wait_for_run, wait_until
+from tests.helpers import open_page, table, wait_for_run, wait_until, wilson_by_hand
 from tests.standin import Reply
 
 V1 = "Sentiment of: {text}\nAnswer with {labels}"
 V2 = "Sentiment of this review: {text}\nAnswer with {labels}"
 TRUTH = {"good": "Positive", "bad": "Negative", "meh": "Neutral", "great": "Positive", "awful": "Negative", "fine": "Neutral"}
 TASK_COLUMNS = ("task", "text", "ground truth", "answer", "correct", "failed", "error", "link")
-HISTORY_COLUMNS = ("run", "version", "status", "subset", "done", "failed", "accuracy", "cost", "started", "started by")
+HISTORY_COLUMNS = ("run", "version", "status", "subset", "done", "failed", "accuracy", "accuracy 95%", "cost", "started", "started by")
+PER_CLASS_COLUMNS = ("label", "precision", "precision 95%", "recall", "recall 95%", "f1", "f1 95%", "support")
+
+
+def shown(k: int, n: int, percent: bool = False) -> str:
+    """A Wilson interval as the page writes it, computed from the formula."""
+    low, high = wilson_by_hand(k, n)
+    return f"{low * 100:.1f}–{high * 100:.1f}%" if percent else f"{low:.3f}–{high:.3f}"
 
 
 def answer(request):
@@ -84,18 +91,36 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     assert metrics["Cost"].value == "$0.000108" and stored["cost_usd"] == pytest.approx(0.000108)  # 6 calls of 100 in, 5 out
     assert metrics["Tokens in / out"].value == "600 / 30"
 
-    per_class = table(app, "label", "precision", "recall", "f1", "support")
-    assert per_class.to_dict("records") == stored["metrics"]["sentiment"]["per_class"]
-    scores = table(app, "tasks", "accuracy", "macro_f1", "micro_f1")
-    assert scores.to_dict("records") == [stored["metrics"]["sentiment"]["scores"]]
+    # 4 of 6 right: the 95% Wilson interval, from its formula, is 30.0-90.3%
+    assert shown(4, 6, percent=True) == "30.0–90.3%"
+    assert "Accuracy 66.7% (95% interval 30.0–90.3%) on 6 ground-truth tasks." in [c.value for c in app.caption]
+    assert "95% interval 30.0–90.3%" in metrics["Accuracy"].help
+
+    # v2 said Positive for good and great (both Positive), Negative for bad and fine (one right),
+    # Neutral for meh (right), and failed on awful (Negative)
+    per_class = table(app, *PER_CLASS_COLUMNS).set_index("label")
+    assert list(per_class["precision 95%"]) == [shown(2, 2), shown(1, 2), shown(1, 1)]
+    assert list(per_class["recall 95%"]) == [shown(2, 2), shown(1, 2), shown(1, 2)]
+    figures = [{k: v for k, v in row.items() if not k.endswith("_interval")} for row in stored["metrics"]["sentiment"]["per_class"]]
+    assert per_class.reset_index()[["label", "precision", "recall", "f1", "support"]].to_dict("records") == figures
+    # F1's interval is the bootstrap's: the page shows the core's
+    assert list(per_class["f1 95%"]) == [
+        f"{row['f1_interval']['low']:.3f}–{row['f1_interval']['high']:.3f}" for row in stored["metrics"]["sentiment"]["per_class"]
+    ]
+    scores = table(app, "tasks", "accuracy", "accuracy 95%", "macro_f1", "macro_f1 95%", "micro_f1", "micro_f1 95%")
+    assert scores.loc[0, "accuracy 95%"] == shown(4, 6)
+    macro = stored["metrics"]["sentiment"]["scores"]["macro_f1_interval"]
+    assert macro["low"] < stored["metrics"]["sentiment"]["scores"]["macro_f1"] < macro["high"]
+    assert scores.loc[0, "macro_f1 95%"] == f"{macro['low']:.3f}–{macro['high']:.3f}"
     (heatmap,) = [rows for spec, rows in _charts(app) if "layer" in spec]
     assert heatmap == charts.chart_data(charts.confusion_heatmap(stored["metrics"]["sentiment"]["confusion"]))
     assert {"truth": "Negative", "predicted": "(failed)", "count": 1, "truth axis": "Negative", "predicted axis": "(failed)"} in heatmap
 
-    (line,) = [rows for spec, rows in _charts(app) if spec.get("mark", {}).get("type") == "line"]
-    assert line == evaluate.history("sentiment", proj.id) == [
-        {"version": "v1", "accuracy": 0.5, "tasks": 6, "run_id": first.id, "subset": "6 ground-truth tasks"},
-        {"version": "v2", "accuracy": 4 / 6, "tasks": 6, "run_id": second.id, "subset": "6 ground-truth tasks"},
+    (line,) = [rows for spec, rows in _charts(app) if any(layer["mark"].get("type") == "line" for layer in spec.get("layer", []))]
+    (low_1, high_1), (low_2, high_2) = wilson_by_hand(3, 6), wilson_by_hand(4, 6)
+    assert line == [  # each version's accuracy with its interval, drawn as an error bar
+        {"version": "v1", "accuracy": 0.5, "tasks": 6, "run_id": first.id, "subset": "6 ground-truth tasks", "low": pytest.approx(low_1), "high": pytest.approx(high_1)},
+        {"version": "v2", "accuracy": 4 / 6, "tasks": 6, "run_id": second.id, "subset": "6 ground-truth tasks", "low": pytest.approx(low_2), "high": pytest.approx(high_2)},
     ]
 
     tasks = table(app, *TASK_COLUMNS)
@@ -115,13 +140,16 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     assert (app.selectbox(key="ev_compare_a").value, app.selectbox(key="ev_compare_b").value) == (first.id, second.id)
     assert comparison.verdict() in [i.value for i in app.info]
     assert comparison.wrong_to_right == [ids["meh"]] and comparison.right_to_wrong == []
-    assert {m.label: m.value for m in app.metric}["Accuracy difference"] == "+16.7 points"
+    difference = {m.label: m for m in app.metric}["Accuracy difference"]
+    assert difference.value == "+16.7 points" and comparison.interval_text() in difference.help
+    assert "95% interval" in comparison.verdict() and "p = 1" in comparison.verdict()  # one task flipped: could be noise
     assert any(f"[{ids['meh']}](" in m.value for m in app.markdown if m.value.startswith("**Wrong → right**"))
 
     history = table(app, *HISTORY_COLUMNS)
     assert list(history["run"]) == [second.id, first.id]
     assert list(history["version"]) == ["v2", "v1"] and list(history["status"]) == ["completed", "completed"]
-    assert list(history["accuracy"]) == ["66.7%", "50.0%"] and list(history["done"]) == [5, 6] and list(history["failed"]) == [1, 0]
+    assert list(history["accuracy"]) == ["66.7%", "50.0%"] and list(history["accuracy 95%"]) == [shown(4, 6, True), shown(3, 6, True)]
+    assert list(history["done"]) == [5, 6] and list(history["failed"]) == [1, 0]
     assert list(history["started by"]) == ["local", "local"]  # personal mode: the local admin started both
 
     # the older run, picked: its figures, no delta (v1 has no version before it)

@@ -78,5 +78,5 @@ def test_home_lists_each_prompt_with_its_best_evaluated_version(use_labelstudio,
     app = _run()
     table = app.dataframe[1].value
     assert table.to_dict("records") == [  # the best version, not the latest run
-        {"project": "Home scores", "prompt": "tone", "latest": "v2", "model": "gpt-4o-mini", "best": "v1", "accuracy": "75.0%", "on": "4 ground-truth tasks"}
+        {"project": "Home scores", "prompt": "tone", "latest": "v2", "model": "gpt-4o-mini", "best": "v1", "accuracy": "75.0%", "accuracy 95%": "30.1–95.4%", "on": "4 ground-truth tasks"}
     ]

@@ -15,7 +15,7 @@ def test_eight_flips_all_one_way_are_more_than_noise():
     assert (result.accuracy_a, result.accuracy_b, result.difference) == (pytest.approx(0.2), pytest.approx(1.0), pytest.approx(0.8))
     assert result.wrong_to_right == [1, 2, 3, 4, 5, 6, 7, 8] and result.right_to_wrong == []
     assert result.p_value == pytest.approx(2 * 0.5**8)  # 0.0078125
-    assert result.verdict() == "v2 is 80.0 points better than v1 on 10 tasks (p = 0.0078): more than noise."
+    assert result.verdict() == "v2 is 80.0 points better than v1 on 10 tasks (95% interval +50.0 to +100.0 points; p = 0.0078): more than noise."
 
 
 def test_a_few_flips_either_way_could_be_noise():
@@ -26,13 +26,13 @@ def test_a_few_flips_either_way_could_be_noise():
     # two-sided binomial, 3 of 4: P(X <= 1) + P(X >= 3) = (1 + 4 + 4 + 1) / 16
     assert result.p_value == pytest.approx(10 / 16)
     assert result.difference == pytest.approx(2 / 5)
-    assert result.verdict() == "v2 is 40.0 points better than v1 on 5 tasks (p = 0.62): could be noise."
+    assert result.verdict() == "v2 is 40.0 points better than v1 on 5 tasks (95% interval -40.0 to +100.0 points; p = 0.62): could be noise."
 
 
 def test_worse_is_said_so():
     result = compare({1: True, 2: True}, {1: False, 2: True}, "v1", "v2")
     assert result.right_to_wrong == [1] and result.p_value == pytest.approx(1.0)
-    assert result.verdict() == "v2 is 50.0 points worse than v1 on 2 tasks (p = 1): could be noise."
+    assert result.verdict() == "v2 is 50.0 points worse than v1 on 2 tasks (95% interval -100.0 to 0.0 points; p = 1): could be noise."
 
 
 def test_no_difference():

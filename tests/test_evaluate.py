@@ -14,6 +14,7 @@ from core import keys, prompts, runs, settings
 from core.evaluation import evaluate, subsets
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
+from tests.helpers import wilson_by_hand
 from tests.standin import Reply
 
 P, N, U = "Positive", "Negative", "Neutral"
@@ -209,6 +210,8 @@ def test_the_evaluate_command_prints_one_json_document_and_runs_can_be_listed(pr
         "prompt": "sentiment", "version": 1, "model_version": "sentiment@v1", "tasks": 9, "completed": 8, "failed": 1,
     }
     assert document["accuracy"] == pytest.approx(6 / 9) and document["completion_rate"] == pytest.approx(8 / 9)
+    low, high = wilson_by_hand(6, 9)  # 6 of 9: 35.4-87.9%
+    assert document["accuracy_interval"] == {"low": pytest.approx(low), "high": pytest.approx(high), "method": "wilson", "level": 0.95}
     assert document["tokens"] == {"input": 900, "output": 45} and set(document["latency_ms"]) == {"p50", "p95"}
     assert [row["label"] for row in document["metrics"]["sentiment"]["per_class"]] == [P, N, U]
     assert "9/9 (1 failed)" in done.stderr  # the progress bar
@@ -216,7 +219,7 @@ def test_the_evaluate_command_prints_one_json_document_and_runs_can_be_listed(pr
     listed = json.loads(_cli("runs", "list", "--json").stdout)["runs"]
     assert [(r["run_id"], r["status"], r["kind"]) for r in listed] == [(document["run_id"], "completed", "evaluate")]
     shown = _cli("runs", "show", str(document["run_id"]))
-    assert shown.returncode == 0 and "accuracy: 66.7% on 9 scored tasks" in shown.stdout
+    assert shown.returncode == 0 and f"accuracy: 66.7% (95% interval {low * 100:.1f}–{high * 100:.1f}%) on 9 scored tasks" in shown.stdout
     again = _cli("runs", "resume", str(document["run_id"]))
     assert again.returncode == 1 and "is already completed" in again.stderr
 

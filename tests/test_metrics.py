@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import altair as alt
 import pytest
@@ -58,6 +59,11 @@ def run(*pairs: tuple[list[dict] | None, list[dict]]) -> list[Scored]:
     return [Scored(task_id, predicted, truth) for task_id, (predicted, truth) in enumerate(pairs, start=1)]
 
 
+def figures(scores: dict) -> dict:
+    """The figures without their intervals (tested on their own in test_intervals.py)."""
+    return {name: value for name, value in scores.items() if not name.endswith("_interval")}
+
+
 def row(label, precision, recall, f1, support) -> dict:
     return {"label": label, "precision": pytest.approx(precision), "recall": pytest.approx(recall), "f1": pytest.approx(f1), "support": support}
 
@@ -78,13 +84,13 @@ def test_single_choice_with_a_failure():
     control = report.controls["sentiment"]
     assert control.tag == "Choices"
     # the failed item predicts "(failed)": it lowers Negative's recall, and no class's precision
-    assert control.per_class == [
+    assert [figures(r) for r in control.per_class] == [
         row("Positive", 1 / 2, 1 / 2, 1 / 2, 2),
         row("Negative", 1 / 2, 1 / 2, 1 / 2, 2),
         row("Neutral", 1, 1 / 2, 2 / 3, 2),
     ]
     # micro: 3 right of 5 predictions within the labels, of 6 truths -> P 3/5, R 1/2
-    assert control.scores == {"tasks": 6, "accuracy": pytest.approx(1 / 2), "macro_f1": pytest.approx(5 / 9), "micro_f1": pytest.approx(6 / 11)}
+    assert figures(control.scores) == {"tasks": 6, "accuracy": pytest.approx(1 / 2), "macro_f1": pytest.approx(5 / 9), "micro_f1": pytest.approx(6 / 11)}
     assert control.confusion == {
         "labels": ["Positive", "Negative", "Neutral", "(failed)"],
         "matrix": [[1, 1, 0, 0], [0, 1, 0, 1], [1, 0, 1, 0], [0, 0, 0, 0]],
@@ -99,8 +105,8 @@ def test_multiple_choices_exact_sets_and_per_label():
         (choices("Speed", control="topics"), choices("Speed", control="topics")),
     ))
     control = report.controls["topics"]
-    assert control.scores == {"tasks": 4, "accuracy": pytest.approx(1 / 2), "macro_f1": pytest.approx(2 / 3), "micro_f1": pytest.approx(4 / 5)}
-    assert control.per_class == [row("Price", 1, 1, 1, 2), row("Service", 0, 0, 0, 1), row("Speed", 1, 1, 1, 2)]
+    assert figures(control.scores) == {"tasks": 4, "accuracy": pytest.approx(1 / 2), "macro_f1": pytest.approx(2 / 3), "micro_f1": pytest.approx(4 / 5)}
+    assert [figures(r) for r in control.per_class] == [row("Price", 1, 1, 1, 2), row("Service", 0, 0, 0, 1), row("Speed", 1, 1, 1, 2)]
     assert control.confusion is None
 
 
@@ -111,13 +117,13 @@ def test_taxonomy_paths_are_labels():
         (taxonomy(("Drink",), ("Food", "Bread")), taxonomy(("Drink",))),
     ))
     control = report.controls["category"]
-    assert control.per_class == [
+    assert [figures(r) for r in control.per_class] == [
         row("Drink", 1, 1, 1, 1),
         row("Food / Bread", 0, 0, 0, 1),
         row("Food / Fruit", 1 / 2, 1, 2 / 3, 1),
     ]
     # micro: 2 right of 4 predicted paths, of 3 true ones -> P 1/2, R 2/3
-    assert control.scores == {"tasks": 3, "accuracy": pytest.approx(1 / 3), "macro_f1": pytest.approx(5 / 9), "micro_f1": pytest.approx(4 / 7)}
+    assert figures(control.scores) == {"tasks": 3, "accuracy": pytest.approx(1 / 3), "macro_f1": pytest.approx(5 / 9), "micro_f1": pytest.approx(4 / 7)}
 
 
 def test_spans_match_exactly_and_failures_miss_their_spans():
@@ -129,8 +135,8 @@ def test_spans_match_exactly_and_failures_miss_their_spans():
     ))
     control = report.controls["entities"]
     # 2 hits of 4 predicted spans and 5 true ones
-    assert control.scores == {"tasks": 3, "accuracy": 0.0, "precision": pytest.approx(1 / 2), "recall": pytest.approx(2 / 5), "f1": pytest.approx(4 / 9)}
-    assert control.per_class == [row("Person", 2 / 3, 2 / 3, 2 / 3, 3), row("Place", 0, 0, 0, 2)]
+    assert figures(control.scores) == {"tasks": 3, "accuracy": 0.0, "precision": pytest.approx(1 / 2), "recall": pytest.approx(2 / 5), "f1": pytest.approx(4 / 9)}
+    assert [figures(r) for r in control.per_class] == [row("Person", 2 / 3, 2 / 3, 2 / 3, 3), row("Place", 0, 0, 0, 2)]
 
 
 def test_text_exact_normalized_and_similar():
@@ -141,7 +147,7 @@ def test_text_exact_normalized_and_similar():
         (None, text("Home")),
     ))
     # "pari" against "paris": 2 * 4 matching characters / 9 characters = 8/9; a failure is 0
-    assert report.controls["summary"].scores == {
+    assert figures(report.controls["summary"].scores) == {
         "tasks": 4,
         "accuracy": pytest.approx(2 / 4),
         "exact_match": pytest.approx(1 / 4),
@@ -157,13 +163,13 @@ def test_number_and_rating_exact_match_and_mean_absolute_error():
         (None, number(2) + rating(1)),
         ([], number(5)),  # completed, but said nothing: no error to measure
     ))
-    assert report.controls["stars"].scores == {"tasks": 4, "accuracy": 1 / 4, "exact_match": 1 / 4, "mae": pytest.approx(3 / 2), "mae_tasks": 2}
-    assert report.controls["quality"].scores == {"tasks": 3, "accuracy": 1 / 3, "exact_match": 1 / 3, "mae": pytest.approx(1), "mae_tasks": 2}
+    assert figures(report.controls["stars"].scores) == {"tasks": 4, "accuracy": 1 / 4, "exact_match": 1 / 4, "mae": pytest.approx(3 / 2), "mae_tasks": 2}
+    assert figures(report.controls["quality"].scores) == {"tasks": 3, "accuracy": 1 / 3, "exact_match": 1 / 3, "mae": pytest.approx(1), "mae_tasks": 2}
 
 
 def test_mean_absolute_error_is_none_without_a_value_to_compare():
     report = score([QUALITY], run((None, rating(3)), ([], rating(2))))
-    assert report.controls["quality"].scores == {"tasks": 2, "accuracy": 0.0, "exact_match": 0.0, "mae": None, "mae_tasks": 0}
+    assert figures(report.controls["quality"].scores) == {"tasks": 2, "accuracy": 0.0, "exact_match": 0.0, "mae": None, "mae_tasks": 0}
 
 
 def test_pairwise_accuracy_and_confusion():
@@ -188,11 +194,11 @@ def test_overall_accuracy_needs_every_output_right_and_skips_controls_absent_fro
     ))
     assert report.accuracy == pytest.approx(2 / 5) and report.correct_task_ids == [1, 3]
     assert report.correct_by_task() == {1: True, 2: False, 3: True, 4: False, 5: False}
-    stars = report.controls["stars"].scores
+    stars = figures(report.controls["stars"].scores)
     assert stars == {"tasks": 3, "accuracy": pytest.approx(1 / 3), "exact_match": pytest.approx(1 / 3), "mae": pytest.approx(1 / 2), "mae_tasks": 2}
     sentiment = report.controls["sentiment"]
     assert sentiment.scores["tasks"] == 5 and sentiment.scores["accuracy"] == pytest.approx(4 / 5)
-    assert sentiment.per_class == [row("Positive", 1, 2 / 3, 4 / 5, 3), row("Negative", 1, 1, 1, 2)]
+    assert [figures(r) for r in sentiment.per_class] == [row("Positive", 1, 2 / 3, 4 / 5, 3), row("Negative", 1, 1, 1, 2)]
     assert sentiment.confusion == {"labels": ["Positive", "Negative", "(none)"], "matrix": [[2, 0, 1], [0, 2, 0], [0, 0, 0]]}
 
 
@@ -279,8 +285,13 @@ def test_accuracy_over_versions_keeps_version_order():
         {"version": "v2", "accuracy": 0.8, "tasks": 50, "run_id": 4, "subset": "ground truth"},
         {"version": "v10", "accuracy": 0.9, "tasks": 50, "run_id": 7, "subset": "ground truth"},
     ]
+    points[0]["accuracy_interval"] = {"low": 0.67, "high": 0.89, "method": "wilson", "level": 0.95}
     chart = charts.accuracy_over_versions(points)
-    assert charts.chart_data(chart) == points
-    spec = chart.to_dict()
-    assert spec["encoding"]["x"]["sort"] == ["v2", "v10"]
-    assert spec["encoding"]["y"]["scale"]["domain"] == [0, 1] and spec["encoding"]["y"]["axis"]["format"] == "%"
+    first, second = charts.chart_data(chart)
+    assert first == {k: v for k, v in points[0].items() if k != "accuracy_interval"} | {"low": 0.67, "high": 0.89}
+    assert math.isnan(second.pop("low")) and math.isnan(second.pop("high"))  # no interval: no error bar
+    assert second == points[1]
+    line, bars = chart.to_dict()["layer"]
+    assert line["encoding"]["x"]["sort"] == ["v2", "v10"] and line["mark"]["type"] == "line"
+    assert line["encoding"]["y"]["scale"]["domain"] == [0, 1] and line["encoding"]["y"]["axis"]["format"] == "%"
+    assert bars["mark"]["type"] == "errorbar" and (bars["encoding"]["y"]["field"], bars["encoding"]["y2"]["field"]) == ("low", "high")

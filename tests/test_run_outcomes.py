@@ -73,6 +73,7 @@ def test_the_evaluate_command_exits_non_zero_and_says_failed_when_nothing_was_an
     assert done.returncode == 1, done.stderr
     document = json.loads(done.stdout)
     assert document["status"] == "failed" and document["accuracy"] is None and document["completed"] == 0
+    assert document["accuracy_interval"] is None  # no answer, no interval either
     assert document["failures"][0]["kind"] == "unknown_model" and document["failures"][0]["count"] == 6
     assert "error: run" in done.stderr and "All 6 tasks failed: 6 unknown model" in done.stderr
 

@@ -5,12 +5,18 @@ import widgets
 from core import guide, identity, prompts, runs
 from core.evaluation import charts, evaluate, subsets
 from core.evaluation.subsets import SubsetError
-from core.formatting import milliseconds, percent, usd
+from core.formatting import interval, milliseconds, percent, percent_with_interval, usd, with_intervals
 from core.labelstudio import LabelStudioError
 from core.runs import RunError
 
-SUBSET_LABELS = {"ground-truth": "Ground-truth tasks", "sample": "Random sample", "all": "All tasks", "tasks": "Task ids"}
+SUBSET_LABELS = {
+    "ground-truth": "Ground-truth tasks",
+    "sample": "Random sample",
+    "all": "All tasks",
+    "tasks": "Task ids",
+}
 ALL_CLASSES = "(all)"
+PER_CLASS_COLUMNS = ["label", "precision", "precision 95%", "recall", "recall 95%", "f1", "f1 95%", "support"]
 
 st.title("Evaluate")
 st.caption("Run a prompt version on a set of tasks, score it against their ground truth, and see whether the new version is better.")
@@ -27,6 +33,8 @@ version = widgets.pick_version(project_id, "ev", then="evaluate it")
 if version is None:
     st.stop()
 prompt_name = version.prompt
+
+may_change = widgets.may_change()
 
 # -- a new evaluation -----------------------------------------------------------------------------
 
@@ -91,7 +99,6 @@ def start_evaluating() -> None:
         state["ev_select_run"] = run.id
 
 
-may_change = widgets.may_change()
 st.button("Run evaluation", key="ev_start", type="primary", disabled=isinstance(preview, Exception) or bool(unusable) or not may_change, on_click=start_evaluating)
 
 # -- the selected run -----------------------------------------------------------------------------
@@ -137,13 +144,18 @@ if summary["accuracy"] is None:
     why = "no task was answered" if not run.done else "no ground truth on these tasks"
     accuracy_help = f"No accuracy: {why}."
 else:
-    accuracy_help = f"On {summary['scored']} tasks with ground truth."
+    accuracy_help = (
+        f"On {summary['scored']} tasks with ground truth; 95% interval {interval(summary['accuracy_interval'])} "
+        "(Wilson): with this many tasks, the true accuracy could be anywhere in it."
+    )
 m1, m2, m3 = st.columns(3)
 m1.metric("Accuracy", percent(summary["accuracy"]), delta=change, help=accuracy_help)
 m2.metric("Completion rate", percent(summary["completion_rate"]), help="Tasks answered without an error.")
 m3.metric("Cost", usd(summary["cost_usd"]))
 if summary["accuracy"] is None:
     st.caption(accuracy_help)
+else:
+    st.caption(f"Accuracy {percent_with_interval(summary['accuracy'], summary['accuracy_interval'])} on {summary['scored']} ground-truth tasks.")
 if run.cached < run.finished:  # tokens and latency of the calls this run paid for
     m4, m5, m6 = st.columns(3)
     m4.metric("Tokens in / out", f"{summary['tokens']['input']:,} / {summary['tokens']['output']:,}")
@@ -174,10 +186,10 @@ for name, control in summary["metrics"].items():
     if not control["scores"].get("tasks"):
         st.caption("— no scores: no ground truth on these tasks, or no answer to score.")
         continue
-    st.dataframe(widgets.readable(pd.DataFrame([control["scores"]])), hide_index=True, key=f"ev_scores_{name}")
+    st.dataframe(widgets.readable(pd.DataFrame([with_intervals(control["scores"])])), hide_index=True, key=f"ev_scores_{name}")
     if control["per_class"]:
         st.dataframe(
-            pd.DataFrame(control["per_class"], columns=["label", "precision", "recall", "f1", "support"]),
+            pd.DataFrame([with_intervals(row) for row in control["per_class"]], columns=PER_CLASS_COLUMNS),
             hide_index=True,
             key=f"ev_per_class_{name}",
             # a long class name is cut to a medium column (whole on hover), so the figures stay in view
@@ -239,7 +251,11 @@ if len(evaluations) > 1:
     if comparison.tasks:
         st.info(comparison.verdict())
         d1, d2, d3 = st.columns(3)
-        d1.metric("Accuracy difference", f"{comparison.difference * 100:+.1f} points", help="On the tasks both runs scored.")
+        d1.metric(
+            "Accuracy difference",
+            f"{comparison.difference * 100:+.1f} points",
+            help=f"On the tasks both runs scored; {comparison.interval_text()} (bootstrap over those tasks).",
+        )
         d2.metric("Wrong → right", len(comparison.wrong_to_right))
         d3.metric("Right → wrong", len(comparison.right_to_wrong))
 
@@ -268,7 +284,7 @@ if len(evaluations) > 1:
 # -- history --------------------------------------------------------------------------------------
 
 st.subheader(f"Evaluations of {prompt_name}")
-history_rows = [row | {"accuracy": percent(row["accuracy"]), "cost": usd(row["cost"])} for row in evaluate.run_rows(prompt_name, project_id)]
+history_rows = [with_intervals(row, percents=("accuracy",)) | {"cost": usd(row["cost"])} for row in evaluate.run_rows(prompt_name, project_id)]
 st.dataframe(
     pd.DataFrame(history_rows),
     hide_index=True,

@@ -5,7 +5,7 @@ import signin
 import widgets
 from core import connection, guide
 from core.evaluation import evaluate
-from core.formatting import percent
+from core.formatting import with_intervals
 
 st.title("Prompter")
 st.caption(
@@ -60,7 +60,12 @@ if not scores:
 else:
     titles = {p.id: p.title for p in status.projects}
     st.dataframe(
-        pd.DataFrame([{**row, "project": titles.get(row["project"], f"#{row['project']} (not in Label Studio)"), "accuracy": percent(row["accuracy"])} for row in scores]),
+        pd.DataFrame(
+            [
+                with_intervals(row, percents=("accuracy",)) | {"project": titles.get(row["project"], f"#{row['project']} (not in Label Studio)")}
+                for row in scores
+            ]
+        ),
         key="prompts",
         hide_index=True,
     )

@@ -2,7 +2,8 @@
 
 - ``confusion_heatmap(confusion)``: a ControlReport's confusion matrix, truth down, predicted across;
   a click selects a cell (``clicked_cell`` reads the selection).
-- ``accuracy_over_versions(points)``: accuracy per prompt version, one line per task subset.
+- ``accuracy_over_versions(points)``: accuracy per prompt version with its 95% interval, one line per
+  task subset.
 """
 
 from __future__ import annotations
@@ -86,26 +87,33 @@ def clicked_cell(selection: Mapping[str, Any]) -> tuple[str, str] | None:
     return (points[0]["truth"], points[0]["predicted"]) if points else None
 
 
-def accuracy_over_versions(points: list[dict[str, Any]]) -> alt.Chart:
-    """Points are {"version", "accuracy" (0-1), "tasks", "run_id", "subset"}, in the order versions are shown."""
-    data = pd.DataFrame(points, columns=["version", "accuracy", "tasks", "run_id", "subset"])
+def accuracy_over_versions(points: list[dict[str, Any]]) -> alt.LayerChart:
+    """Points are {"version", "accuracy" (0-1), "accuracy_interval", "tasks", "run_id", "subset"}, in the
+    order versions are shown: a line per task subset, each point with its 95% interval as an error bar
+    (drawn from the ``low`` and ``high`` columns of the chart's data)."""
+    rows = [
+        {key: point.get(key) for key in ("version", "accuracy", "tasks", "run_id", "subset")}
+        | {"low": (point.get("accuracy_interval") or {}).get("low"), "high": (point.get("accuracy_interval") or {}).get("high")}
+        for point in points
+    ]
+    data = pd.DataFrame(rows, columns=["version", "accuracy", "tasks", "run_id", "subset", "low", "high"])
     versions = list(dict.fromkeys(data["version"]))
-    return (
-        alt.Chart(data)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("version:N", sort=versions, title="Version"),
-            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="Accuracy"),
-            color=alt.Color("subset:N", title="Tasks"),
-            tooltip=[
-                alt.Tooltip("version:N", title="Version"),
-                alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%"),
-                alt.Tooltip("tasks:Q", title="Scored tasks"),
-                alt.Tooltip("run_id:Q", title="Run"),
-                alt.Tooltip("subset:N", title="Tasks"),
-            ],
-        )
+    accuracy_scale = dict(scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="Accuracy")
+    base = alt.Chart(data).encode(x=alt.X("version:N", sort=versions, title="Version"), color=alt.Color("subset:N", title="Tasks"))
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("accuracy:Q", **accuracy_scale),
+        tooltip=[
+            alt.Tooltip("version:N", title="Version"),
+            alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%"),
+            alt.Tooltip("low:Q", title="95% interval from", format=".1%"),
+            alt.Tooltip("high:Q", title="95% interval to", format=".1%"),
+            alt.Tooltip("tasks:Q", title="Scored tasks"),
+            alt.Tooltip("run_id:Q", title="Run"),
+            alt.Tooltip("subset:N", title="Tasks"),
+        ],
     )
+    bars = base.mark_errorbar(ticks=True).encode(y=alt.Y("low:Q", **accuracy_scale), y2="high:Q")
+    return alt.layer(line, bars)
 
 
 def chart_data(chart: alt.TopLevelMixin) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 - ``compare(a_correct, b_correct)``: per task id, whether each run got it right (a failed item is
   wrong); only tasks in both runs count. The p-value is McNemar's exact test: under "no difference",
-  each discordant task is as likely to favour either run.
+  each discordant task is as likely to favour either run. The gain carries its 95% interval, from
+  the bootstrap over the common tasks (each resample keeps a task's pair of answers together).
 - ``Changes``: without ground truth, what can still be said: the tasks in common and the answers that
   changed, side by side.
 """
@@ -13,6 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from scipy.stats import binomtest
+
+from core.evaluation import intervals
 
 NOISE = 0.05  # p-values below this are called "more than noise"
 
@@ -28,6 +31,7 @@ class Comparison:
     p_value: float  # two-sided; 1.0 when no task flipped
     label_a: str = "A"
     label_b: str = "B"
+    difference_interval: dict | None = None  # of b - a; None when there are no common tasks
 
     def verdict(self) -> str:
         """One sentence a user can act on."""
@@ -38,7 +42,17 @@ class Comparison:
             return f"No difference {on}."
         direction = "better" if self.difference > 0 else "worse"
         meaning = "more than noise" if self.p_value < NOISE else "could be noise"
-        return f"{self.label_b} is {abs(self.difference) * 100:.1f} points {direction} than {self.label_a} {on} ({_p(self.p_value)}): {meaning}."
+        return (
+            f"{self.label_b} is {abs(self.difference) * 100:.1f} points {direction} than {self.label_a} {on} "
+            f"({self.interval_text()}; {_p(self.p_value)}): {meaning}."
+        )
+
+    def interval_text(self) -> str:
+        """The gain's interval in points, e.g. "95% interval +2.0 to +22.0 points"."""
+        if not self.difference_interval:
+            return "no interval"
+        low, high = (_signed(self.difference_interval[end] * 100) for end in ("low", "high"))
+        return f"95% interval {low} to {high} points"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +103,13 @@ def compare(a_correct: dict[int, bool], b_correct: dict[int, bool], label_a: str
         p_value=_mcnemar(len(wrong_to_right), len(right_to_wrong)),
         label_a=label_a,
         label_b=label_b,
+        difference_interval=_gain_interval([int(b_correct[t]) - int(a_correct[t]) for t in common]),
     )
+
+
+def _gain_interval(gains: list[int]) -> dict | None:
+    found = intervals.bootstrap([[gain, 1] for gain in gains], intervals.ratio)
+    return found.to_dict() if found else None
 
 
 def _accuracy(correct: dict[int, bool], tasks: list[int]) -> float:
@@ -101,6 +121,10 @@ def _mcnemar(better: int, worse: int) -> float:
     if not discordant:
         return 1.0
     return float(binomtest(better, discordant, 0.5).pvalue)
+
+
+def _signed(points: float) -> str:
+    return "0.0" if round(points, 1) == 0 else f"{points:+.1f}"
 
 
 def _p(p_value: float) -> str:

@@ -76,6 +76,7 @@ def summary(run_id: int) -> dict[str, Any]:
     return run.document() | {
         "scored": found.tasks,
         "accuracy": found.accuracy,
+        "accuracy_interval": found.accuracy_interval,
         "completion_rate": run.done / run.total if run.total else 0.0,
         "metrics": {name: control.to_dict() for name, control in found.controls.items()},
         "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
@@ -85,7 +86,8 @@ def summary(run_id: int) -> dict[str, Any]:
 def history(prompt: str, project_id: int) -> list[dict[str, Any]]:
     """Each version's latest completed evaluation that scored tasks against ground truth: version,
     accuracy, on how many tasks, run id, subset; oldest version first. A later run of a version on
-    tasks without ground truth does not hide its scored one."""
+    tasks without ground truth does not hide its scored one. The accuracy's 95% Wilson interval
+    rides along (``accuracy_interval``)."""
     latest: dict[int, tuple[RunView, metrics.Report]] = {}
     for run in runs.runs(prompt=prompt, project_id=project_id, kind="evaluate"):
         if run.status != "completed" or run.version in latest:
@@ -94,7 +96,14 @@ def history(prompt: str, project_id: int) -> list[dict[str, Any]]:
         if found.accuracy is not None:
             latest[run.version] = (run, found)
     return [
-        {"version": f"v{number}", "accuracy": found.accuracy, "tasks": found.tasks, "run_id": run.id, "subset": run.subset.get("description", "")}
+        {
+            "version": f"v{number}",
+            "accuracy": found.accuracy,
+            "accuracy_interval": found.accuracy_interval,
+            "tasks": found.tasks,
+            "run_id": run.id,
+            "subset": run.subset.get("description", ""),
+        }
         for number, (run, found) in sorted(latest.items())
     ]
 
@@ -311,22 +320,27 @@ def describe_shown(
 
 
 def run_rows(prompt: str, project_id: int) -> list[dict[str, Any]]:
-    """The prompt's evaluation runs, newest first, one row each (accuracy over the tasks finished so far)."""
-    return [
-        {
-            "run": run.id,
-            "version": f"v{run.version}",
-            "status": runs.status_of(run),
-            "subset": run.subset.get("description", ""),
-            "done": run.done,
-            "failed": run.failed,
-            "accuracy": report(run.id).accuracy,
-            "cost": run.cost_usd,
-            "started": run.started_at or run.created_at,
-            "started by": run.started_by or "",
-        }
-        for run in runs.runs(prompt=prompt, project_id=project_id, kind="evaluate")
-    ]
+    """The prompt's evaluation runs, newest first, one row each (accuracy over the tasks finished so
+    far, with its 95% interval)."""
+    rows = []
+    for run in runs.runs(prompt=prompt, project_id=project_id, kind="evaluate"):
+        found = report(run.id)
+        rows.append(
+            {
+                "run": run.id,
+                "version": f"v{run.version}",
+                "status": runs.status_of(run),
+                "subset": run.subset.get("description", ""),
+                "done": run.done,
+                "failed": run.failed,
+                "accuracy": found.accuracy,
+                "accuracy_interval": found.accuracy_interval,
+                "cost": run.cost_usd,
+                "started": run.started_at or run.created_at,
+                "started by": run.started_by or "",
+            }
+        )
+    return rows
 
 
 def overview(project_id: int | None = None) -> list[dict[str, Any]]:
@@ -343,6 +357,7 @@ def overview(project_id: int | None = None) -> list[dict[str, Any]]:
                 "model": version.model,
                 "best": top["version"] if top else "—",
                 "accuracy": top["accuracy"] if top else None,
+                "accuracy_interval": top["accuracy_interval"] if top else None,
                 "on": f"{top['tasks']} ground-truth tasks" if top else "not evaluated yet",
             }
         )

@@ -3,6 +3,10 @@
 - ``score(outputs, items)``: a ``Report`` for one run; each item is a task's predicted regions
   (None when the item failed) and its ground-truth regions.
 
+Every proportion carries its 95% Wilson interval and every F1, mean similarity and mean error its
+bootstrap interval over tasks (core.evaluation.intervals), each beside its figure as ``<name>_interval``:
+``{"low", "high", "method", "level"}``, or None when there is nothing to measure.
+
 A failed item counts as wrong everywhere. A task whose ground truth says nothing for a control is
 left out of that control's figures (each control's ``scores["tasks"]`` says how many it used), but
 still counts in overall accuracy, where a task is right when every output's answer equals the truth's.
@@ -15,9 +19,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
+import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from sklearn.preprocessing import MultiLabelBinarizer
 
+from core.evaluation import intervals
 from core.evaluation.answers import answer, normalized, written
 from core.labeling import Output
 
@@ -57,6 +63,7 @@ class Report:
     failed: int
     completion_rate: float | None  # None when there are no tasks
     accuracy: float | None
+    accuracy_interval: dict | None  # Wilson, over every task scored
     correct_task_ids: list[int]
     task_ids: list[int]
     controls: dict[str, ControlReport]
@@ -80,6 +87,7 @@ def score(outputs: Sequence[Output], items: Iterable[Scored]) -> Report:
         failed=len(items) - completed,
         completion_rate=_share(completed, len(items)),
         accuracy=_share(len(correct), len(items)) if completed else None,  # no answer, no score (not 0%)
+        accuracy_interval=_wilson(len(correct), len(items)) if completed else None,
         correct_task_ids=correct,
         task_ids=sorted(i.task_id for i in items),
         controls={o.name: _control(o, items) for o in outputs},
@@ -110,8 +118,12 @@ def _control(output: Output, items: list[Scored]) -> ControlReport:
     if output.tag == "Choices" and output.multiple:
         scorer = _label_sets
     scores, per_class, confusion = scorer(output, judged)
-    accuracy = _accuracy(output, judged) if any(not i.failed for i in judged) else None
-    return ControlReport(output.name, output.tag, {"tasks": len(judged), "accuracy": accuracy, **scores}, per_class, confusion)
+    answered = any(not i.failed for i in judged)
+    accuracy = _accuracy(output, judged) if answered else None
+    interval = _wilson(sum(_right(output, i) for i in judged), len(judged)) if answered else None
+    return ControlReport(
+        output.name, output.tag, {"tasks": len(judged), "accuracy": accuracy, "accuracy_interval": interval, **scores}, per_class, confusion
+    )
 
 
 def _single_label(output: Output, items: list[Scored]):
@@ -121,7 +133,10 @@ def _single_label(output: Output, items: list[Scored]):
     predicted = [p for _, p in cells]
     labels = _present(output.labels, truth + predicted)
     scores, per_class = _classification(truth, predicted, labels)
-    return scores, per_class, _confusion(truth, predicted, labels)
+    true, said = np.array(truth, dtype=object)[:, None], np.array(predicted, dtype=object)[:, None]
+    names = np.array(labels, dtype=object)[None, :]
+    counts = _counts(true == names, said == names)
+    return _with_intervals(scores, per_class, counts), per_class, _confusion(truth, predicted, labels)
 
 
 def _label_sets(output: Output, items: list[Scored]):
@@ -134,24 +149,39 @@ def _label_sets(output: Output, items: list[Scored]):
         return {"macro_f1": None, "micro_f1": None}, [], None
     binarizer = MultiLabelBinarizer(classes=labels)
     columns = list(range(len(labels)))  # indicator matrices name labels by column
-    scores, per_class = _classification(binarizer.fit_transform(truth), binarizer.transform(predicted), labels, columns)
-    return scores, per_class, None
+    true, said = binarizer.fit_transform(truth), binarizer.transform(predicted)
+    scores, per_class = _classification(true, said, labels, columns)
+    return _with_intervals(scores, per_class, _counts(true.astype(bool), said.astype(bool))), per_class, None
 
 
 def _spans(output: Output, items: list[Scored]):
     """Labels: spans match only when start, end and label are all equal."""
     truth, predicted, hits = Counter(), Counter(), Counter()
+    by_task = []  # per task, (hits, predicted, truth) per label: what the intervals resample
     for item in items:
         true_spans = answer(output, item.truth)
         found = frozenset() if item.failed else answer(output, item.predicted) or frozenset()
-        truth.update(label for _, _, label in true_spans)
-        predicted.update(label for _, _, label in found)
-        hits.update(label for _, _, label in true_spans & found)
-    per_class = [
-        {"label": label, **_prf(hits[label], predicted[label], truth[label]), "support": truth[label]}
-        for label in _present(output.labels, list(truth | predicted))
-    ]
+        task = [Counter(label for _, _, label in spans) for spans in (true_spans & found, found, true_spans)]
+        hits.update(task[0])
+        predicted.update(task[1])
+        truth.update(task[2])
+        by_task.append(task)
+    labels = _present(output.labels, list(truth | predicted))
+    per_class = [{"label": label, **_prf(hits[label], predicted[label], truth[label]), "support": truth[label]} for label in labels]
     overall = _prf(hits.total(), predicted.total(), truth.total())
+    # spans of one task are not independent trials: every figure's interval resamples tasks
+    counts = np.array([[[h[label], p[label] - h[label], t[label] - h[label]] for label in labels] for h, p, t in by_task], dtype=float)
+    counts = counts.reshape(len(items), len(labels) * 3)
+    statistics = {}
+    for column, label in enumerate(labels):
+        for figure, statistic in _SPAN_FIGURES.items():
+            statistics[f"{label}\0{figure}"] = lambda sums, c=column, f=statistic: f(_by_label(sums)[..., c, :])
+    for figure, statistic in _SPAN_FIGURES.items():
+        statistics[figure] = lambda sums, f=statistic: f(_by_label(sums).sum(axis=-2))
+    found = _bootstrap_each(counts, statistics)
+    for row in per_class:
+        row |= {f"{figure}_interval": found[f"{row['label']}\0{figure}"] for figure in _SPAN_FIGURES}
+    overall |= {f"{figure}_interval": found[figure] for figure in _SPAN_FIGURES}
     return overall, per_class, None
 
 
@@ -163,8 +193,16 @@ def _text(output: Output, items: list[Scored]):
         said = None if item.failed else written(output, item.predicted)
         exact.append(said == true_text)
         similarity.append(0.0 if said is None else _similarity(said, true_text))
-    # normalized match is answer equality, the same rule as "accuracy"
-    return {"exact_match": _mean(exact), "normalized_match": _accuracy(output, items), "similarity": _mean(similarity)}, [], None
+    normalized_right = [_right(output, i) for i in items]
+    return {
+        "exact_match": _mean(exact),
+        "exact_match_interval": _wilson(sum(exact), len(exact)),
+        # normalized match is answer equality, the same rule as "accuracy"
+        "normalized_match": _accuracy(output, items),
+        "normalized_match_interval": _wilson(sum(normalized_right), len(items)),
+        "similarity": _mean(similarity),
+        "similarity_interval": _bootstrap([[value, 1.0] for value in similarity], intervals.ratio),
+    }, [], None
 
 
 def _numbers(output: Output, items: list[Scored]):
@@ -174,7 +212,13 @@ def _numbers(output: Output, items: list[Scored]):
         for item in items
         if not item.failed and (said := answer(output, item.predicted)) is not None
     ]
-    return {"exact_match": _accuracy(output, items), "mae": _mean(errors), "mae_tasks": len(errors)}, [], None
+    return {
+        "exact_match": _accuracy(output, items),
+        "exact_match_interval": _wilson(sum(_right(output, i) for i in items), len(items)),
+        "mae": _mean(errors),
+        "mae_interval": _bootstrap([[error, 1.0] for error in errors], intervals.ratio),
+        "mae_tasks": len(errors),
+    }, [], None
 
 
 _SCORERS: dict[str, Callable] = {
@@ -240,6 +284,60 @@ def _classification(truth, predicted, labels: list[str], columns: list | None = 
         for average in ("macro", "micro")
     }
     return scores, per_class
+
+
+def _counts(true: np.ndarray, said: np.ndarray) -> np.ndarray:
+    """Per task and label, (true positive, false positive, false negative), from boolean matrices of
+    shape (tasks, labels): whether the truth, and the answer, hold the label."""
+    return np.stack([true & said, ~true & said, true & ~said], axis=-1).astype(float)
+
+
+def _with_intervals(scores: dict[str, Any], per_class: list[dict[str, Any]], counts: np.ndarray) -> dict[str, Any]:
+    """Intervals beside the classification figures: Wilson for each class's precision (over the tasks
+    answered with it) and recall (over its support), the bootstrap for F1; adds them to ``per_class``
+    in place and returns the scores with theirs."""
+    if not counts.size:  # no task, or no label to count
+        return scores | {"macro_f1_interval": None, "micro_f1_interval": None}
+    totals = counts.sum(axis=0)
+    for row, (tp, fp, fn) in zip(per_class, totals):
+        row["precision_interval"] = _wilson(tp, tp + fp)
+        row["recall_interval"] = _wilson(tp, tp + fn)
+    statistics = {str(column): lambda sums, c=column: intervals.f1(_by_label(sums)[..., c, :]) for column in range(len(per_class))}
+    statistics["macro"] = lambda sums: intervals.f1(_by_label(sums)).mean(axis=-1)
+    statistics["micro"] = lambda sums: intervals.f1(_by_label(sums).sum(axis=-2))
+    found = _bootstrap_each(counts.reshape(len(counts), -1), statistics)
+    for column, row in enumerate(per_class):
+        row["f1_interval"] = found[str(column)]
+    return scores | {"macro_f1_interval": found["macro"], "micro_f1_interval": found["micro"]}
+
+
+_SPAN_FIGURES = {"precision": lambda sums: _precision(sums), "recall": lambda sums: _recall(sums), "f1": intervals.f1}
+
+
+def _by_label(sums: np.ndarray) -> np.ndarray:
+    return sums.reshape(*sums.shape[:-1], -1, 3)
+
+
+def _precision(sums: np.ndarray) -> np.ndarray:
+    return intervals.ratio(np.stack([sums[..., 0], sums[..., 0] + sums[..., 1]], axis=-1))
+
+
+def _recall(sums: np.ndarray) -> np.ndarray:
+    return intervals.ratio(np.stack([sums[..., 0], sums[..., 0] + sums[..., 2]], axis=-1))
+
+
+def _wilson(successes: float, trials: float) -> dict | None:
+    found = intervals.wilson(int(successes), int(trials))
+    return found.to_dict() if found else None
+
+
+def _bootstrap(per_task, statistic) -> dict | None:
+    found = intervals.bootstrap(per_task, statistic)
+    return found.to_dict() if found else None
+
+
+def _bootstrap_each(per_task, statistics) -> dict[str, dict | None]:
+    return {name: found.to_dict() if found else None for name, found in intervals.bootstrap_each(per_task, statistics).items()}
 
 
 def _confusion(truth: list[str], predicted: list[str], labels: list[str]) -> dict[str, Any] | None:
