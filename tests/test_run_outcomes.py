@@ -16,6 +16,7 @@ from core.evaluation import evaluate
 from core.labelstudio import NewTask
 from core.local_labelstudio import free_port
 from tests.conftest import CHOICES_CONFIG, choice
+from tests.helpers import wilson_by_hand
 from tests.standin import Reply
 
 TEMPLATE = "Sentiment of: {text}\nAnswer with {labels}"
@@ -167,7 +168,12 @@ def test_a_later_run_without_ground_truth_does_not_hide_a_versions_scored_point(
     standin.respond_with(right_answers)
     scored = run(v1, ids[:2])
     run(v1, ids[2:])  # later, on tasks without ground truth: no accuracy
-    assert evaluate.history("sentiment", proj.id) == [{"version": "v1", "accuracy": 1.0, "tasks": 2, "run_id": scored.id, "subset": ""}]
+    low, high = wilson_by_hand(2, 2)
+    interval = {"low": pytest.approx(low), "high": pytest.approx(high), "method": "wilson", "level": 0.95}
+    assert evaluate.history("sentiment", proj.id) == [
+        {"version": "v1", "accuracy": 1.0, "accuracy_interval": interval, "tasks": 2, "run_id": scored.id, "subset": ""}
+    ]
     assert evaluate.overview(proj.id)[0] == {
-        "project": proj.id, "prompt": "sentiment", "latest": "v1", "model": "gpt-4o-mini", "best": "v1", "accuracy": 1.0, "on": "2 ground-truth tasks"
+        "project": proj.id, "prompt": "sentiment", "latest": "v1", "model": "gpt-4o-mini", "best": "v1", "accuracy": 1.0,
+        "accuracy_interval": interval, "on": "2 ground-truth tasks"
     }
