@@ -38,6 +38,7 @@ ACTIONS = (
     "prompt restored",
     "prompt deleted",
     "model tried",
+    "ground truth split",
     "run started",
     "run cancelled",
     "run resumed",

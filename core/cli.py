@@ -17,8 +17,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from core import audit, budgets, connection, demo, identity, keys, launcher, messages, predict, pricing, prompts, providers, runs
-from core.evaluation import subsets
+from core import audit, budgets, connection, demo, fewshot, identity, keys, launcher, messages, predict, pricing, prompts, providers, runs
+from core.evaluation import split, subsets
 from core.checks import Check
 from core.formatting import interval, percent, percent_with_interval, usd
 from core.labelstudio import LabelStudioError
@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     _keys_commands(commands)
     _labelstudio_commands(commands)
     _prompts_commands(commands)
+    _ground_truth_commands(commands)
     _evaluate_command(commands)
     _prices_commands(commands)
     _predict_commands(commands)
@@ -384,6 +385,16 @@ def _version_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, help="0 to 2 (create's default: 0)")
     parser.add_argument("--max-output-tokens", type=int, metavar="N", help="create's default: the model's")
     parser.add_argument("--note", help="what this version changes")
+    parser.add_argument(
+        "--examples",
+        choices=[*fewshot.HOW, "none"],
+        help="few-shot examples from the examples part of the ground-truth split: "
+        + "; ".join(f"{how}: {meaning}" for how, meaning in fewshot.HOW.items())
+        + "; none: no examples",
+    )
+    parser.add_argument("--k", type=int, default=3, metavar="N", help="how many examples (default %(default)s; with ids, the ids given)")
+    parser.add_argument("--examples-seed", type=int, default=0, metavar="S", help="the seed of random and per-class examples (default 0)")
+    parser.add_argument("--example-ids", type=_ids, metavar="1,2,3", help="the example task ids (--examples ids)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
 
@@ -400,22 +411,34 @@ def _names(value: str) -> tuple[str, ...]:
 def _prompts_create(args: argparse.Namespace) -> int:
     changes = _changes(args)
     workbench = Workbench.open(args.project)
-    saved = workbench.save_new_prompt(args.name, workbench.draft(name=args.name, note=args.note, **changes))
+    draft = workbench.draft(name=args.name, note=args.note, **changes)
+    saved = workbench.save_new_prompt(args.name, _with_examples(args, workbench, draft))
     return _print_saved(saved, args.json)
 
 
 def _prompts_version(args: argparse.Namespace) -> int:
     changes = _changes(args)
-    if not changes:
+    if not changes and not args.examples:
         raise PromptError(
             "version: give at least one change (--template-file, --system-file, --model, --key, --controls, "
-            "--temperature or --max-output-tokens); without one the new version would repeat the latest."
+            "--temperature, --max-output-tokens or --examples); without one the new version would repeat the latest."
         )
     latest = prompts.version(args.prompt, project_id=args.project)
     # A note describes one version's change, so the latest's is not carried over.
     draft = dataclasses.replace(latest, note=args.note, **changes)
-    saved = Workbench.open(latest.project_id).save_version(latest.prompt, draft)
+    workbench = Workbench.open(latest.project_id)
+    saved = workbench.save_version(latest.prompt, _with_examples(args, workbench, draft))
     return _print_saved(saved, args.json)
+
+
+def _with_examples(args: argparse.Namespace, workbench: Workbench, draft):
+    """The draft with the few-shot examples asked for (chosen now, and kept in the version)."""
+    if not args.examples:
+        return draft
+    if args.examples == "none":
+        return dataclasses.replace(draft, examples=None)
+    chosen = workbench.choose_examples(draft.controls, how=args.examples, k=args.k, seed=args.examples_seed, ids=args.example_ids or ())
+    return dataclasses.replace(draft, examples=chosen)
 
 
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -508,6 +531,7 @@ def _version_text(v: Version) -> str:
             f"model: {v.model} with key {v.provider_key!r}",
             f"temperature: {v.temperature:g}; max output tokens: {max_tokens}",
             f"controls: {', '.join(v.controls)}",
+            f"few-shot examples: {fewshot.describe(v.examples)}",
             f"note: {v.note or '-'}",
             "",
             "--- system message ---",
@@ -571,6 +595,49 @@ def _usage_text(version: Version, trial: Trial) -> str:
 
 def _one_line(error: Exception | str) -> str:
     return " ".join(str(error).split())
+
+
+# -- ground truth ----------------------------------------------------------------------------------
+
+
+def _ground_truth_commands(commands) -> None:
+    group = commands.add_parser("ground-truth", help="a project's ground truth: its examples, development and test parts").add_subparsers(title="ground-truth")
+    divide = group.add_parser("split", help="split the project's ground-truth tasks into examples, development and test parts (seeded, stratified by class)")
+    divide.add_argument("--project", type=int, required=True, metavar="ID")
+    divide.add_argument("--examples", type=int, default=split.DEFAULT_EXAMPLES, metavar="N", help="tasks kept for few-shot examples (default %(default)s)")
+    divide.add_argument("--test-share", type=float, default=split.DEFAULT_TEST_SHARE, metavar="SHARE", help="share held out for testing (default %(default)s)")
+    divide.add_argument("--seed", type=int, default=split.DEFAULT_SEED, help="the split's random seed (default %(default)s)")
+    divide.add_argument("--replace", action="store_true", help="replace the project's existing split (earlier test figures stop being comparable)")
+    divide.add_argument("--json", action="store_true", help="print one JSON document")
+    divide.set_defaults(action=_ground_truth_split)
+    show = group.add_parser("show", help="the project's split: which task is in which part")
+    show.add_argument("--project", type=int, required=True, metavar="ID")
+    show.add_argument("--json", action="store_true", help="print one JSON document")
+    show.set_defaults(action=_ground_truth_show)
+
+
+def _ground_truth_split(args: argparse.Namespace) -> int:
+    made = split.make(connection.client(), args.project, examples=args.examples, test_share=args.test_share, seed=args.seed, replace=args.replace)
+    return _print_split(made, args.json)
+
+
+def _ground_truth_show(args: argparse.Namespace) -> int:
+    found = split.get(args.project)
+    if found is None:
+        print(f"error: project {args.project} has no split yet; make one with `python -m core ground-truth split --project {args.project}`.", file=sys.stderr)
+        return 1
+    return _print_split(found, args.json)
+
+
+def _print_split(found: split.Split, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"split": found.to_dict()}))
+        return 0
+    print(f"Project {found.project_id}: {found.describe()}")
+    for part in split.PARTS:
+        ids = found.parts[part]
+        print(f"  {part:<12} {len(ids):>4} tasks: {', '.join(map(str, ids[:20]))}{', ...' if len(ids) > 20 else ''}")
+    return 0
 
 
 # -- evaluate and runs ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The demo project: customer-support messages to sort into intents, with a ground-truth set.
 
 The messages (``demo/support_messages.jsonl``) were written for Prompter: 153 short messages over
-8 intents, a quarter of them genuinely ambiguous, 50 of them annotated as ground truth.
+8 intents, a quarter of them genuinely ambiguous, 50 of them annotated as ground truth. The project is
+created with its ground truth split: 8 examples (one per intent), 20 test tasks, 22 development.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.evaluation import split
 from core.labelstudio import LabelStudioClient, NewTask, Project
 from core.settings import REPO_ROOT
 
@@ -59,6 +61,8 @@ def ensure_project(client: LabelStudioClient) -> tuple[Project, bool]:
             return project, False
     project = client.create_project(TITLE, LABEL_CONFIG, DESCRIPTION)
     client.import_tasks(project.id, tasks(load_messages()))
+    # one example per intent, 40% of the ground truth held out for testing
+    split.make_for_demo(client, project.id, examples=len(INTENTS))
     return client.project(project.id), True
 
 

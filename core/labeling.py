@@ -171,6 +171,42 @@ def to_regions(targets: Targets, controls: Sequence[str], raw: str | None, data:
     return Answer(parsed, regions)
 
 
+def answer_from_regions(targets: Targets, controls: Sequence[str], regions: Sequence[dict[str, Any]], data: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer a model would give, in the answer schema, for result regions (a ground truth): what a
+    few-shot example shows as the assistant's reply. None when the regions say nothing for a control."""
+    found = {}
+    for name in controls:
+        output = targets.output(name)
+        values = [r.get("value") or {} for r in regions if r.get("from_name") == name]
+        if not values:
+            return None
+        found[name] = _answer_value(targets, output, values, data)
+        if found[name] is None:
+            return None
+    return found
+
+
+def _answer_value(targets: Targets, output: Output, values: list[dict[str, Any]], data: dict[str, Any]) -> Any:
+    if output.tag == "Choices":
+        chosen = [c for v in values for c in v.get("choices") or []]
+        return chosen if output.multiple else (chosen[0] if len(chosen) == 1 else None)
+    if output.tag == "Taxonomy":
+        return [list(path) for v in values for path in v.get("taxonomy") or []]
+    if output.tag == "Labels":
+        text = data.get(targets.input(output.inputs[0]).field) or ""
+        spans = sorted((int(v["start"]), int(v["end"]), label) for v in values for label in v.get("labels") or [])
+        return [{"text": text[start:end], "label": label} for start, end, label in spans]
+    if output.tag == "TextArea":
+        return " ".join(t for v in values for t in v.get("text") or [])
+    if output.tag == "Pairwise":
+        return values[0].get("selected")
+    key = "number" if output.tag == "Number" else "rating"
+    value = values[0].get(key)
+    if value is None:
+        return None
+    return int(value) if output.tag == "Rating" else float(value)
+
+
 class AnswerError(ValueError):
     pass
 

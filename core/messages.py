@@ -15,7 +15,7 @@ import mimetypes
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
-from core import rendering
+from core import fewshot, rendering
 from core.labeling import Output, Targets
 from core.labelstudio import FileRefused, same_origin, stored_file_path
 from core.prompts import PromptError, Version, pieces
@@ -91,8 +91,12 @@ class ImageLinks:
         return f"data:{content_type};base64,{base64.b64encode(content).decode('ascii')}"
 
 
-def build(version: Version, targets: Targets, data: dict[str, Any], images: ImageLinks | None = None) -> list[dict[str, Any]]:
-    """The chat messages for one task: the system message (if any), then the filled template.
+def build(
+    version: Version, targets: Targets, data: dict[str, Any], images: ImageLinks | None = None, task_id: int | None = None
+) -> list[dict[str, Any]]:
+    """The chat messages for one task: the system message (if any), the version's few-shot examples
+    (each its filled template and its ground-truth answer; never the task itself), then the filled
+    template.
 
     Raises RenderError naming the field and the fix when this task cannot be put into the prompt.
     """
@@ -104,6 +108,13 @@ def build(version: Version, targets: Targets, data: dict[str, Any], images: Imag
         if any(part["type"] != "text" for part in system):
             raise RenderError("The system message cannot hold an image; move the image variable into the template.")
         messages.append({"role": "system", "content": _content(system)})
+    for example in fewshot.for_task(version.examples, targets, task_id, data):
+        try:
+            shown = _fill(version.template, version, targets, example.data, images)
+        except RenderError as error:
+            raise TemplateError(f"Few-shot example task {example.task_id} cannot be put into the template: {error}") from None
+        messages.append({"role": "user", "content": _content(shown)})
+        messages.append({"role": "assistant", "content": json.dumps(example.answer, ensure_ascii=False)})
     messages.append({"role": "user", "content": _content(_fill(version.template, version, targets, data, images))})
     return messages
 

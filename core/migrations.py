@@ -244,6 +244,29 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX ix_run_items_created_at ON run_items (created_at)",
         ),
     ),
+    Migration(
+        12,
+        "a project's ground truth split into examples, development and test parts",
+        (
+            """
+            CREATE TABLE ground_truth_splits (
+                id INTEGER NOT NULL PRIMARY KEY,
+                project_id INTEGER NOT NULL UNIQUE,
+                seed INTEGER NOT NULL,
+                test_share FLOAT NOT NULL,
+                stratified_by VARCHAR,
+                parts JSON NOT NULL,
+                created_by VARCHAR,
+                created_at DATETIME NOT NULL
+            )
+            """,
+        ),
+    ),
+    Migration(
+        13,
+        "a version may show few-shot examples from the ground truth",
+        ("ALTER TABLE prompt_versions ADD COLUMN examples JSON",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -107,7 +107,7 @@ def estimate(version: Version, chosen: Scope, client: LabelStudioClient, *, samp
     reuse = runs.reuses_answers(version, cache)
     for task in client.tasks(version.project_id, ids=picked):
         try:
-            sent = messages.build(version, targets, task.data, images)
+            sent = messages.build(version, targets, task.data, images, task.id)
         except RenderError:
             unrenderable += 1
             continue

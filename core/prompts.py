@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import delete as sa_delete
 from sqlmodel import select
 
-from core import audit, identity, keys, labeling, recent, store
+from core import audit, fewshot, identity, keys, labeling, recent, store
 
 NAME = re.compile(r"[A-Za-z_][\w.-]*")
 
@@ -41,6 +41,7 @@ class Version:
     max_output_tokens: int | None = None
     note: str | None = None
     created_at: datetime | None = None
+    examples: dict | None = None  # few-shot examples: how they were chosen and what (core.fewshot)
 
     @property
     def model_version(self) -> str:
@@ -48,7 +49,7 @@ class Version:
         return f"{self.prompt}@v{self.number}"
 
 
-EDITABLE = ("template", "system_message", "controls", "provider_key", "model", "temperature", "max_output_tokens", "note")
+EDITABLE = ("template", "system_message", "controls", "provider_key", "model", "temperature", "max_output_tokens", "examples", "note")
 
 
 def variables(template: str) -> list[tuple[str, str | None]]:
@@ -315,6 +316,7 @@ SETTING_LABELS = {
     "temperature": "Temperature",
     "max_output_tokens": "Max output tokens",
     "controls": "Outputs",
+    "examples": "Few-shot examples",
     "note": "Note",
 }
 
@@ -358,6 +360,8 @@ def _setting_text(field: str, value: Any) -> str:
         return "the model's default" if value is None else str(value)
     if field == "note":
         return value or "none"
+    if field == "examples":
+        return fewshot.describe(value)
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -416,6 +420,7 @@ def _version_row(prompt_id: int, number: int, settings: dict[str, Any]) -> store
         temperature=temperature,
         max_output_tokens=int(max_tokens) if max_tokens is not None else None,
         note=(settings.get("note") or None),
+        examples=settings.get("examples") or None,
     )
 
 
@@ -433,4 +438,5 @@ def _version(prompt: store.Prompt, row: store.PromptVersion) -> Version:
         max_output_tokens=row.max_output_tokens,
         note=row.note,
         created_at=row.created_at,
+        examples=row.examples,
     )

@@ -666,7 +666,7 @@ class _Engine:
 
     def _prepare(self, task: Task) -> _Job:
         try:
-            sent = messages.build(self.version, self.targets, task.data, self.images)
+            sent = messages.build(self.version, self.targets, task.data, self.images, task.id)
         except (RenderError, LabelStudioError) as error:
             return _Job(task, None, render_error=str(error), render_kind="missing_field" if isinstance(error, MissingField) else "task_data")
         return _Job(task, calls.request(self.version, self.key, sent, self.schema))

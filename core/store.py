@@ -82,6 +82,7 @@ class PromptVersion(SQLModel, table=True):
     max_output_tokens: Optional[int] = None
     note: Optional[str] = Field(default=None, sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow)
+    examples: Optional[dict[str, Any]] = Field(default=None, sa_column=Column(JSON))  # few-shot examples (core.fewshot)
 
 
 class Run(SQLModel, table=True):
@@ -174,6 +175,21 @@ class TeamMember(SQLModel, table=True):
     added_by: Optional[str] = None
     added_at: datetime = Field(default_factory=utcnow)
     last_seen_at: Optional[datetime] = None
+
+
+class GroundTruthSplit(SQLModel, table=True):
+    """A project's ground-truth tasks in three parts: examples, development and test (see
+    core.evaluation.split)."""
+
+    __tablename__ = "ground_truth_splits"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    project_id: int = Field(unique=True)
+    seed: int
+    test_share: float
+    stratified_by: Optional[str] = None
+    parts: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))  # part -> task ids
+    created_by: Optional[str] = None
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class AuditEvent(SQLModel, table=True):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
-from core import audit, calls, connection, identity, keys, labeling, messages, pricing, prompts, providers
+from core import audit, calls, connection, fewshot, identity, keys, labeling, messages, pricing, prompts, providers
 from core.evaluation import answers
 from core.labelstudio import LabelStudioClient, LabelStudioError, Project, Task
 from core.prompts import PromptError, Version
@@ -109,6 +109,8 @@ class Workbench:
             except labeling.ConfigError as error:
                 raise PromptError(f"controls: {error}") from None
         prompts.check_template(draft.template, self.targets, draft.controls, self.fields, draft.system_message)
+        if draft.examples and any(set(e["answer"]) != set(draft.controls) for e in draft.examples["pool"]):
+            raise PromptError("examples: they were chosen for other outputs than the version fills now; choose the examples again.")
         if not draft.provider_key:
             raise PromptError("provider_key: choose the key to call the model with (add one on the Keys page).")
         try:
@@ -117,6 +119,13 @@ class Workbench:
             raise PromptError(f"provider_key: no key is named {draft.provider_key!r}; add it on the Keys page or pick another.") from None
         if not draft.model.strip():
             raise PromptError("model: name the model to call, e.g. gpt-4o-mini.")
+
+    def choose_examples(self, controls: Sequence[str], *, how: str, k: int, seed: int = 0, ids: Sequence[int] = ()) -> dict[str, Any]:
+        """A version's few-shot examples setting, from the examples part of the project's split."""
+        try:
+            return fewshot.choose(self.client, self.project.id, self.targets, controls, how=how, k=k, seed=seed, ids=ids)
+        except fewshot.FewShotError as error:
+            raise PromptError(str(error)) from None
 
     def no_outputs_message(self) -> str:
         reasons = "; ".join(f"{s.tag} {s.name!r}: {s.reason}" for s in self.targets.skipped) or "it has no control tags"
@@ -160,7 +169,7 @@ class Workbench:
 
     def messages(self, draft: Version, task: Task) -> list[dict[str, Any]]:
         """The exact messages ``draft`` sends for ``task``; raises RenderError when it cannot."""
-        return messages.build(draft, self.targets, task.data, self.images)
+        return messages.build(draft, self.targets, task.data, self.images, task.id)
 
     def try_on(self, draft: Version, task: Task) -> Trial:
         """Call the model once with ``draft`` on ``task`` (members and admins: it spends the key). A

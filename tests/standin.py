@@ -85,6 +85,12 @@ class Request:
         )
 
     @property
+    def last_user_text(self) -> str:
+        """The last user message: the task itself, after any few-shot examples."""
+        users = [m for m in self.messages if isinstance(m, dict) and m.get("role") == "user"]
+        return _text_of(users[-1].get("content")) if users else ""
+
+    @property
     def all_text(self) -> str:
         return "\n".join(
             _text_of(m.get("content")) for m in self.messages if isinstance(m, dict)

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import connection, keys, prompts, runs, store
-from core.evaluation import charts, evaluate, subsets
+from core.evaluation import charts, evaluate, split, subsets
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
 from tests.helpers import open_page, table, wait_for_run, wait_until, wilson_by_hand
@@ -112,7 +112,7 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     macro = stored["metrics"]["sentiment"]["scores"]["macro_f1_interval"]
     assert macro["low"] < stored["metrics"]["sentiment"]["scores"]["macro_f1"] < macro["high"]
     assert scores.loc[0, "macro_f1 95%"] == f"{macro['low']:.3f}–{macro['high']:.3f}"
-    (heatmap,) = [rows for spec, rows in _charts(app) if "layer" in spec]
+    (heatmap,) = [rows for spec, rows in _charts(app) if any(layer["mark"].get("type") == "rect" for layer in spec.get("layer", []))]
     assert heatmap == charts.chart_data(charts.confusion_heatmap(stored["metrics"]["sentiment"]["confusion"]))
     assert {"truth": "Negative", "predicted": "(failed)", "count": 1, "truth axis": "Negative", "predicted axis": "(failed)"} in heatmap
 
@@ -205,3 +205,32 @@ def test_a_project_without_prompts_points_to_the_prompts_page(use_labelstudio, m
     app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=project.id)
     assert [i.value for i in app.info] == ["This project has no prompts yet: write one on the Prompts page, then evaluate it here."]
     assert not app.button  # nothing to start
+
+
+def test_the_ground_truth_is_split_on_the_page_and_its_test_part_evaluated(project):
+    proj, ids, v1, v2 = project
+    app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
+    assert app.expander[0].label == "Ground-truth split: none yet"
+    app.radio(key="ev_subset").set_value("test").run()
+    assert any("no ground-truth split yet" in w.value for w in app.warning)
+    assert app.button(key="ev_start").disabled
+
+    app.number_input(key="ev_split_examples").set_value(1)
+    app.number_input(key="ev_split_test").set_value(35)  # 35% of 6: 2 tasks
+    app.number_input(key="ev_split_seed").set_value(4)
+    app.button(key="ev_split").click().run()
+    assert not app.exception, app.exception
+    made = split.get(proj.id)
+    assert {part: len(found) for part, found in made.parts.items()} == {"examples": 1, "development": 3, "test": 2}
+    assert made.describe() in [s.value for s in app.success][0]
+    assert app.expander[0].label == f"Ground-truth split: {made.describe()}"
+    assert not any("no ground-truth split yet" in w.value for w in app.warning)
+    assert "sentiment@v2 (gpt-4o-mini) on the test part: 2 ground-truth tasks." in [c.value for c in app.caption]
+
+    # a run on the test part names it wherever the run is listed
+    client = connection.client()
+    done = runs.execute(evaluate.start(v2, subsets.choose(client, proj.id, "test"), client.label_config(proj.id)).id)
+    assert sorted(item.task_id for item in runs.items(done.id)) == made.parts["test"]
+    app.run()
+    assert list(table(app, *HISTORY_COLUMNS)["subset"]) == ["the test part: 2 ground-truth tasks"]
+    assert [o for o in app.selectbox(key="ev_run").options if o.startswith(f"run {done.id} ")][0].endswith("the test part: 2 ground-truth tasks")

@@ -125,3 +125,43 @@ def test_a_project_with_nothing_to_fill_says_why(use_labelstudio, make_project):
     app = open_page("views/2_Prompts.py", project_key="project", project_id=project.id)
     assert "has nothing Prompter can fill (RectangleLabels 'box'" in app.error[0].value
     assert table(app, "name", "tag", "why").to_dict("records")[0]["why"] == "Prompter fills Choices, Labels, TextArea, Number, Rating, Pairwise, Taxonomy, not RectangleLabels"
+
+
+def test_few_shot_examples_are_chosen_shown_in_the_messages_and_kept_in_the_version(use_labelstudio, make_project, standin):
+    from core import connection
+    from core.evaluation import split
+
+    keys.add("team", "openai-compatible", base_url=standin.base_url)
+    texts = {"Great value": "Positive", "Love it": "Positive", "Arrived broken": "Negative", "Awful": "Negative", "A lamp": "Neutral", "Blue": "Neutral"}
+    proj, ids = make_project(CHOICES_CONFIG, [NewTask({"text": t}, [(choice(label), True)]) for t, label in texts.items()], title="Few-shot page check")
+    text_of = dict(zip(ids, texts))
+    app = open_page("views/2_Prompts.py", project_key="project", project_id=proj.id)
+    app.selectbox(key="ed_examples_how").set_value("per-class").run()
+    assert any("has none yet: split it on the Evaluate page" in w.value for w in app.warning)
+    app.button(key="save").click().run()
+    assert prompts.latest_versions(proj.id) == []  # not saved without the examples asked for
+
+    made = split.make(connection.client(), proj.id, examples=3, test_share=0.34, seed=0)  # one example per class
+    app.text_input(key="ed_name").input("shots")
+    app.text_area(key="ed_template").input(TEMPLATE)
+    app.selectbox(key="ed_model").set_value("gpt-4o-mini")
+    app.number_input(key="ed_examples_k").set_value(3)
+    app.selectbox(key="ed_examples_how").set_value("random").run()
+    app.selectbox(key="ed_examples_how").set_value("per-class")
+    app.number_input(key="task_id").set_value(made.parts["test"][0]).run()  # preview a task that is no example
+    assert not app.warning, [w.value for w in app.warning]
+    examples = made.parts["examples"]
+    by_class = sorted(examples, key=lambda t: ["Positive", "Negative", "Neutral"].index(texts[text_of[t]]))
+    preview = app.code[0].value
+    for task_id in by_class:  # each example: its question, then its ground truth as the answer
+        assert f"[user]\nReview: {text_of[task_id]}\n" in preview and f'[assistant]\n{{"sentiment": "{texts[text_of[task_id]]}"}}' in preview
+    assert preview.index(text_of[by_class[0]]) < preview.index(text_of[by_class[1]]) < preview.index(text_of[by_class[2]])
+
+    app.button(key="save").click().run()
+    assert not app.exception, app.exception
+    saved = prompts.version("shots", 1, proj.id)
+    assert saved.examples["how"] == "per-class" and saved.examples["ids"] == by_class
+    # reopened, the editor holds the saved examples, unchanged
+    app.run()
+    assert app.selectbox(key="ed_examples_how").value == "per-class"
+    assert not any("Unsaved changes" in c.value for c in app.caption)

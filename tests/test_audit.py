@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from core import audit, budgets, cli, connection, identity, keys, predict, pricing, prompts, runs, settings, store
+from core.evaluation import split
 from core.labelstudio import NewTask
 from core.workbench import Workbench
 from tests.conftest import CHOICES_CONFIG, choice
@@ -113,6 +114,8 @@ def test_every_audited_action_leaves_exactly_one_row_with_who_what_and_which(pro
             lambda: prompts.create(project.id, "sentiment", template=TEMPLATE, controls=["sentiment"], provider_key="team", model="gpt-4o-mini"),
         )
         v2 = trail.one("prompt version saved", "mo@x.com", "sentiment@v2", lambda: prompts.new_version("sentiment", project.id, note="v2"))
+        trail.one("ground truth split", "mo@x.com", f"project {project.id}", lambda: split.make(ls_client, project.id, examples=1, test_share=0.25))
+        assert trail.detail == {"split": "1 example, 2 development and 1 test task (seed 0, stratified by sentiment)", "replaced": False}
         bench = Workbench.open(project.id, ls_client)
         trail.one("model tried", "mo@x.com", "sentiment@v1", lambda: bench.try_on(v1, bench.task(ids[0])))
         assert trail.detail["cost_usd"] == pytest.approx(CALL_COST)

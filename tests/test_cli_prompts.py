@@ -54,7 +54,7 @@ def test_create_then_version_list_and_show(project, files):
     v1 = {
         "prompt": "intent", "version": 1, "project_id": project.id, "template": TEMPLATE, "system_message": SYSTEM,
         "controls": ["sentiment"], "provider_key": "team", "model": "gpt-4o-mini", "temperature": 0.2,
-        "max_output_tokens": None, "note": "first", "model_version": "intent@v1", "created_at": created["created_at"],
+        "max_output_tokens": None, "examples": None, "note": "first", "model_version": "intent@v1", "created_at": created["created_at"],
     }
     assert created == v1
     assert datetime.fromisoformat(created["created_at"]).tzinfo is not None

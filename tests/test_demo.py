@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from core import demo
+from core.evaluation import split
 from core.labelstudio import LabelStudioClient
 
 
@@ -42,5 +43,12 @@ def test_demo_project_is_created_once_with_its_ground_truth(ls_client: LabelStud
                 assert task.ground_truth.result[0]["value"]["choices"] == [message["intent"]]
             else:
                 assert task.annotations == ()
+
+        # created with its ground truth split: one example per intent, 40% held out for testing
+        made = split.get(project.id)
+        assert {part: len(ids) for part, ids in made.parts.items()} == {"examples": 8, "development": 22, "test": 20}
+        intent_of = {t.id: by_id[t.data["message_id"]]["intent"] for t in ls_client.tasks(project.id)}
+        assert sorted(intent_of[t] for t in made.parts["examples"]) == sorted(demo.INTENTS)
+        assert made.stratified_by == "intent" and made.created_by == "local"
     finally:
         ls_client.delete_project(project.id)

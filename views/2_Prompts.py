@@ -2,8 +2,8 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import guide, keys, messages, prompts, providers, recent
-from core.evaluation import answers
+from core import fewshot, guide, keys, messages, prompts, providers, recent
+from core.evaluation import answers, evaluate, split
 from core.labeling import ConfigError
 from core.labelstudio import LabelStudioError
 from core.prompts import PromptError
@@ -12,6 +12,7 @@ from core.workbench import Workbench
 
 OTHER_MODEL = "Another model…"
 NEW = "(new prompt)"
+NO_EXAMPLES = "none"
 
 st.title("Prompts")
 st.caption("Write a prompt against a Label Studio project, see what the model receives, try it on one task, save versions.")
@@ -68,6 +69,12 @@ start_number = right.selectbox(
 )
 start = next((v for v in history if v.number == start_number), None)
 
+def examples_choice(controls) -> tuple:
+    """What the few-shot examples are chosen from: when it changes, they are chosen again."""
+    how = state.get("ed_examples_how", NO_EXAMPLES)
+    return (project_id, how, state.get("ed_examples_k"), state.get("ed_examples_seed"), state.get("ed_examples_ids", "") if how == "ids" else "", tuple(controls))
+
+
 source = (project_id, prompt_name, start.number if start else None)
 if state.get("editor_source") != source:
     state["editor_source"] = source
@@ -81,6 +88,14 @@ if state.get("editor_source") != source:
         state["ed_key"] = start.provider_key
         state["ed_model"] = start.model.strip() or None  # a version saved with no model (an older release allowed it)
     state["ed_note"] = ""
+    shots = origin.examples or {}
+    state["ed_examples_how"] = shots.get("how", NO_EXAMPLES)
+    state["ed_examples_k"] = shots.get("k") or 3
+    state["ed_examples_seed"] = shots.get("seed", 0)
+    state["ed_examples_ids"] = ",".join(map(str, shots.get("ids", []))) if shots.get("how") == "ids" else ""
+    # the version's own examples, as saved: not chosen again unless the choice changes
+    state["examples_for"] = examples_choice(origin.controls) if shots else None
+    state["examples"] = origin.examples
     state.pop("trial", None)
 
 # -- editor ---------------------------------------------------------------------------------------
@@ -130,6 +145,42 @@ for i, variable in enumerate(bench.variables()):
 template = st.text_area("Template", key="ed_template", height=220)
 note = st.text_input("Note for this version (optional)", key="ed_note", placeholder="what changed and why")
 
+project_split = split.get(project_id)
+examples_box = st.expander("Few-shot examples", expanded=state.get("ed_examples_how") != NO_EXAMPLES)
+with examples_box:
+    st.caption(
+        "Ground-truth tasks shown to the model before each task, as a question and its right answer. They come only from the "
+        + (f"examples part of the split ({len(project_split.parts['examples'])} tasks), " if project_split else "examples part of the ground-truth split (none yet: make one on the Evaluate page), ")
+        + "so nothing is later tested on what it was shown; a task is never its own example."
+    )
+    how = st.selectbox("Examples", [NO_EXAMPLES, *fewshot.HOW], format_func=lambda h: fewshot.HOW.get(h, "none"), key="ed_examples_how")
+    if how in ("random", "per-class", "similar"):
+        e1, e2 = st.columns(2)
+        e1.number_input("How many", min_value=1, max_value=50, step=1, key="ed_examples_k")
+        if how != "similar":
+            e2.number_input("Seed", min_value=0, step=1, key="ed_examples_seed", help="The same seed chooses the same examples.")
+    elif how == "ids":
+        st.text_input("Example task ids", key="ed_examples_ids", placeholder="e.g. 12,40,41")
+examples_error = None
+if how == NO_EXAMPLES:
+    state["examples"], state["examples_for"] = None, None
+elif state.get("examples_for") != examples_choice(controls):
+    try:
+        state["examples"] = bench.choose_examples(
+            controls,
+            how=how,
+            k=int(state["ed_examples_k"]),
+            seed=int(state["ed_examples_seed"]),
+            ids=evaluate.parse_task_ids(state.get("ed_examples_ids", "")) if how == "ids" else (),
+        )
+        state["examples_for"] = examples_choice(controls)
+    except (PromptError, ValueError, LabelStudioError) as error:
+        state["examples"], state["examples_for"], examples_error = None, None, str(error)
+if examples_error:
+    examples_box.warning(f"No examples: {examples_error}")
+elif state.get("examples"):
+    examples_box.caption(f"Chosen: {fewshot.describe(state['examples'])}. The messages below show them.")
+
 draft = bench.draft(
     name=name or "draft",
     template=template,
@@ -140,6 +191,7 @@ draft = bench.draft(
     temperature=float(temperature),
     max_output_tokens=int(max_tokens) if max_tokens else None,
     note=note or None,
+    examples=state.get("examples"),
 )
 if start and prompts.changed(start, draft):
     st.caption(f"Unsaved changes to v{start.number}: {', '.join(prompts.changed(start, draft))}.")
@@ -150,6 +202,8 @@ label = "Create prompt (v1)" if prompt_name == NEW else f"Save as new version (v
 may_change = widgets.may_change()
 if st.button(label, key="save", type="primary", disabled=not may_change):
     try:
+        if examples_error:
+            raise PromptError(f"examples: {examples_error}")
         saved_version = bench.save_new_prompt(name, draft) if prompt_name == NEW else bench.save_version(prompt_name, draft)
     except (PromptError, ConfigError) as error:
         st.error(f"Not saved: {error}")

@@ -3,7 +3,7 @@ import streamlit as st
 
 import widgets
 from core import guide, identity, prompts, runs
-from core.evaluation import charts, evaluate, subsets
+from core.evaluation import charts, evaluate, split, subsets
 from core.evaluation.subsets import SubsetError
 from core.formatting import interval, milliseconds, percent, percent_with_interval, usd, with_intervals
 from core.labelstudio import LabelStudioError
@@ -11,6 +11,8 @@ from core.runs import RunError
 
 SUBSET_LABELS = {
     "ground-truth": "Ground-truth tasks",
+    "test": "Test part",
+    "development": "Development part",
     "sample": "Random sample",
     "all": "All tasks",
     "tasks": "Task ids",
@@ -34,7 +36,37 @@ if version is None:
     st.stop()
 prompt_name = version.prompt
 
+# -- the ground-truth split -----------------------------------------------------------------------
+
+
+def make_split(replace: bool) -> None:
+    try:
+        made = split.make(
+            client, project_id, examples=int(state["ev_split_examples"]), test_share=state["ev_split_test"] / 100, seed=int(state["ev_split_seed"]), replace=replace
+        )
+    except (split.SplitError, LabelStudioError, identity.NotAllowed) as error:
+        widgets.flash("error", f"Not split: {error}")
+    else:
+        widgets.flash("ok", f"Split the ground truth: {made.describe()}.")
+        state.pop("ev_preview_for", None)  # the parts changed: choose the tasks again
+
+
 may_change = widgets.may_change()
+current_split = split.get(project_id)
+with st.expander(f"Ground-truth split: {current_split.describe()}" if current_split else "Ground-truth split: none yet"):
+    st.caption(
+        "Examples are the only tasks few-shot examples come from; Enhance and Optimize read the development part's errors; "
+        "the test part is held out, so a version built with examples or tuning is measured on tasks nothing was tuned on."
+    )
+    s1, s2, s3 = st.columns(3)
+    s1.number_input("Examples", min_value=0, value=split.DEFAULT_EXAMPLES, step=1, key="ev_split_examples", help="Tasks kept for few-shot examples.")
+    s2.number_input("Test share (%)", min_value=5, max_value=90, value=int(split.DEFAULT_TEST_SHARE * 100), step=5, key="ev_split_test")
+    s3.number_input("Seed", min_value=0, value=split.DEFAULT_SEED, step=1, key="ev_split_seed", help="The same seed gives the same parts.")
+    if current_split is None:
+        st.button("Split the ground truth", key="ev_split", on_click=make_split, args=(False,), disabled=not may_change)
+    else:
+        st.caption(f"Made by {current_split.created_by or 'someone'}; replacing it makes earlier test figures incomparable with new ones.")
+        st.button("Replace the split", key="ev_split_replace", on_click=make_split, args=(True,), disabled=not may_change)
 
 # -- a new evaluation -----------------------------------------------------------------------------
 
@@ -42,7 +74,16 @@ st.subheader("New evaluation")
 unusable = prompts.why_unusable(version)
 if unusable:
     st.error(unusable)
+held_out = evaluate.test_part_only(version)
+if held_out and current_split and state.get("ev_subset_for") != version.model_version:
+    state["ev_subset"] = "test"  # a version shown examples is measured on the held-out part
+state["ev_subset_for"] = version.model_version
 kind = st.radio("Tasks", subsets.KINDS, format_func=SUBSET_LABELS.get, horizontal=True, key="ev_subset")
+if held_out and kind != "test":
+    st.caption(
+        f"{version.model_version} shows the model few-shot examples, so its accuracy counts only on the test part: "
+        "a run on other tasks is kept, but not charted or used as its score."
+    )
 size, seed, ids_text = None, 0, ""
 if kind == "sample":
     c1, c2 = st.columns(2)

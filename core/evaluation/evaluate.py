@@ -87,10 +87,14 @@ def history(prompt: str, project_id: int) -> list[dict[str, Any]]:
     """Each version's latest completed evaluation that scored tasks against ground truth: version,
     accuracy, on how many tasks, run id, subset; oldest version first. A later run of a version on
     tasks without ground truth does not hide its scored one. The accuracy's 95% Wilson interval
-    rides along (``accuracy_interval``)."""
+    rides along (``accuracy_interval``). A version shown few-shot examples is measured only on the
+    test part of the split: elsewhere its score could count tasks akin to what it was shown."""
     latest: dict[int, tuple[RunView, metrics.Report]] = {}
+    held_out = {v.number for v in prompts.versions(prompt, project_id) if test_part_only(v)}
     for run in runs.runs(prompt=prompt, project_id=project_id, kind="evaluate"):
         if run.status != "completed" or run.version in latest:
+            continue
+        if run.version in held_out and run.subset.get("kind") != "test":
             continue
         found = report(run.id)
         if found.accuracy is not None:
@@ -106,6 +110,11 @@ def history(prompt: str, project_id: int) -> list[dict[str, Any]]:
         }
         for number, (run, found) in sorted(latest.items())
     ]
+
+
+def test_part_only(version: Version) -> bool:
+    """Whether the version's accuracy is measured only on the test part (it shows few-shot examples)."""
+    return bool(version.examples)
 
 
 def best(prompt: str, project_id: int) -> dict[str, Any] | None:

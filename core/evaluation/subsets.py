@@ -1,4 +1,5 @@
-"""Which tasks an evaluation runs on: the ground-truth tasks, a seeded random sample, all tasks, or
+"""Which tasks an evaluation runs on: the ground-truth tasks, a part of the project's ground-truth split
+(its development or test part, see core.evaluation.split), a seeded random sample, all tasks, or
 given task ids.
 
 The ground truth of a task is its annotation marked ground truth (the most recent if several). A
@@ -12,9 +13,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from core.evaluation import split
 from core.labelstudio import LabelStudioClient, Task
 
-KINDS = ("ground-truth", "sample", "all", "tasks")
+KINDS = ("ground-truth", "test", "development", "sample", "all", "tasks")
+PARTS = ("test", "development")  # the split's parts an evaluation may run on
 
 
 class SubsetError(ValueError):
@@ -58,6 +61,8 @@ def choose(
             )
         what = "ground-truth" if truth == "ground-truth" else "annotated"
         return Subset(kind, sorted(chosen), f"{len(chosen)} {what} tasks", truth, note)
+    if kind in PARTS:
+        return _part(project_id, kind, {t.id for t in tasks if t.ground_truth is not None})
     if kind == "sample":
         if not size or size < 1:
             raise SubsetError("sample size: give the number of tasks to sample, e.g. 50.")
@@ -73,6 +78,22 @@ def choose(
     if unknown:
         raise SubsetError(f"tasks: project {project_id} has no task {', '.join(map(str, unknown[:10]))}.")
     return Subset(kind, wanted, f"{len(wanted)} chosen tasks", truth, note)
+
+
+def _part(project_id: int, part: str, ground_truth: set[int]) -> Subset:
+    found = split.get(project_id)
+    if found is None:
+        raise SubsetError(
+            f"Project {project_id} has no ground-truth split yet, so it has no {part} part: split it on the Evaluate page "
+            f"or with `python -m core ground-truth split --project {project_id}`."
+        )
+    # a task whose ground truth was removed since the split is left out, not scored against nothing
+    chosen = [t for t in found.parts[part] if t in ground_truth]
+    if not chosen:
+        raise SubsetError(f"The {part} part of project {project_id}'s split has no task with ground truth left; split it again (--replace).")
+    gone = len(found.parts[part]) - len(chosen)
+    note = f"{gone} task(s) of the {part} part no longer have ground truth and are left out." if gone else None
+    return Subset(part, chosen, f"the {part} part: {len(chosen)} ground-truth tasks", "ground-truth", note, {"split_seed": found.seed})
 
 
 def _truth(tasks: list[Task]) -> tuple[str, str | None]:
