@@ -38,6 +38,7 @@ ACTIONS = (
     "prompt restored",
     "prompt deleted",
     "model tried",
+    "prompt enhanced",
     "ground truth split",
     "run started",
     "run cancelled",

@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from core import audit, budgets, connection, demo, fewshot, identity, keys, launcher, messages, predict, pricing, prompts, providers, runs
+from core import audit, budgets, connection, demo, enhance, fewshot, identity, keys, launcher, messages, predict, pricing, prompts, providers, runs
 from core.evaluation import split, subsets
 from core.checks import Check
 from core.formatting import interval, percent, percent_with_interval, usd
@@ -377,6 +377,15 @@ def _prompts_commands(commands) -> None:
     try_.add_argument("--json", action="store_true", help="print one JSON document")
     try_.set_defaults(action=_prompts_try)
 
+    enhance_ = group.add_parser("enhance", help="a teacher model reads an evaluation's errors on the development part and proposes a better prompt")
+    _pick_version(enhance_)
+    enhance_.add_argument("--run", type=int, metavar="ID", help="the evaluation to learn from (default: the version's latest)")
+    enhance_.add_argument("--teacher-key", required=True, metavar="KEY", help="the saved key to call the teacher with")
+    enhance_.add_argument("--teacher-model", required=True, metavar="MODEL", help="e.g. gpt-4o")
+    enhance_.add_argument("--save", action="store_true", help="save the proposal as the next version (without it, nothing is saved)")
+    enhance_.add_argument("--json", action="store_true", help="print one JSON document")
+    enhance_.set_defaults(action=_prompts_enhance)
+
 
 def _version_options(parser: argparse.ArgumentParser) -> None:
     """The settings `create` and `version` share; `version` keeps the latest's for those not given."""
@@ -554,6 +563,32 @@ def _prompts_try(args: argparse.Namespace) -> int:
     if trial.error:
         print(f"error: {_one_line(trial.error)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _prompts_enhance(args: argparse.Namespace) -> int:
+    version = prompts.version(args.name, args.version, args.project)
+    run_id = args.run
+    if run_id is None:
+        found = [r for r in runs.runs(prompt=version.prompt, project_id=version.project_id, kind="evaluate") if r.version == version.number and r.finished]
+        if not found:
+            raise enhance.EnhanceError(f"{version.model_version} has no evaluation to learn from; evaluate it on the development part first.")
+        run_id = found[0].id
+    proposal = enhance.propose(version, run_id, teacher_key=args.teacher_key, teacher_model=args.teacher_model)
+    saved = Workbench.open(version.project_id).save_version(version.prompt, proposal.draft()) if args.save else None
+    if args.json:
+        print(json.dumps({
+            "prompt": version.prompt, "version": version.number, "run_id": run_id, "system_message": proposal.system_message,
+            "template": proposal.template, "rationale": proposal.rationale, "errors_sent": proposal.errors_sent,
+            "errors_left_out": proposal.errors_left_out, "teacher": proposal.teacher, "cost_usd": proposal.cost_usd,
+            "saved_version": saved.number if saved else None,
+        }))
+        return 0
+    print(f"Proposal for {version.model_version} from {proposal.teacher}, after {len(proposal.errors_sent)} development errors of run {run_id}"
+          + (f" ({proposal.errors_left_out} more left out to keep the request short)" if proposal.errors_left_out else "") + f"; cost {usd(proposal.cost_usd)}")
+    print(f"\nWhy: {proposal.rationale}\n")
+    print(prompts.diff(version, proposal.draft()).text() or "(no change)")
+    print(f"\nSaved as {saved.model_version}." if saved else "\nNothing saved: add --save to save it as the next version.")
     return 0
 
 

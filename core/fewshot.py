@@ -110,12 +110,12 @@ def for_task(setting: dict[str, Any] | None, targets: labeling.Targets, task_id:
         return pool[: setting["k"]]
     if not pool:
         return []
-    texts = tuple(_text(targets, e.data) for e in pool)
+    texts = tuple(task_text(targets, e.data) for e in pool)
     try:
         vectorizer, matrix = _fitted(texts)
     except ValueError:  # no words at all to compare: the examples in their stored order
         return pool[: setting["k"]]
-    scores = linear_kernel(vectorizer.transform([_text(targets, data)]), matrix)[0]
+    scores = linear_kernel(vectorizer.transform([task_text(targets, data)]), matrix)[0]
     ranked = sorted(range(len(pool)), key=lambda i: (-scores[i], pool[i].task_id))
     return [pool[i] for i in ranked[: setting["k"]]]
 
@@ -166,7 +166,7 @@ def _one_per_class(pool: dict[int, Example], targets: labeling.Targets, controls
     return chosen
 
 
-def _text(targets: labeling.Targets, data: dict[str, Any]) -> str:
+def task_text(targets: labeling.Targets, data: dict[str, Any]) -> str:
     """A task's text for similarity: every text input the config reads, in order."""
     shown = []
     for source in targets.inputs:

@@ -15,8 +15,8 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from core import audit, budgets, cli, connection, identity, keys, predict, pricing, prompts, runs, settings, store
-from core.evaluation import split
+from core import audit, budgets, cli, connection, enhance, identity, keys, predict, pricing, prompts, runs, settings, store
+from core.evaluation import evaluate, split, subsets
 from core.labelstudio import NewTask
 from core.workbench import Workbench
 from tests.conftest import CHOICES_CONFIG, choice
@@ -113,9 +113,19 @@ def test_every_audited_action_leaves_exactly_one_row_with_who_what_and_which(pro
             "prompt version saved", "mo@x.com", "sentiment@v1",
             lambda: prompts.create(project.id, "sentiment", template=TEMPLATE, controls=["sentiment"], provider_key="team", model="gpt-4o-mini"),
         )
-        v2 = trail.one("prompt version saved", "mo@x.com", "sentiment@v2", lambda: prompts.new_version("sentiment", project.id, note="v2"))
+        v2 = trail.one("prompt version saved", "mo@x.com", "sentiment@v2", lambda: prompts.new_version("sentiment", project.id, template=TEMPLATE + "\nBe careful.", note="v2"))
         trail.one("ground truth split", "mo@x.com", f"project {project.id}", lambda: split.make(ls_client, project.id, examples=1, test_share=0.25))
         assert trail.detail == {"split": "1 example, 2 development and 1 test task (seed 0, stratified by sentiment)", "replaced": False}
+        # v2 answers Neutral to everything; a teacher reads its errors on the development part
+        standin.respond_with(lambda r: Reply.json({"system_message": "", "template": TEMPLATE, "rationale": "be precise"}) if "rationale" in json.dumps(r.schema or {}) else Reply.json({"sentiment": "Neutral"}, usage=(100, 50)))
+        graded = trail.one(
+            "run started", "mo@x.com", lambda started: f"run {started.id}",
+            lambda: evaluate.start(v2, subsets.choose(ls_client, project.id), CHOICES_CONFIG, client=ls_client),
+        )
+        trail.none(lambda: runs.execute(graded.id, client=ls_client))
+        trail.one("prompt enhanced", "mo@x.com", "sentiment@v2", lambda: enhance.propose(v2, graded.id, teacher_key="team", teacher_model="gpt-4o-mini", client=ls_client))
+        assert trail.detail["teacher"] == "team · gpt-4o-mini" and trail.detail["errors"] >= 1
+        standin.respond_with(answers)
         bench = Workbench.open(project.id, ls_client)
         trail.one("model tried", "mo@x.com", "sentiment@v1", lambda: bench.try_on(v1, bench.task(ids[0])))
         assert trail.detail["cost_usd"] == pytest.approx(CALL_COST)

@@ -1,13 +1,16 @@
+import dataclasses
+
 import pandas as pd
 import streamlit as st
 
 import widgets
-from core import guide, identity, prompts, runs
+from core import enhance, guide, identity, keys, prompts, runs
 from core.evaluation import charts, evaluate, split, subsets
 from core.evaluation.subsets import SubsetError
 from core.formatting import interval, milliseconds, percent, percent_with_interval, usd, with_intervals
 from core.labelstudio import LabelStudioError
 from core.runs import RunError
+from core.workbench import Workbench
 
 SUBSET_LABELS = {
     "ground-truth": "Ground-truth tasks",
@@ -321,6 +324,56 @@ if len(evaluations) > 1:
                     key="ev_changed",
                     column_config={"link": st.column_config.LinkColumn("link", display_text="open in Label Studio")},
                 )
+
+# -- enhance --------------------------------------------------------------------------------------
+
+run_version = prompts.version(prompt_name, run.version, project_id)
+st.subheader(f"Enhance v{run.version}")
+st.caption(
+    "A teacher model reads this run's wrong answers on the development part of the split (never the examples or the test part) "
+    "and proposes a revised system message and template. Nothing is saved until you save it."
+)
+key_names = [k.name for k in keys.all_keys()]
+t1, t2 = st.columns(2)
+teacher_key = t1.selectbox("Teacher key", key_names, key="ev_teacher_key")
+teacher_model = t2.text_input("Teacher model", value=run_version.model, key="ev_teacher_model")
+
+
+def propose() -> None:
+    try:
+        state["ev_proposal"] = enhance.propose(run_version, run.id, teacher_key=state["ev_teacher_key"], teacher_model=state["ev_teacher_model"].strip(), client=client)
+    except (enhance.EnhanceError, identity.NotAllowed, LabelStudioError, ValueError) as error:
+        state.pop("ev_proposal", None)
+        widgets.flash("error", f"No proposal: {error}")
+        return
+    state["ev_proposed_system"] = state["ev_proposal"].system_message or ""
+    state["ev_proposed_template"] = state["ev_proposal"].template
+
+
+st.button("Propose a better prompt", key="ev_enhance", on_click=propose, disabled=not may_change or not teacher_key or not run.finished)
+proposal = state.get("ev_proposal")
+if proposal is not None and proposal.run_id == run.id:
+    left_out = f" ({proposal.errors_left_out} more left out to keep the request short)" if proposal.errors_left_out else ""
+    st.info(f"**Why:** {proposal.rationale}")
+    st.caption(f"From {proposal.teacher}, after {len(proposal.errors_sent)} development errors{left_out}; cost {usd(proposal.cost_usd)}.")
+    edited_system = st.text_area("Proposed system message", key="ev_proposed_system", height=80)
+    edited_template = st.text_area("Proposed template", key="ev_proposed_template", height=160)
+    edited = dataclasses.replace(proposal.draft(), system_message=edited_system or None, template=edited_template)
+    st.code(prompts.diff(run_version, edited).text() or "(no change)", language=None)
+
+    def save_proposal() -> None:
+        # read the text areas as they are at the click, not as the page last drew them
+        chosen = dataclasses.replace(proposal.draft(), system_message=state["ev_proposed_system"] or None, template=state["ev_proposed_template"])
+        try:
+            saved = Workbench.open(project_id, client).save_version(prompt_name, chosen)
+        except (prompts.PromptError, identity.NotAllowed) as error:
+            widgets.flash("error", f"Not saved: {error}")
+        else:
+            state.pop("ev_proposal", None)
+            widgets.flash("ok", f"Saved {saved.model_version}: evaluate it on the test part to see the gain.")
+
+    latest = prompts.versions(prompt_name, project_id)[-1].number
+    st.button(f"Save as v{latest + 1}", key="ev_save_proposal", type="primary", on_click=save_proposal, disabled=not may_change)
 
 # -- history --------------------------------------------------------------------------------------
 
