@@ -9,9 +9,10 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 run: setup
 	$(VENV)/bin/python -m core run
 
-# Three workers on two cores: the suite waits on servers, browsers and subprocesses as well as it
-# computes, so it takes about 13 minutes instead of 20. PYTEST_WORKERS=0 runs it in one process.
-PYTEST_WORKERS ?= 3
+# Two workers, one per core: the suite waits on servers, browsers and subprocesses as well as it
+# computes, so it takes about 13-14 minutes instead of 20 (a third worker adds a Label Studio server
+# and contention, and varied from 13 to 16 minutes). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 
 test: setup chromium
 	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
