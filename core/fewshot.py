@@ -22,8 +22,6 @@ import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.metrics.pairwise import linear_kernel
 
 from core import labeling, rendering
 from core.evaluation import metrics, split
@@ -115,6 +113,8 @@ def for_task(setting: dict[str, Any] | None, targets: labeling.Targets, task_id:
         vectorizer, matrix = _fitted(texts)
     except ValueError:  # no words at all to compare: the examples in their stored order
         return pool[: setting["k"]]
+    from sklearn.metrics.pairwise import linear_kernel  # scikit-learn takes seconds to import: only when asked
+
     scores = linear_kernel(vectorizer.transform([task_text(targets, data)]), matrix)[0]
     ranked = sorted(range(len(pool)), key=lambda i: (-scores[i], pool[i].task_id))
     return [pool[i] for i in ranked[: setting["k"]]]
@@ -181,5 +181,7 @@ def task_text(targets: labeling.Targets, data: dict[str, Any]) -> str:
 
 @functools.lru_cache(maxsize=16)  # one fit per version's pool, not one per task
 def _fitted(texts: tuple[str, ...]):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1)
     return vectorizer, vectorizer.fit_transform(texts)

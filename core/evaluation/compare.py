@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scipy.stats import binomtest
-
 from core.evaluation import intervals
 
 NOISE = 0.05  # p-values below this are called "more than noise"
@@ -120,6 +118,8 @@ def _mcnemar(better: int, worse: int) -> float:
     discordant = better + worse
     if not discordant:
         return 1.0
+    from scipy.stats import binomtest  # scipy.stats takes a second to import: only when comparing
+
     return float(binomtest(better, discordant, 0.5).pvalue)
 
 

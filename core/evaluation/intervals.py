@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.stats import binomtest
-from scipy.stats import bootstrap as scipy_bootstrap
 
 LEVEL = 0.95
 RESAMPLES = 2000
@@ -40,6 +38,8 @@ class Interval:
 def wilson(successes: int, trials: int, level: float = LEVEL) -> Interval | None:
     if trials <= 0:
         return None
+    from scipy.stats import binomtest  # scipy.stats takes a second to import: only when measuring
+
     found = binomtest(int(successes), int(trials)).proportion_ci(confidence_level=level, method="wilson")
     return Interval(float(found.low), float(found.high), "wilson", level)
 
@@ -72,6 +72,8 @@ def bootstrap_each(per_task, statistics: dict[str, Callable[[np.ndarray], np.nda
         offsets = np.arange(len(chosen))[:, np.newaxis] * tasks
         draws = np.bincount((chosen + offsets).ravel(), minlength=chosen.size).reshape(chosen.shape)
         return each(draws @ rows)
+
+    from scipy.stats import bootstrap as scipy_bootstrap
 
     found = scipy_bootstrap(
         (np.arange(tasks),),

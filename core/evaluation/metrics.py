@@ -20,8 +20,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-from sklearn.preprocessing import MultiLabelBinarizer
 
 from core.evaluation import intervals
 from core.evaluation.answers import answer, normalized, written
@@ -147,6 +145,8 @@ def _label_sets(output: Output, items: list[Scored]):
     labels = _present(output.labels if output.tag == "Choices" else (), seen)
     if not labels:
         return {"macro_f1": None, "micro_f1": None}, [], None
+    from sklearn.preprocessing import MultiLabelBinarizer  # scikit-learn takes seconds to import: only when scoring
+
     binarizer = MultiLabelBinarizer(classes=labels)
     columns = list(range(len(labels)))  # indicator matrices name labels by column
     true, said = binarizer.fit_transform(truth), binarizer.transform(predicted)
@@ -273,6 +273,8 @@ def _present(configured: Sequence[str], seen: Iterable[str]) -> list[str]:
 def _classification(truth, predicted, labels: list[str], columns: list | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if not labels:
         return {"macro_f1": None, "micro_f1": None}, []
+    from sklearn.metrics import precision_recall_fscore_support
+
     columns = labels if columns is None else columns
     per_label = precision_recall_fscore_support(truth, predicted, labels=columns, zero_division=0)
     per_class = [
@@ -345,6 +347,8 @@ def _confusion(truth: list[str], predicted: list[str], labels: list[str]) -> dic
         return None
     extra = [label for label in (NONE, FAILED) if label in truth or label in predicted]
     everything = labels + extra
+    from sklearn.metrics import confusion_matrix
+
     matrix = confusion_matrix(truth, predicted, labels=everything)
     return {"labels": everything, "matrix": matrix.tolist()}
 
