@@ -688,6 +688,11 @@ def _evaluate_command(commands) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the sample's random seed (default 0)")
     parser.add_argument("--tasks", type=_ids, metavar="1,2,3", help="these task ids (instead of --subset)")
     parser.add_argument("--concurrency", type=int, default=runs.DEFAULT_CONCURRENCY, metavar="C", help="calls at once (default %(default)s)")
+    parser.add_argument(
+        "--models",
+        metavar="KEY:MODEL,...",
+        help="a model matrix: the version on each of these saved keys and models (its prompt unchanged), side by side; not written to Label Studio",
+    )
     _cache_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(action=_evaluate)
@@ -720,6 +725,10 @@ def _runs_commands(commands) -> None:
     compare_.add_argument("run_b", type=int)
     compare_.add_argument("--json", action="store_true", help="print one JSON document")
     compare_.set_defaults(action=_runs_compare)
+    saving = group.add_parser("save-as-version", help="a model matrix's model (or an Optimize candidate) of this run as the prompt's next version")
+    saving.add_argument("run_id", type=int)
+    saving.add_argument("--json", action="store_true", help="print one JSON document")
+    saving.set_defaults(action=_runs_save_as_version)
     work = group.add_parser("work", help="(the dashboard's background worker) execute a run quietly")
     work.add_argument("run_id", type=int)
     work.set_defaults(action=lambda args: _finished_ok(runs.execute(args.run_id)))
@@ -741,11 +750,56 @@ def _evaluate(args: argparse.Namespace) -> int:
     subset = subsets.choose(client, version.project_id, kind, size=args.sample_size, seed=args.seed, ids=args.tasks)
     if subset.note:
         print(f"note: {subset.note}", file=sys.stderr)
+    if args.models:
+        return _evaluate_matrix(args, version, subset, client)
     run = evaluate.start(version, subset, client.label_config(version.project_id), concurrency=args.concurrency, cache=args.cache, client=client)
     print(f"Run {run.id}: {version.model_version} on {subset.description}.", file=sys.stderr)
     run = runs.execute(run.id, progress=_progress_bar, client=client)
     print(file=sys.stderr)  # end the progress line
     return _print_run(run, args.json)
+
+
+def _evaluate_matrix(args: argparse.Namespace, version, subset, client) -> int:
+    from core.evaluation import matrix
+
+    started = matrix.start(version, subset, client.label_config(version.project_id), matrix.parse_models(args.models), concurrency=args.concurrency, cache=args.cache, client=client)
+    group = started[0].subset["group"]
+    print(f"Model matrix {group}: {version.model_version} on {len(started)} models, {subset.description}.", file=sys.stderr)
+    ended = []
+    for run in started:
+        print(f"Run {run.id}: {run.label}", file=sys.stderr)
+        ended.append(runs.execute(run.id, progress=_progress_bar, client=client))
+        print(file=sys.stderr)
+    table = matrix.rows(group)
+    if args.json:
+        print(json.dumps({"matrix": group, "prompt": version.prompt, "version": version.number, "subset": subset.description, "models": table}, default=str))
+    else:
+        print(_matrix_text(table))
+    return max(_finished_ok(run) for run in ended)
+
+
+def _matrix_text(table: list[dict[str, Any]]) -> str:
+    lines = [f"{'model':<32} {'accuracy (95% interval)':<28} {'per 1,000 tasks':>15} {'tokens/task':>11} {'p50 ms':>8} {'p95 ms':>8}"]
+    for row in table:
+        accuracy = percent_with_interval(row["accuracy"], row["accuracy_interval"]) if row["accuracy"] is not None else "none (no answer)"
+        per_1000 = usd(row["cost_per_1000"]) if row["cost_per_1000"] is not None else "no price"
+        tokens_ = f"{row['tokens_per_task']:.0f}" if row["tokens_per_task"] is not None else "-"
+        p50, p95 = (f"{row[k]:.0f}" if row[k] is not None else "-" for k in ("latency_p50_ms", "latency_p95_ms"))
+        mark = "  * frontier" if row["on_frontier"] else ""
+        lines.append(f"run {row['run']:<5} {row['key'] + ' · ' + row['model']:<26} {accuracy:<28} {per_1000:>15} {tokens_:>11} {p50:>8} {p95:>8}{mark}")
+    lines.append("* on the Pareto frontier: no other model is as accurate for less. `python -m core runs save-as-version RUN` makes one the next version.")
+    return "\n".join(lines)
+
+
+def _runs_save_as_version(args: argparse.Namespace) -> int:
+    from core.evaluation import matrix
+
+    saved = matrix.save_as_version(args.run_id)
+    if args.json:
+        print(json.dumps({"prompt": saved.prompt, "version": saved.number, "provider_key": saved.provider_key, "model": saved.model}))
+    else:
+        print(f"Saved {saved.model_version}: {saved.provider_key} · {saved.model}. Evaluate it to see its own figures.")
+    return 0
 
 
 def _runs_list(args: argparse.Namespace) -> int:

@@ -267,6 +267,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "a version may show few-shot examples from the ground truth",
         ("ALTER TABLE prompt_versions ADD COLUMN examples JSON",),
     ),
+    Migration(
+        14,
+        "a run may try a version with some settings changed (a model matrix, an Optimize candidate)",
+        ("ALTER TABLE runs ADD COLUMN variant JSON",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

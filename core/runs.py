@@ -19,6 +19,7 @@ A run's state lives in the database, so any process can follow it, cancel it or 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import socket
@@ -112,10 +113,16 @@ class RunView:
     started_at: datetime | None
     finished_at: datetime | None
     started_by: str | None = None  # an email, or "local" in personal mode
+    variant: dict[str, Any] | None = None  # settings this run changed on its version (see ``create``)
 
     @property
     def model_version(self) -> str:
         return f"{self.prompt}@v{self.version}"
+
+    @property
+    def label(self) -> str:
+        """``sentiment@v2``; for a variant run, what it tried: ``sentiment@v2 with team · gpt-4o``."""
+        return self.model_version + (f" with {describe_variant(self.variant)}" if self.variant else "")
 
     @property
     def started_by_label(self) -> str:
@@ -150,6 +157,7 @@ class RunView:
             "version": self.version,
             "model_version": self.model_version,
             "started_by": self.started_by,
+            "variant": self.variant,
             "subset": {k: v for k, v in self.subset.items() if k != "task_ids"},
             "tasks": self.total,
             "completed": self.done,
@@ -187,13 +195,22 @@ def create(
     max_cost_usd: float | None = None,
     cache: str = "auto",
     estimated_cost_usd: float | None = None,
+    variant: dict[str, Any] | None = None,
 ) -> RunView:
     """Record a run of ``version`` over ``task_ids``, started by the acting user (a member or an
     admin); refused while another run of the version is going, or when its estimate would pass a
-    monthly budget."""
+    monthly budget.
+
+    A ``variant`` evaluation tries the version with some settings changed (``VARIANT_FIELDS``: another
+    key and model for a model matrix, another prompt for an Optimize candidate). It is scored like any
+    evaluation and paid under the same limits, but never written to Label Studio (its answers are not
+    the version's) and never counted as the version's figure; it may run beside other variants."""
     user = identity.require_role("member", "start runs")
     if kind not in ("evaluate", "predict"):
         raise RunError(f"kind: {kind!r} is not a run kind (evaluate or predict).")
+    saved = version
+    if variant:
+        version = _with_variant(version, variant, kind, label_config)
     ids = list(dict.fromkeys(int(t) for t in task_ids))
     if not ids:
         raise RunError("The run has no tasks; pick a subset with tasks in it.")
@@ -210,7 +227,7 @@ def create(
     except budgets.OverBudget as error:
         raise RunError(str(error)) from None
     row = store.Run(
-        prompt_version_id=prompts.row_id(version),
+        prompt_version_id=prompts.row_id(saved),
         kind=kind,
         subset={**(subset or {}), "task_ids": ids},
         total=len(ids),
@@ -219,9 +236,10 @@ def create(
         label_config=label_config,
         cache=cache,
         started_by=user.email,
+        variant=dict(variant) if variant else None,
     )
     with store.writing() as s:  # the check and the insert in one transaction: two clicks make one run
-        going = _live_runs_of(s, row.prompt_version_id)
+        going = _live_runs_of(s, row.prompt_version_id, row.variant)
         if going:
             raise RunError(_already_going(going[0]))
         s.add(row)
@@ -231,9 +249,43 @@ def create(
         "run started",
         target=f"run {run_id}",
         by=user,
-        detail={"kind": kind, "prompt": version.prompt, "version": version.number, "tasks": len(ids), "estimated_cost_usd": estimated_cost_usd},
+        detail={"kind": kind, "prompt": version.prompt, "version": version.number, "tasks": len(ids), "estimated_cost_usd": estimated_cost_usd}
+        | ({"variant": _audited(variant)} if variant else {}),
     )
     return get(run_id)
+
+
+VARIANT_FIELDS = ("provider_key", "model", "system_message", "template")
+
+
+def _with_variant(version: Version, variant: dict[str, Any], kind: str, label_config: str) -> Version:
+    """The version as the variant run sends it; refused when the change is not one a variant may make."""
+    if kind != "evaluate":
+        raise RunError("Only an evaluation may try other settings; a prediction run sends the version as saved.")
+    unknown = sorted(set(variant) - set(VARIANT_FIELDS))
+    if unknown:
+        raise RunError(f"variant: {', '.join(unknown)} cannot be changed in a run; only {', '.join(VARIANT_FIELDS)}.")
+    changed = dataclasses.replace(version, **variant)
+    if {"template", "system_message"} & set(variant):
+        fields = [name for name, _ in prompts.variables(version.template)]  # the saved template's fields exist
+        try:
+            prompts.check_template(changed.template, labeling.read(label_config), changed.controls, fields, changed.system_message)
+        except prompts.PromptError as error:
+            raise RunError(str(error)) from None
+    return changed
+
+
+def describe_variant(variant: dict[str, Any]) -> str:
+    """What a variant run tried, in a few words: "team · gpt-4o", "another prompt"."""
+    said = [f"{variant.get('provider_key', '')} · {variant['model']}".lstrip(" ·")] if "model" in variant else []
+    said += ["another prompt"] if {"template", "system_message"} & set(variant) else []
+    return ", ".join(said) or "the saved settings"
+
+
+def _audited(variant: dict[str, Any]) -> dict[str, Any]:
+    """What the audit trail keeps of a variant: the model it tried, and whether the prompt changed."""
+    kept = {k: variant[k] for k in ("provider_key", "model") if k in variant}
+    return kept | ({"prompt_changed": True} if {"template", "system_message"} & set(variant) else {})
 
 
 def reuses_answers(version: Version, cache: str) -> bool:
@@ -263,8 +315,12 @@ def get(run_id: int) -> RunView:
         return _view(row, prompts.by_row_id(row.prompt_version_id))
 
 
-def runs(*, prompt: str | None = None, project_id: int | None = None, kind: str | None = None, limit: int = 200) -> list[RunView]:
-    """Runs, newest first: the ``limit`` newest of those that match."""
+def runs(
+    *, prompt: str | None = None, project_id: int | None = None, kind: str | None = None, limit: int = 200, variants: bool = False, group: str | None = None
+) -> list[RunView]:
+    """Runs, newest first: the ``limit`` newest of those that match. Variant runs only with
+    ``variants`` (they belong to a matrix or an Optimize, not to the version); with ``group``, only
+    the runs whose subset names that group (``"matrix:3"``, ``"optimize:2"``)."""
     query = (
         select(store.Run)
         .join(store.PromptVersion, store.PromptVersion.id == store.Run.prompt_version_id)
@@ -274,12 +330,16 @@ def runs(*, prompt: str | None = None, project_id: int | None = None, kind: str 
     )
     if kind:
         query = query.where(store.Run.kind == kind)
+    if not variants:
+        query = query.where(store.Run.variant.is_(None))
     if prompt is not None:
         query = query.where(store.Prompt.name == prompt)
     if project_id is not None:
         query = query.where(store.Prompt.project_id == project_id)
     with store.session() as s:
         rows = s.exec(query).all()
+    if group is not None:
+        rows = [row for row in rows if row.subset.get("group") == group]
     versions: dict[int, Version] = {}
     for row in rows:
         if row.prompt_version_id not in versions:
@@ -288,11 +348,13 @@ def runs(*, prompt: str | None = None, project_id: int | None = None, kind: str 
 
 
 def version_of(run_id: int) -> Version:
+    """The version as the run sends it: a variant run's changes applied."""
     with store.session() as s:
         row = s.get(store.Run, run_id)
     if row is None:
         raise RunError(f"There is no run {run_id}.")
-    return prompts.by_row_id(row.prompt_version_id)
+    version = prompts.by_row_id(row.prompt_version_id)
+    return dataclasses.replace(version, **row.variant) if row.variant else version
 
 
 def label_config(run_id: int) -> str:
@@ -348,7 +410,7 @@ def retry_failed(run_id: int) -> RunView:
             raise RunError(f"There is no run {run_id}; `python -m core runs list` shows them.")
         if live(_view(row, prompts.by_row_id(row.prompt_version_id))):
             raise RunError(f"Run {run_id} is still going; retry its failed tasks once it has ended.")
-        going = [other for other in _live_runs_of(s, row.prompt_version_id) if other.id != run_id]
+        going = [other for other in _live_runs_of(s, row.prompt_version_id, row.variant) if other.id != run_id]
         if going:
             raise RunError(_already_going(going[0]))
         failed = s.exec(select(store.RunItem).where(store.RunItem.run_id == run_id, store.RunItem.status == "failed")).all()
@@ -509,23 +571,25 @@ def _refusal(s, row: store.Run, me: str | None = None) -> str | None:
             f"Run {row.id} is already running ({_describe_worker(row.worker)}); follow it with "
             f"`python -m core runs show {row.id}` or stop it with `python -m core runs cancel {row.id}`."
         )
-    going = [other for other in _live_runs_of(s, row.prompt_version_id) if other.id != row.id]
+    going = [other for other in _live_runs_of(s, row.prompt_version_id, row.variant) if other.id != row.id]
     if going:
         return _already_going(going[0])
     return None
 
 
-def _live_runs_of(s, prompt_version_id: int) -> list[store.Run]:
-    """The version's runs that a worker is on, or that one is about to take."""
+def _live_runs_of(s, prompt_version_id: int, variant: dict[str, Any] | None = None) -> list[store.Run]:
+    """The version's runs with the same variant that a worker is on, or that one is about to take:
+    one run per version at a time, and one per variant of it."""
     rows = s.exec(select(store.Run).where(store.Run.prompt_version_id == prompt_version_id, store.Run.status.in_(ACTIVE))).all()
     version = prompts.by_row_id(prompt_version_id)
-    return [row for row in rows if live(_view(row, version))]
+    return [row for row in rows if (row.variant or None) == (variant or None) and live(_view(row, version))]
 
 
 def _already_going(row: store.Run) -> str:
     version = prompts.by_row_id(row.prompt_version_id)
+    tried = f" with {describe_variant(row.variant)}" if row.variant else ""
     return (
-        f"{version.prompt} v{version.number} already has a run going: run {row.id} ({row.kind}, "
+        f"{version.prompt} v{version.number}{tried} already has a run going: run {row.id} ({row.kind}, "
         f"{row.done + row.failed} of {row.total} tasks). One run per version at a time: follow it on the "
         f"{row.kind.capitalize()} page or with `python -m core runs show {row.id}`, or cancel it with "
         f"`python -m core runs cancel {row.id}`."
@@ -792,7 +856,7 @@ class _Engine:
         with self.db.begin():
             self.db.execute(_INSERT_ITEM, row)
             self.db.execute(_COUNT_ITEM, counts)
-        if not error:
+        if not error and not self.run.variant:
             self.unwritten += 1
 
     # watching: heartbeat, cancel requests, another worker, progress
@@ -980,12 +1044,19 @@ async def _patiently(action: Callable[[], Any], engine: _Engine, *, deadline: fl
 
 
 def _unwritten_ids(run_id: int) -> list[int]:
+    """The run's answers still to write to Label Studio; none for a variant run, which is never written."""
     with store.session() as s:
         return list(
             s.exec(
-                select(store.RunItem.id).where(
-                    store.RunItem.run_id == run_id, store.RunItem.status == "ok", store.RunItem.written_to_labelstudio == False  # noqa: E712
-                ).order_by(store.RunItem.id)
+                select(store.RunItem.id)
+                .join(store.Run, store.Run.id == store.RunItem.run_id)
+                .where(
+                    store.RunItem.run_id == run_id,
+                    store.Run.variant.is_(None),
+                    store.RunItem.status == "ok",
+                    store.RunItem.written_to_labelstudio == False,  # noqa: E712
+                )
+                .order_by(store.RunItem.id)
             ).all()
         )
 
@@ -1061,6 +1132,7 @@ def _view(row: store.Run, version: Version) -> RunView:
         started_at=row.started_at,
         finished_at=row.finished_at,
         started_by=row.started_by,
+        variant=row.variant or None,
     )
 
 

@@ -111,6 +111,9 @@ class Run(SQLModel, table=True):
     cache: str = "auto"  # auto (reuse answers at temperature 0) | reuse (always) | fresh (never)
     cached: int = 0  # answers taken from earlier identical calls
     started_by: Optional[str] = None  # the email of who started it ("local" in personal mode)
+    # A variant run tries the version with some settings changed (another model, a candidate prompt):
+    # scored like any evaluation, never written to Label Studio, never "the version's" figure.
+    variant: Optional[dict[str, Any]] = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
     created_at: datetime = Field(default_factory=utcnow)
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None

@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import enhance, guide, identity, keys, prompts, runs
-from core.evaluation import charts, evaluate, split, subsets
+from core import enhance, guide, identity, keys, pricing, prompts, runs
+from core.evaluation import charts, evaluate, matrix, split, subsets
 from core.evaluation.subsets import SubsetError
 from core.formatting import interval, milliseconds, percent, percent_with_interval, usd, with_intervals
 from core.labelstudio import LabelStudioError
@@ -144,6 +144,113 @@ def start_evaluating() -> None:
 
 
 st.button("Run evaluation", key="ev_start", type="primary", disabled=isinstance(preview, Exception) or bool(unusable) or not may_change, on_click=start_evaluating)
+
+# -- a model matrix -------------------------------------------------------------------------------
+
+
+def start_matrix() -> None:
+    chosen_version = prompts.version(state["ev_prompt"], state["ev_version"], state["ev_project"])
+    sampled = state["ev_subset"] == "sample"
+    try:
+        models = matrix.parse_models(",".join(state["ev_matrix_models"]))
+        subset = choose_subset(state["ev_subset"], state.get("ev_sample_size") if sampled else None, state.get("ev_seed", 0) if sampled else 0, state.get("ev_task_ids", ""))
+        started = matrix.start(
+            chosen_version, subset, client.label_config(project_id), models, concurrency=int(state["ev_concurrency"]), cache=state["ev_cache"], client=client
+        )
+        for run in started:
+            runs.launch(run.id)
+    except (matrix.MatrixError, SubsetError, RunError, LabelStudioError, identity.NotAllowed) as error:
+        widgets.flash("error", f"Matrix not started: {error}")
+    else:
+        widgets.flash("ok", f"Started {chosen_version.model_version} on {len(started)} models, on {subset.description}.")
+        state["ev_matrix_group"] = started[0].subset["group"]
+
+
+def save_matrix_model(run_id: int) -> None:
+    try:
+        saved = matrix.save_as_version(run_id)
+    except (matrix.MatrixError, prompts.PromptError, identity.NotAllowed) as error:
+        widgets.flash("error", f"Not saved: {error}")
+    else:
+        widgets.flash("ok", f"Saved {saved.model_version} on {saved.provider_key} · {saved.model}: evaluate it to give it figures of its own.")
+
+
+@st.fragment(run_every=1.0)
+def follow_matrix(group: str) -> None:
+    show_matrix(group)
+    if not any(runs.live(r) for r in matrix.runs_of(group)):
+        st.rerun(scope="app")
+
+
+def show_matrix(group: str) -> None:
+    table = matrix.rows(group)
+    going = sum(runs.live(r) for r in matrix.runs_of(group))
+    if going:
+        st.caption(f"{going} of {len(table)} models still running: the figures are of the tasks finished so far.")
+    shown = pd.DataFrame(
+        [
+            {
+                "model": f"{row['key']} · {row['model']}",
+                "status": row["status"],
+                "accuracy": percent(row["accuracy"]),
+                "accuracy 95%": interval(row["accuracy_interval"]) if row["accuracy_interval"] else "—",
+                "scored": row["scored"],
+                "per 1,000 tasks": usd(row["cost_per_1000"]) if row["cost_per_1000"] is not None else "no price",
+                "tokens / task": round(row["tokens_per_task"]) if row["tokens_per_task"] is not None else None,
+                "latency p50": milliseconds(row["latency_p50_ms"]),
+                "latency p95": milliseconds(row["latency_p95_ms"]),
+                "frontier": "★" if row["on_frontier"] else "",
+            }
+            for row in table
+        ]
+    )
+    st.dataframe(widgets.readable(shown), hide_index=True, key=f"ev_matrix_table_{group}")
+    st.caption(
+        "Cost per 1,000 tasks is what these calls cost at the models' prices (answers from the cache count at what their call cost). "
+        "★ marks the Pareto frontier: no other model is as accurate for less."
+    )
+    if any(row["accuracy"] is not None and row["cost_per_1000"] is not None for row in table):
+        st.altair_chart(charts.accuracy_against_cost(table), use_container_width=True)
+    finished = {row["run"]: f"{row['key']} · {row['model']}" for row in table if row["status"] == "completed"}
+    if finished:
+        m1, m2 = st.columns([2, 1])
+        chosen_run = m1.selectbox("Model to keep", list(finished), format_func=finished.get, key=f"ev_matrix_keep_{group}")
+        latest = prompts.versions(prompt_name, project_id)[-1].number
+        m2.button(f"Save as v{latest + 1} with this model", key=f"ev_matrix_save_{group}", on_click=save_matrix_model, args=(chosen_run,), disabled=not may_change)
+
+
+matrices = matrix.groups(prompt_name, project_id)
+with st.expander("Model matrix: this version on several models", expanded=bool(state.get("ev_matrix_group") or matrices)):
+    st.caption(
+        f"Runs {version.model_version}'s prompt unchanged on each model, on the tasks chosen above, side by side. "
+        "The answers are not written to Label Studio and do not count as the version's figures."
+    )
+    model_names = sorted(set(pricing.table()) | {version.model})
+    key_names = [k.name for k in keys.all_keys()]
+    options = list(dict.fromkeys([f"{version.provider_key}:{version.model}"] + [f"{k}:{m}" for k in key_names for m in model_names]))
+    st.multiselect(
+        "Models (KEY:MODEL)",
+        options,
+        default=[f"{version.provider_key}:{version.model}"],
+        key="ev_matrix_models",
+        accept_new_options=True,
+        help="A saved key and a model or Azure deployment on it; type one that is not listed.",
+    )
+    st.button(
+        "Evaluate on these models",
+        key="ev_matrix_start",
+        disabled=isinstance(preview, Exception) or len(state.get("ev_matrix_models") or []) < 2 or not may_change,
+        on_click=start_matrix,
+    )
+    if matrices:
+        labels = {m["group"]: f"v{m['version']} on {', '.join(m['models'])} · {m['subset']}" for m in matrices}
+        if state.get("ev_matrix_group") not in labels:
+            state["ev_matrix_group"] = matrices[0]["group"]
+        group = st.selectbox("Matrix", list(labels), format_func=labels.get, key="ev_matrix_group")
+        if any(runs.live(r) for r in matrix.runs_of(group)):
+            follow_matrix(group)
+        else:
+            show_matrix(group)
 
 # -- the selected run -----------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@
   a click selects a cell (``clicked_cell`` reads the selection).
 - ``accuracy_over_versions(points)``: accuracy per prompt version with its 95% interval, one line per
   task subset.
+- ``accuracy_against_cost(rows)``: a model matrix's models, accuracy (with its interval) against cost
+  per 1,000 tasks, the Pareto frontier drawn as a line through the models on it.
 """
 
 from __future__ import annotations
@@ -114,6 +116,47 @@ def accuracy_over_versions(points: list[dict[str, Any]]) -> alt.LayerChart:
     )
     bars = base.mark_errorbar(ticks=True).encode(y=alt.Y("low:Q", **accuracy_scale), y2="high:Q")
     return alt.layer(line, bars)
+
+
+def accuracy_against_cost(rows: list[dict[str, Any]]) -> alt.LayerChart:
+    """Rows are ``matrix.rows``; models without a price or an accuracy cannot be placed and are left out."""
+    placed = [
+        {
+            "model": f"{row['key']} · {row['model']}",
+            "accuracy": row["accuracy"],
+            "cost_per_1000": row["cost_per_1000"],
+            "low": (row.get("accuracy_interval") or {}).get("low"),
+            "high": (row.get("accuracy_interval") or {}).get("high"),
+            "scored": row["scored"],
+            "frontier": "on the frontier" if row["on_frontier"] else "beaten by another model",
+        }
+        for row in rows
+        if row["accuracy"] is not None and row["cost_per_1000"] is not None
+    ]
+    data = pd.DataFrame(placed, columns=["model", "accuracy", "cost_per_1000", "low", "high", "scored", "frontier"]).sort_values("cost_per_1000")
+    accuracy_scale = dict(scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="Accuracy")
+    cost = alt.X("cost_per_1000:Q", title="Cost per 1,000 tasks (US$)", axis=alt.Axis(format="$,.2f"))
+    base = alt.Chart(data).encode(x=cost)
+    points = base.mark_point(filled=True, size=90).encode(
+        y=alt.Y("accuracy:Q", **accuracy_scale),
+        color=alt.Color("frontier:N", title="Pareto frontier", scale=alt.Scale(domain=["on the frontier", "beaten by another model"], range=["#ff4b4b", "#8a8d91"])),
+        tooltip=[
+            alt.Tooltip("model:N", title="Model"),
+            alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%"),
+            alt.Tooltip("low:Q", title="95% interval from", format=".1%"),
+            alt.Tooltip("high:Q", title="95% interval to", format=".1%"),
+            alt.Tooltip("cost_per_1000:Q", title="Cost per 1,000 tasks", format="$,.4f"),
+            alt.Tooltip("scored:Q", title="Scored tasks"),
+        ],
+    )
+    labels = base.mark_text(align="left", dx=8, dy=-8).encode(y="accuracy:Q", text="model:N")
+    bars = base.mark_errorbar(ticks=True).encode(y=alt.Y("low:Q", **accuracy_scale), y2="high:Q")
+    line = (
+        base.transform_filter(alt.datum.frontier == "on the frontier")
+        .mark_line(strokeDash=[4, 3], color="#ff4b4b")
+        .encode(y=alt.Y("accuracy:Q", **accuracy_scale), order="cost_per_1000:Q")
+    )
+    return alt.layer(line, bars, points, labels)
 
 
 def chart_data(chart: alt.TopLevelMixin) -> list[dict[str, Any]]:

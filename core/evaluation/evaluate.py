@@ -79,7 +79,7 @@ def summary(run_id: int) -> dict[str, Any]:
         "accuracy_interval": found.accuracy_interval,
         "completion_rate": run.done / run.total if run.total else 0.0,
         "metrics": {name: control.to_dict() for name, control in found.controls.items()},
-        "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
+        "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
     }
 
 
@@ -259,7 +259,7 @@ def _correct_by_task(run_id: int) -> dict[int, bool]:
     return {item.task_id: item.task_id in correct for item in runs.items(run_id) if item.ground_truth is not None}
 
 
-def _percentile(values: list[float], percent: int) -> float | None:
+def percentile(values: list[float], percent: int) -> float | None:
     if not values:
         return None
     if len(values) == 1:
