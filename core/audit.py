@@ -43,6 +43,8 @@ ACTIONS = (
     "run started",
     "run cancelled",
     "run resumed",
+    "optimize started",
+    "optimize cancelled",
     "predictions deleted",
     "predictions turned into annotations",
     "member added",

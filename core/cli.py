@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     _prompts_commands(commands)
     _ground_truth_commands(commands)
     _evaluate_command(commands)
+    _optimize_commands(commands)
     _prices_commands(commands)
     _predict_commands(commands)
     _runs_commands(commands)
@@ -696,6 +697,128 @@ def _evaluate_command(commands) -> None:
     _cache_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(action=_evaluate)
+
+
+def _optimize_commands(commands) -> None:
+    parser = commands.add_parser(
+        "optimize",
+        help="search for a better prompt from a version (gepa): candidates scored on the development part, the best checked on the test part",
+        description="With --prompt: start a search and work it here until it ends. Its subcommands follow searches already started.",
+    )
+    parser.add_argument("--prompt", metavar="NAME", help="the prompt to optimize")
+    parser.add_argument("--version", type=int, metavar="N", help="the version to start from (default: the latest)")
+    parser.add_argument("--project", type=int, metavar="ID", help="project id, when prompts in several projects share the name")
+    parser.add_argument("--reflection-key", metavar="KEY", help="the saved key the reflection model is called with")
+    parser.add_argument("--reflection-model", metavar="MODEL", help="the model that reads the errors and proposes candidates, e.g. gpt-4o")
+    parser.add_argument("--max-calls", type=int, metavar="N", help="model calls the whole search may send, the final check on the test part included")
+    parser.add_argument("--max-cost", type=float, metavar="USD", help="US dollars the whole search may spend (default: no limit)")
+    parser.add_argument("--concurrency", type=int, default=runs.DEFAULT_CONCURRENCY, metavar="C", help="calls at once (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="gepa's random seed (default 0)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.set_defaults(action=_optimize)
+    group = parser.add_subparsers(title="searches already started")
+    listing = group.add_parser("list", help="searches, newest first")
+    listing.add_argument("--prompt", metavar="NAME")
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
+    listing.set_defaults(action=_optimize_list)
+    for name, help_, action in (
+        ("show", "one search: its budget, what it spent, the candidates it kept, and the check on the test part", _optimize_show),
+        ("resume", "go on with a stopped search, here (what it evaluated comes from the cache)", _optimize_resume),
+        ("cancel", "stop a search: no new call goes out; what it kept stays kept", _optimize_cancel),
+        ("work", "(the dashboard's background worker) work a search quietly", lambda args: _optimize_ended(optimize_module().execute(args.optimization_id))),
+    ):
+        command = group.add_parser(name, help=help_)
+        command.add_argument("optimization_id", type=int)
+        command.add_argument("--json", action="store_true", help="print one JSON document")
+        command.set_defaults(action=action)
+
+
+def optimize_module():
+    from core import optimize  # gepa, scikit-learn and scipy: loaded only by the commands that search
+
+    return optimize
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    missing = [f"--{name.replace('_', '-')}" for name in ("prompt", "reflection_key", "reflection_model", "max_calls") if getattr(args, name) is None]
+    if missing:
+        raise ValueError(f"optimize: {', '.join(missing)} missing; e.g. `optimize --prompt sentiment --reflection-key team --reflection-model gpt-4o --max-calls 300`.")
+    optimize = optimize_module()
+    version = prompts.version(args.prompt, args.version, args.project)
+    client = connection.client()
+    found = optimize.start(
+        version, reflection_key=args.reflection_key, reflection_model=args.reflection_model, max_calls=args.max_calls,
+        max_cost_usd=args.max_cost, concurrency=args.concurrency, seed=args.seed, client=client,
+    )
+    print(f"Optimize {found.id}: from {version.model_version}, at most {found.max_calls} calls ({found.reserved_calls} held for the check on the test part)"
+          + (f" and {usd(found.max_cost_usd)}" if found.max_cost_usd is not None else "") + ".", file=sys.stderr)
+    return _optimize_ended(optimize.execute(found.id, client=client, progress=_search_progress), args.json)
+
+
+def _search_progress(found) -> None:
+    print(f"\r{found.calls_used}/{found.max_calls} calls, {found.evaluations} evaluations, {usd(found.cost_usd)}   ", end="", file=sys.stderr, flush=True)
+
+
+def _optimize_ended(found, as_json: bool = False) -> int:
+    print(file=sys.stderr)
+    _print_search(found, as_json)
+    if found.status != "completed":
+        print(f"error: Optimize {found.id} is {found.shown_status}: {found.status_reason or 'not finished'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_search(found, as_json: bool) -> None:
+    from core.evaluation import evaluate
+
+    document = found.document()
+    gain = None
+    if found.seed_test_run_id and found.best_test_run_id and found.status == "completed":
+        compared = evaluate.compare_runs(found.seed_test_run_id, found.best_test_run_id)
+        gain = compared.to_dict() | {"verdict": compared.verdict()}
+    document["test_check"] = gain
+    if as_json:
+        print(json.dumps(document, default=str))
+        return
+    print(f"Optimize {found.id}: {found.prompt}@v{found.seed_version}, {found.shown_status}" + (f" ({found.status_reason})" if found.status_reason else ""))
+    print(f"calls: {found.calls_used} of {found.max_calls}; cost {usd(found.cost_usd)}; {found.evaluations} candidate evaluations on the development part")
+    for entry in found.candidates:
+        origin = "the starting version" if entry["parent_version"] is None else f"from v{entry['parent_version']}"
+        print(f"  v{entry['version']:<4} {percent(entry['development_accuracy'])} on the development part, {origin}")
+    if gain:
+        print(f"on the test part: v{found.seed_version} {percent(gain['accuracy_a'])} -> v{found.best_version} {percent(gain['accuracy_b'])}; {gain['verdict']}")
+
+
+def _optimize_list(args: argparse.Namespace) -> int:
+    found = optimize_module().optimizations(prompt=args.prompt)
+    if args.json:
+        print(json.dumps({"optimizations": [o.document() for o in found]}, default=str))
+        return 0
+    if not found:
+        print("No searches yet: `python -m core optimize --prompt NAME ...` starts one.")
+    for o in found:
+        best = f", best v{o.best_version}" if o.best_version else ""
+        print(f"{o.id:>4}  {o.prompt}@v{o.seed_version}  {o.shown_status:<11} {o.calls_used}/{o.max_calls} calls  {usd(o.cost_usd)}{best}")
+    return 0
+
+
+def _optimize_show(args: argparse.Namespace) -> int:
+    _print_search(optimize_module().get(args.optimization_id), args.json)
+    return 0
+
+
+def _optimize_resume(args: argparse.Namespace) -> int:
+    optimize = optimize_module()
+    return _optimize_ended(optimize.execute(args.optimization_id, progress=_search_progress), args.json)
+
+
+def _optimize_cancel(args: argparse.Namespace) -> int:
+    found = optimize_module().cancel(args.optimization_id)
+    if args.json:
+        print(json.dumps(found.document(), default=str))
+    else:
+        print(f"Optimize {found.id} is {'cancelled' if found.status == 'cancelled' else 'stopping: no new call goes out'}.")
+    return 0
 
 
 def _cache_option(parser: argparse.ArgumentParser) -> None:

@@ -272,6 +272,41 @@ MIGRATIONS: tuple[Migration, ...] = (
         "a run may try a version with some settings changed (a model matrix, an Optimize candidate)",
         ("ALTER TABLE runs ADD COLUMN variant JSON",),
     ),
+    Migration(
+        15,
+        "Optimize: a search over prompts from a version, with its budget and the candidates it kept",
+        (
+            """
+            CREATE TABLE optimizations (
+                id INTEGER NOT NULL PRIMARY KEY,
+                prompt_version_id INTEGER NOT NULL REFERENCES prompt_versions (id) ON DELETE CASCADE,
+                status VARCHAR NOT NULL,
+                status_reason TEXT,
+                reflection_key VARCHAR NOT NULL,
+                reflection_model VARCHAR NOT NULL,
+                max_calls INTEGER NOT NULL,
+                max_cost_usd FLOAT,
+                concurrency INTEGER NOT NULL,
+                seed INTEGER NOT NULL,
+                label_config TEXT,
+                reflection_calls INTEGER NOT NULL,
+                reflection_cost_usd FLOAT,
+                candidates JSON NOT NULL,
+                best_version_id INTEGER,
+                seed_test_run_id INTEGER,
+                best_test_run_id INTEGER,
+                cancel_requested BOOLEAN NOT NULL,
+                worker VARCHAR,
+                heartbeat_at DATETIME,
+                started_by VARCHAR,
+                created_at DATETIME NOT NULL,
+                started_at DATETIME,
+                finished_at DATETIME
+            )
+            """,
+            "CREATE INDEX ix_optimizations_prompt_version_id ON optimizations (prompt_version_id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -137,7 +137,7 @@ class RunView:
     @property
     def interrupted(self) -> bool:
         """Marked running, but its worker is gone (killed, crashed, machine restarted)."""
-        return self.status == "running" and _worker_gone(self.worker, self.heartbeat_at or self.started_at)
+        return self.status == "running" and worker_gone(self.worker, self.heartbeat_at or self.started_at)
 
     @property
     def elapsed_seconds(self) -> float | None:
@@ -336,10 +336,10 @@ def runs(
         query = query.where(store.Prompt.name == prompt)
     if project_id is not None:
         query = query.where(store.Prompt.project_id == project_id)
+    if group is not None:
+        query = query.where(store.Run.subset["group"].as_string() == group)
     with store.session() as s:
         rows = s.exec(query).all()
-    if group is not None:
-        rows = [row for row in rows if row.subset.get("group") == group]
     versions: dict[int, Version] = {}
     for row in rows:
         if row.prompt_version_id not in versions:
@@ -566,7 +566,7 @@ def _refusal(s, row: store.Run, me: str | None = None) -> str | None:
     """Why a worker may not take this run now, or None."""
     if row.status == "completed" and not _unwritten_ids(row.id):
         return f"Run {row.id} is already completed."
-    if row.status == "running" and row.worker != me and not _worker_gone(row.worker, row.heartbeat_at or row.started_at):
+    if row.status == "running" and row.worker != me and not worker_gone(row.worker, row.heartbeat_at or row.started_at):
         return (
             f"Run {row.id} is already running ({_describe_worker(row.worker)}); follow it with "
             f"`python -m core runs show {row.id}` or stop it with `python -m core runs cancel {row.id}`."
@@ -605,7 +605,7 @@ def worker_name(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid}:{_process_start(pid) or ''}"
 
 
-def _worker_gone(worker: str | None, beat: datetime | None) -> bool:
+def worker_gone(worker: str | None, beat: datetime | None) -> bool:
     """A worker on this machine is gone when its process is; elsewhere, when its heartbeat stopped."""
     host, pid, started = _parse_worker(worker)
     if host == socket.gethostname() and pid:

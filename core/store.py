@@ -119,6 +119,36 @@ class Run(SQLModel, table=True):
     finished_at: Optional[datetime] = None
 
 
+class Optimization(SQLModel, table=True):
+    """An Optimize search (on gepa) from one version: its budget, what it spent, what it kept."""
+
+    __tablename__ = "optimizations"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    prompt_version_id: int = Field(foreign_key="prompt_versions.id", ondelete="CASCADE", index=True)  # the seed
+    status: str = "pending"  # pending | running | completed | failed | cancelled | stopped
+    status_reason: Optional[str] = Field(default=None, sa_type=Text)
+    reflection_key: str
+    reflection_model: str
+    max_calls: int
+    max_cost_usd: Optional[float] = None
+    concurrency: int = 16
+    seed: int = 0
+    label_config: Optional[str] = Field(default=None, sa_type=Text)
+    reflection_calls: int = 0
+    reflection_cost_usd: Optional[float] = None
+    candidates: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # kept, with lineage
+    best_version_id: Optional[int] = None
+    seed_test_run_id: Optional[int] = None
+    best_test_run_id: Optional[int] = None
+    cancel_requested: bool = False
+    worker: Optional[str] = None
+    heartbeat_at: Optional[datetime] = None
+    started_by: Optional[str] = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+
+
 class RunItem(SQLModel, table=True):
     """One task's call within a run: what was sent (by hash), what came back, and what it cost."""
 

@@ -1,0 +1,173 @@
+"""Optimize against the real Label Studio and the stand-in: a task model that errs less as the
+instructions grow more specific, and a reflection model that adds one rule per error it is shown.
+Optimize must find a version that does better on the test part than the seed, stay within its call
+budget (counted in the stand-in's log), and never show the reflection model a test or examples task."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from core import connection, keys, optimize, prompts, runs
+from core.evaluation import evaluate, split
+from core.labelstudio import NewTask
+from tests.conftest import CHOICES_CONFIG, choice
+from tests.standin import Reply
+from tests.test_cli import _cli
+
+LABELS = ("Positive", "Negative", "Neutral")
+TASKS = 24
+TEMPLATE = "Review: {text}\nAnswer with {labels}"
+# a rule the task model needs to see before it answers a class rightly (it says Positive otherwise)
+RULES = {"Negative": "A review that complains is Negative.", "Neutral": "A review that only states facts is Neutral."}
+
+
+def text_of(n: int) -> str:
+    return f"[review {n:02d}]"
+
+
+def truth_of_text(text: str) -> str:
+    return LABELS[int(re.search(r"\[review (\d+)\]", text).group(1)) % 3]
+
+
+def is_reflection(request) -> bool:
+    return request.schema is None
+
+
+def task_model(request):
+    truth = truth_of_text(request.user_text)
+    knows = truth == "Positive" or RULES[truth] in request.all_text
+    return Reply.json({"sentiment": truth if knows else "Positive"}, usage=(100, 5))
+
+
+def reflection_model(request):
+    """Add the rule for the first wrongly answered class that the current instructions lack."""
+    prompt = request.all_text
+    current = prompt.split("```")[1].strip("\n")
+    wanted = [label for label in re.findall(r"the right answer is (\w+)", prompt) if RULES.get(label) and RULES[label] not in current]
+    revised = current + ("\n" + RULES[wanted[0]] if wanted else "\nBe careful.")
+    return Reply.text(f"Here is a better one:\n```\n{revised}\n```", usage=(400, 40))
+
+
+def answer(request):
+    return reflection_model(request) if is_reflection(request) else task_model(request)
+
+
+@pytest.fixture
+def seeded(use_labelstudio, make_project, standin):
+    keys.add("team", "openai-compatible", base_url=standin.base_url)
+    standin.respond_with(answer)
+    tasks = [NewTask({"text": text_of(n)}, [(choice(LABELS[n % 3]), True)]) for n in range(TASKS)]
+    found, ids = make_project(CHOICES_CONFIG, tasks, title="optimize check")
+    client = connection.client()
+    parts = split.make(client, found.id, examples=3, test_share=0.4, seed=5)
+    v1 = prompts.create(found.id, "sentiment", template=TEMPLATE, controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
+    text = dict(zip(ids, (text_of(n) for n in range(TASKS))))
+    return found, v1, parts, text
+
+
+def start(v1, max_calls, **options):
+    return optimize.start(v1, reflection_key="team", reflection_model="gpt-4o", max_calls=max_calls, **options)
+
+
+def by_hand_accuracy(task_ids, text, knows: set[str]) -> float:
+    """The task model's accuracy on these tasks when its instructions hold the rules of ``knows``."""
+    return sum(truth_of_text(text[t]) in knows | {"Positive"} for t in task_ids) / len(task_ids)
+
+
+def test_optimize_finds_a_better_version_on_the_test_part_within_its_budget(seeded, standin):
+    found, v1, parts, text = seeded
+    search = optimize.execute(start(v1, max_calls=150).id)
+    assert search.status == "completed", search.status_reason
+
+    # within the budget, counted in the stand-in's own log (evaluations, reflections and the test check)
+    test_check = sum(runs.get(r).total - runs.get(r).cached for r in (search.seed_test_run_id, search.best_test_run_id))
+    assert len(standin.requests) == search.calls_used + test_check <= 150
+
+    # every candidate it kept is a normal version, with where it came from
+    kept = [e for e in search.candidates if e["parent_version"] is not None]
+    assert kept, "the search kept no candidate"
+    for entry in kept:
+        version = prompts.version("sentiment", entry["version"], found.id)
+        assert version.note.startswith(f"Optimize {search.id}: candidate ") and f"from v{entry['parent_version']}" in version.note
+        assert "{text}" in version.template
+    best = prompts.version("sentiment", search.best_version, found.id)
+    learned = {label for label, rule in RULES.items() if rule in (best.template + (best.system_message or ""))}
+    assert learned, "the best candidate learned no rule"
+
+    # the gain on the test part, against the accuracy computed here from the rules each version holds
+    test = parts.parts["test"]
+    seed_run, best_run = evaluate.summary(search.seed_test_run_id), evaluate.summary(search.best_test_run_id)
+    assert (seed_run["version"], best_run["version"]) == (1, search.best_version)
+    assert seed_run["subset"]["kind"] == best_run["subset"]["kind"] == "test"
+    assert seed_run["accuracy"] == pytest.approx(by_hand_accuracy(test, text, set()))
+    assert best_run["accuracy"] == pytest.approx(by_hand_accuracy(test, text, learned))
+    assert best_run["accuracy"] > seed_run["accuracy"]
+    # the versions' own figures: the best version's test score is in the history like any evaluation
+    assert {p["version"] for p in evaluate.history("sentiment", found.id)} >= {"v1", f"v{search.best_version}"}
+
+    # the reflection model never saw a task of the test or examples parts, only development ones
+    reflections = [r for r in standin.requests if is_reflection(r)]
+    assert reflections and search.candidates
+    seen = " ".join(r.all_text for r in reflections)
+    for task_id in parts.parts["test"] + parts.parts["examples"]:
+        assert text[task_id] not in seen, f"task {task_id} of another part reached the reflection model"
+    assert any(text[t] in seen for t in parts.parts["development"])
+    # before the test check, the task model was only asked about development tasks
+    searching = [r for r in standin.requests if not is_reflection(r)][: -2 * len(test)]
+    assert {truth_of_text(r.user_text) for r in searching} and all(
+        any(text[t] in r.user_text for t in parts.parts["development"]) for r in searching
+    )
+
+
+def test_the_search_stops_at_its_call_budget(seeded, standin):
+    found, v1, parts, text = seeded
+    development, test = len(parts.parts["development"]), len(parts.parts["test"])
+    budget = development + 2 * test + 8  # the seed's first evaluation, the test check, and little more
+    search = optimize.execute(start(v1, max_calls=budget).id)
+    # the seed's evaluation, then one step (a reflection and a candidate on 3 tasks); the candidate's
+    # evaluation on the whole development part would pass the budget, so it is never sent
+    assert len(standin.requests) == search.calls_used == development + 1 + 3
+    assert sum(is_reflection(r) for r in standin.requests) == 1
+    assert (search.status, search.best_version, search.seed_test_run_id) == ("stopped", None, None)
+    assert f"Stopped at its budget of {budget} calls ({2 * test} held for the final check on the test part)." in search.status_reason
+
+
+def test_a_budget_too_small_for_the_search_is_refused_saying_what_it_needs(seeded):
+    found, v1, parts, text = seeded
+    needed = len(parts.parts["development"]) + 2 * len(parts.parts["test"]) + 1
+    with pytest.raises(optimize.OptimizeError, match=f"needs at least {needed}"):
+        start(v1, max_calls=needed - 1)
+    assert optimize.optimizations() == []
+
+
+def test_cancel_stops_the_search_and_keeps_what_it_found(seeded, standin):
+    found, v1, parts, text = seeded
+    search = start(v1, max_calls=150)
+
+    def cancel_at_the_first_reflection(request):
+        if is_reflection(request) and not optimize.get(search.id).cancel_requested:
+            optimize.cancel(search.id)
+        return answer(request)
+
+    standin.respond_with(cancel_at_the_first_reflection)
+    ended = optimize.execute(search.id)
+    assert ended.status == "cancelled" and ended.seed_test_run_id is None
+    assert sum(is_reflection(r) for r in standin.requests) == 1  # no reflection after the cancel
+    assert not any(runs.live(r) for r in runs.runs(variants=True))
+
+
+def test_the_command_optimizes_and_prints_the_gain(seeded, standin):
+    found, v1, parts, text = seeded
+    done = _cli("optimize", "--prompt", "sentiment", "--reflection-key", "team", "--reflection-model", "gpt-4o", "--max-calls", "150", "--json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["status"] == "completed" and document["calls_used"] <= 150
+    assert document["test_check"]["accuracy_b"] > document["test_check"]["accuracy_a"]
+    assert "p =" in document["test_check"]["verdict"] or "p=" in document["test_check"]["verdict"]
+    listed = _cli("optimize", "list")
+    assert listed.returncode == 0 and f"sentiment@v1  completed" in listed.stdout
+    refused = _cli("optimize", "--prompt", "sentiment", "--reflection-key", "team", "--reflection-model", "gpt-4o", "--max-calls", "3")
+    assert refused.returncode != 0 and "cannot cover the search" in refused.stderr
