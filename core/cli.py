@@ -384,6 +384,7 @@ def _prompts_commands(commands) -> None:
     enhance_.add_argument("--teacher-key", required=True, metavar="KEY", help="the saved key to call the teacher with")
     enhance_.add_argument("--teacher-model", required=True, metavar="MODEL", help="e.g. gpt-4o")
     enhance_.add_argument("--save", action="store_true", help="save the proposal as the next version (without it, nothing is saved)")
+    enhance_.add_argument("--evaluate", action="store_true", help="also evaluate the proposal and the version on the test part, and print the gain")
     enhance_.add_argument("--json", action="store_true", help="print one JSON document")
     enhance_.set_defaults(action=_prompts_enhance)
 
@@ -577,18 +578,28 @@ def _prompts_enhance(args: argparse.Namespace) -> int:
         run_id = found[0].id
     proposal = enhance.propose(version, run_id, teacher_key=args.teacher_key, teacher_model=args.teacher_model)
     saved = Workbench.open(version.project_id).save_version(version.prompt, proposal.draft()) if args.save else None
+    checked = None
+    if args.evaluate:
+        checked = [runs.execute(r.id) if r.status != "completed" else r for r in enhance.check_on_test(proposal)]
+        failed = [r for r in checked if r.status != "completed"]
+        if failed:
+            raise runs.RunError(f"The check on the test part did not finish: run {failed[0].id} is {failed[0].status} ({failed[0].status_reason}).")
+        compared = enhance.gain(checked[0].id, checked[1].id)
     if args.json:
         print(json.dumps({
             "prompt": version.prompt, "version": version.number, "run_id": run_id, "system_message": proposal.system_message,
             "template": proposal.template, "rationale": proposal.rationale, "errors_sent": proposal.errors_sent,
             "errors_left_out": proposal.errors_left_out, "teacher": proposal.teacher, "cost_usd": proposal.cost_usd,
             "saved_version": saved.number if saved else None,
+            "test_check": compared.to_dict() | {"verdict": compared.verdict(), "runs": [r.id for r in checked]} if checked else None,
         }))
         return 0
     print(f"Proposal for {version.model_version} from {proposal.teacher}, after {len(proposal.errors_sent)} development errors of run {run_id}"
           + (f" ({proposal.errors_left_out} more left out to keep the request short)" if proposal.errors_left_out else "") + f"; cost {usd(proposal.cost_usd)}")
     print(f"\nWhy: {proposal.rationale}\n")
     print(prompts.diff(version, proposal.draft()).text() or "(no change)")
+    if checked:
+        print(f"\nOn the test part (runs {checked[0].id} and {checked[1].id}): {compared.verdict()}")
     print(f"\nSaved as {saved.model_version}." if saved else "\nNothing saved: add --save to save it as the next version.")
     return 0
 

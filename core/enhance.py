@@ -156,6 +156,38 @@ def propose(
     )
 
 
+def check_on_test(proposal: Proposal, edited: Version | None = None, client: LabelStudioClient | None = None) -> tuple[runs.RunView, runs.RunView]:
+    """"Enhance and evaluate": record the two evaluations that measure the proposal (as ``edited``, by
+    default as proposed) against its version on the test part, the part nothing was tuned on. The
+    version's completed evaluation of the whole test part is reused when there is one; the proposal
+    runs as a variant of the version, so it is still not a version (nor written to Label Studio)
+    until it is saved, and saving it then costs nothing to evaluate again: the cache holds its answers."""
+    from core.evaluation import evaluate, subsets
+
+    client = client or connection.client()
+    tried = edited or proposal.draft()
+    version = proposal.version
+    test = subsets.choose(client, version.project_id, "test")
+    config = runs.label_config(proposal.run_id)
+    reused = [
+        r
+        for r in runs.runs(prompt=version.prompt, project_id=version.project_id, kind="evaluate")
+        if r.version == version.number and r.status == "completed" and r.subset.get("kind") == "test" and sorted(r.subset["task_ids"]) == sorted(test.task_ids)
+    ]
+    base = reused[0] if reused else evaluate.start(version, test, config, client=client)
+    variant = {"system_message": tried.system_message, "template": tried.template}
+    proposed = runs.create(version, test.task_ids, kind="evaluate", subset=test.as_dict() | {"group": f"enhance:{proposal.run_id}"}, label_config=config, variant=variant)
+    return base, proposed
+
+
+def gain(base_run: int, proposal_run: int):
+    """The proposal's gain over its version on the test part: the difference, its interval, McNemar's p."""
+    from core.evaluation import evaluate
+
+    base = runs.get(base_run)
+    return evaluate.compare_runs(base_run, proposal_run, label_a=f"v{base.version}", label_b="the proposal")
+
+
 def _capped(errors: list[Error], budget: int) -> tuple[list[Error], int]:
     kept, used = [], 0
     for error in errors:

@@ -116,3 +116,54 @@ def test_the_evaluate_page_shows_the_proposal_lets_it_be_edited_and_saves_it(eva
     v2 = prompts.version("sentiment", 2, found.id)
     assert v2.template == REVISED + "\nBe brief." and v2.system_message == "You label product reviews."
     assert "Saved sentiment@v2: evaluate it on the test part to see the gain." in [s.value for s in app.success]
+
+
+def knows_neutral(request):
+    """The task model gets Neutral reviews right only once told how to tell them."""
+    if is_teacher(request):
+        return answer(request)
+    label = next(label for text, label in TEXTS.items() if text in request.user_text)
+    knows = label == "Positive" or (label == "Neutral" and "only states facts is Neutral" in request.all_text)
+    return Reply.json({"sentiment": label if knows else "Positive"})
+
+
+def test_enhance_and_evaluate_measures_the_proposal_on_the_test_part_and_saves_nothing(evaluated, standin, ls_client):
+    found, text_of, made, v1, run = evaluated
+    standin.respond_with(knows_neutral)
+    proposal = enhance.propose(v1, run.id, teacher_key="team", teacher_model="gpt-4o")
+    base, tried = enhance.check_on_test(proposal)
+    base, tried = runs.execute(base.id), runs.execute(tried.id)
+    test = made.parts["test"]
+    assert sorted(base.subset["task_ids"]) == sorted(tried.subset["task_ids"]) == sorted(test)
+    found_gain = enhance.gain(base.id, tried.id)
+    # by hand: v1 is right on the Positive reviews, the proposal on the Neutral ones too
+    positive = sum(TEXTS[text_of[t]] == "Positive" for t in test)
+    neutral = sum(TEXTS[text_of[t]] == "Neutral" for t in test)
+    assert neutral, "the test part holds a Neutral review to gain on"
+    assert (found_gain.accuracy_a, found_gain.accuracy_b) == (pytest.approx(positive / len(test)), pytest.approx((positive + neutral) / len(test)))
+    assert found_gain.p_value == pytest.approx(min(1.0, 2 * 0.5**neutral))  # McNemar's exact test: every flip one way
+    assert found_gain.verdict().startswith(f"the proposal is {neutral / len(test) * 100:.1f} points better than v1 on {len(test)} tasks")
+    # still only a proposal: no version, and Label Studio holds only v1's own answers
+    assert [v.number for v in prompts.versions("sentiment", found.id)] == [1]
+    assert {p.result[0]["value"]["choices"][0] for p in ls_client.predictions(found.id)} == {"Positive"}
+    # asked again, the version's test evaluation is reused rather than paid again
+    again, _ = enhance.check_on_test(proposal)
+    assert again.id == base.id
+
+
+def test_the_page_evaluates_the_proposal_before_it_is_saved(evaluated, standin):
+    from tests.helpers import open_page, wait_until
+
+    found, text_of, made, v1, run = evaluated
+    standin.respond_with(knows_neutral)
+    app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=found.id)
+    app.text_input(key="ev_teacher_model").input("gpt-4o")
+    app.button(key="ev_enhance").click().run()
+    app.button(key="ev_check_proposal").click().run()
+    assert not app.exception, app.exception
+    wait_until(lambda: len(runs.runs(kind="evaluate", variants=True)) == 3 and not any(runs.live(r) for r in runs.runs(variants=True)), timeout=60, what="the check's runs")
+    app.run()
+    verdict = next(s.value for s in app.success if s.value.startswith("On the test part:"))
+    neutral = sum(TEXTS[text_of[t]] == "Neutral" for t in made.parts["test"])
+    assert f"the proposal is {neutral / len(made.parts['test']) * 100:.1f} points better than v1" in verdict and "p = " in verdict
+    assert [v.number for v in prompts.versions("sentiment", found.id)] == [1]

@@ -171,3 +171,29 @@ def test_the_command_optimizes_and_prints_the_gain(seeded, standin):
     assert listed.returncode == 0 and f"sentiment@v1  completed" in listed.stdout
     refused = _cli("optimize", "--prompt", "sentiment", "--reflection-key", "team", "--reflection-model", "gpt-4o", "--max-calls", "3")
     assert refused.returncode != 0 and "cannot cover the search" in refused.stderr
+
+
+def test_the_evaluate_page_starts_a_search_in_the_background_and_shows_what_it_kept(seeded, standin):
+    from tests.helpers import open_page, table, wait_until
+
+    found, v1, parts, text = seeded
+    app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=found.id)
+    app.text_input(key="ev_opt_model").input("gpt-4o")
+    app.number_input(key="ev_opt_calls").set_value(150)
+    app.button(key="ev_optimize").click().run()
+    assert not app.exception, app.exception
+    (search,) = optimize.optimizations()
+    assert any(f"Started Optimize {search.id} from sentiment@v1: at most 150 calls." in s.value for s in app.success)
+    wait_until(lambda: optimize.get(search.id).status not in ("pending", "running"), timeout=120, what="the search's worker to finish")
+    ended = optimize.get(search.id)
+    assert ended.status == "completed", ended.status_reason
+
+    app.run()
+    assert not app.exception, app.exception
+    kept = table(app, "version", "development accuracy", "from", "best")
+    assert list(kept["version"]) == [f"v{c['version']}" for c in ended.candidates]
+    # the seed's development accuracy, counted here: it answers only the Positive tasks rightly
+    assert kept["development accuracy"][0] == f"{by_hand_accuracy(parts.parts['development'], text, set()) * 100:.1f}%"
+    assert list(kept["best"]).count("★") == 1 and kept["best"][list(kept["version"]).index(f"v{ended.best_version}")] == "★"
+    verdict = next(s.value for s in app.success if s.value.startswith("On the test part:"))
+    assert f"v{ended.best_version} is" in verdict and "better than v1" in verdict and "p =" in verdict

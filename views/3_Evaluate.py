@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import enhance, guide, identity, keys, pricing, prompts, runs
+from core import enhance, guide, identity, keys, optimize, pricing, prompts, runs
 from core.evaluation import charts, evaluate, matrix, split, subsets
 from core.evaluation.subsets import SubsetError
 from core.formatting import interval, milliseconds, percent, percent_with_interval, usd, with_intervals
@@ -252,6 +252,127 @@ with st.expander("Model matrix: this version on several models", expanded=bool(s
         else:
             show_matrix(group)
 
+# -- optimize -------------------------------------------------------------------------------------
+
+
+def start_optimize() -> None:
+    chosen_version = prompts.version(state["ev_prompt"], state["ev_version"], state["ev_project"])
+    try:
+        found = optimize.start(
+            chosen_version,
+            reflection_key=state["ev_opt_key"],
+            reflection_model=state["ev_opt_model"].strip(),
+            max_calls=int(state["ev_opt_calls"]),
+            max_cost_usd=float(state["ev_opt_cost"]) or None,
+            concurrency=int(state["ev_concurrency"]),
+            client=client,
+        )
+        optimize.launch(found.id)
+    except (optimize.OptimizeError, RunError, identity.NotAllowed, LabelStudioError, ValueError) as error:
+        widgets.flash("error", f"Optimize not started: {error}")
+    else:
+        widgets.flash("ok", f"Started Optimize {found.id} from {chosen_version.model_version}: at most {found.max_calls} calls.")
+        state["ev_opt_pick"] = found.id
+
+
+def cancel_optimize(optimization_id: int) -> None:
+    try:
+        optimize.cancel(optimization_id)
+    except (optimize.OptimizeError, identity.NotAllowed):
+        pass  # it ended meanwhile
+
+
+def resume_optimize(optimization_id: int) -> None:
+    try:
+        optimize.resume_in_background(optimization_id)
+    except (optimize.OptimizeError, identity.NotAllowed) as error:
+        widgets.flash("error", f"Not resumed: {error}")
+    else:
+        widgets.flash("ok", f"Resumed Optimize {optimization_id}: what it evaluated before comes from the cache.")
+
+
+def show_search(search: optimize.OptimizationView) -> None:
+    searched = max(1, search.max_calls - search.reserved_calls)
+    st.progress(
+        min(1.0, search.calls_used / searched),
+        text=f"{search.calls_used} of {search.max_calls} calls ({search.reserved_calls} held for the check on the test part); "
+        f"{search.evaluations} candidate evaluations; cost {usd(search.cost_usd)}",
+    )
+    if search.status_reason:
+        (st.warning if search.status in ("failed", "stopped", "cancelled") else st.caption)(search.status_reason)
+    if search.live:
+        st.button("Cancel", key=f"ev_opt_cancel_{search.id}", on_click=cancel_optimize, args=(search.id,), disabled=not may_change or search.cancel_requested)
+    elif search.resumable:
+        st.button("Resume", key=f"ev_opt_resume_{search.id}", on_click=resume_optimize, args=(search.id,), disabled=not may_change)
+    if search.candidates:
+        kept = [
+            {
+                "version": f"v{c['version']}",
+                "development accuracy": percent(c["development_accuracy"]),
+                "from": "the start" if c["parent_version"] is None else f"v{c['parent_version']}",
+                "best": "★" if c["version"] == search.best_version else "",
+            }
+            for c in search.candidates
+        ]
+        st.dataframe(pd.DataFrame(kept), hide_index=True, key=f"ev_opt_candidates_{search.id}")
+    if search.seed_test_run_id and search.best_test_run_id and search.status == "completed":
+        st.success(f"On the test part: {evaluate.compare_runs(search.seed_test_run_id, search.best_test_run_id).verdict()}")
+    evaluated = [
+        {"run": e["run"], "tasks": e["tasks"], "status": e["status"], "accuracy": percent(e["accuracy"]), "cost": usd(e["cost_usd"]), "template": e["template"]}
+        for e in optimize.evaluations(search.id)
+    ]
+    if evaluated:
+        st.caption(f"Every candidate evaluation on the development part ({len(evaluated)}):")
+        st.dataframe(widgets.readable(pd.DataFrame(evaluated)), hide_index=True, key=f"ev_opt_evaluations_{search.id}")
+
+
+@st.fragment(run_every=1.0)
+def follow_search(search_id: int) -> None:
+    search = optimize.get(search_id)
+    show_search(search)
+    if not search.live:
+        st.rerun(scope="app")
+
+
+searches = {o.id: o for o in optimize.optimizations(prompt_name, project_id)}
+with st.expander(f"Optimize: search for a better prompt than {version.model_version}", expanded=bool(searches)):
+    st.caption(
+        "A search on gepa: a reflection model reads the version's answers on development tasks and writes candidate prompts; each is "
+        "scored on the development part, the ones that do better are kept as versions, and the best is checked against "
+        f"{version.model_version} on the test part. The budget covers every call, the final check included."
+    )
+    if current_split is None:
+        st.info("Optimize needs the ground-truth split (above): it searches on the development part and checks on the test part.")
+    else:
+        development, test = len(current_split.parts["development"]), len(current_split.parts["test"])
+        o1, o2, o3, o4 = st.columns(4)
+        o1.selectbox("Reflection key", key_names, key="ev_opt_key")
+        o2.text_input("Reflection model", value=version.model, key="ev_opt_model", help="Reads the errors and writes the candidates; a strong model pays off.")
+        o3.number_input(
+            "Max calls",
+            min_value=1,
+            value=development + 2 * test + 10 * (development + 7),
+            step=10,
+            key="ev_opt_calls",
+            help=f"Every model call of the search: {development} to score the start, about {development + 7} per candidate kept, "
+            f"and {2 * test} held for the check on the test part.",
+        )
+        o4.number_input("Max cost (US$, 0 for none)", min_value=0.0, value=0.0, step=0.5, key="ev_opt_cost")
+        st.button("Optimize", key="ev_optimize", on_click=start_optimize, disabled=not may_change or not key_names or bool(unusable))
+    if searches:
+        if state.get("ev_opt_pick") not in searches:
+            state["ev_opt_pick"] = next(iter(searches))
+        search_id = st.selectbox(
+            "Search",
+            list(searches),
+            format_func=lambda i: f"Optimize {i} · from v{searches[i].seed_version} · {searches[i].shown_status} · {searches[i].calls_used}/{searches[i].max_calls} calls",
+            key="ev_opt_pick",
+        )
+        if searches[search_id].live:
+            follow_search(search_id)
+        else:
+            show_search(searches[search_id])
+
 # -- the selected run -----------------------------------------------------------------------------
 
 evaluations = {r.id: r for r in runs.runs(prompt=prompt_name, project_id=project_id, kind="evaluate")}
@@ -479,8 +600,51 @@ if proposal is not None and proposal.run_id == run.id:
             state.pop("ev_proposal", None)
             widgets.flash("ok", f"Saved {saved.model_version}: evaluate it on the test part to see the gain.")
 
+    def check_proposal() -> None:
+        chosen = dataclasses.replace(proposal.draft(), system_message=state["ev_proposed_system"] or None, template=state["ev_proposed_template"])
+        try:
+            base, tried = enhance.check_on_test(proposal, chosen, client)
+            for started in (base, tried):
+                if started.status != "completed":
+                    runs.launch(started.id)
+        except (SubsetError, RunError, LabelStudioError, identity.NotAllowed) as error:
+            widgets.flash("error", f"Not evaluated: {error}")
+        else:
+            state["ev_enhance_check"] = {"for": proposal.run_id, "base": base.id, "proposal": tried.id}
+
     latest = prompts.versions(prompt_name, project_id)[-1].number
-    st.button(f"Save as v{latest + 1}", key="ev_save_proposal", type="primary", on_click=save_proposal, disabled=not may_change)
+    b1, b2 = st.columns(2)
+    b1.button(f"Save as v{latest + 1}", key="ev_save_proposal", type="primary", on_click=save_proposal, disabled=not may_change)
+    b2.button(
+        "Enhance and evaluate",
+        key="ev_check_proposal",
+        on_click=check_proposal,
+        disabled=not may_change or current_split is None,
+        help="Evaluate the proposal as it is above, and the version, on the test part, and show the gain; nothing is saved.",
+    )
+
+    @st.fragment(run_every=1.0)
+    def follow_check(base_id: int, proposal_id: int) -> None:
+        going = [runs.get(i) for i in (base_id, proposal_id)]
+        finished, total = sum(r.finished for r in going), sum(r.total for r in going)
+        st.progress(finished / total if total else 0.0, text=f"Evaluating on the test part: {finished} of {total} answers")
+        if not any(runs.live(r) for r in going):
+            st.rerun(scope="app")
+
+    check = state.get("ev_enhance_check")
+    if check and check["for"] == proposal.run_id:
+        checked = [runs.get(check[k]) for k in ("base", "proposal")]
+        if any(runs.live(r) for r in checked):
+            follow_check(check["base"], check["proposal"])
+        elif all(r.status == "completed" for r in checked):
+            st.success(f"On the test part: {enhance.gain(check['base'], check['proposal']).verdict()}")
+            st.caption(
+                f"Run {check['base']} (v{run.version}) against run {check['proposal']} (the proposal); saving the proposal costs nothing "
+                "to evaluate again: the cache holds its answers."
+            )
+        else:
+            stopped = next(r for r in checked if r.status != "completed")
+            st.warning(f"The check did not finish: run {stopped.id} is {runs.status_of(stopped)} ({runs.why_stopped(stopped) or stopped.status_reason}).")
 
 # -- history --------------------------------------------------------------------------------------
 

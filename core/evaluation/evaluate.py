@@ -132,11 +132,11 @@ def previous(run: RunView) -> RunView | None:
     return None
 
 
-def compare_runs(run_a: int, run_b: int) -> compare.Comparison:
+def compare_runs(run_a: int, run_b: int, *, label_a: str | None = None, label_b: str | None = None) -> compare.Comparison:
     """The two runs scored against the ground truth of the tasks they share."""
     a, b = runs.get(run_a), runs.get(run_b)
-    label_a, label_b = _labels(a, b)
-    return compare.compare(_correct_by_task(run_a), _correct_by_task(run_b), label_a=label_a, label_b=label_b)
+    default_a, default_b = _labels(a, b)
+    return compare.compare(_correct_by_task(run_a), _correct_by_task(run_b), label_a=label_a or default_a, label_b=label_b or default_b)
 
 
 def compare_answers(run_a: int, run_b: int, client: LabelStudioClient | None = None) -> compare.Changes:
