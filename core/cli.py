@@ -406,6 +406,11 @@ def _version_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=3, metavar="N", help="how many examples (default %(default)s; with ids, the ids given)")
     parser.add_argument("--examples-seed", type=int, default=0, metavar="S", help="the seed of random and per-class examples (default 0)")
     parser.add_argument("--example-ids", type=_ids, metavar="1,2,3", help="the example task ids (--examples ids)")
+    parser.add_argument(
+        "--examples-embeddings",
+        metavar="KEY:MODEL",
+        help="rank --examples similar by this saved key's embeddings model (e.g. team:text-embedding-3-small) instead of TF-IDF",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
 
@@ -448,7 +453,13 @@ def _with_examples(args: argparse.Namespace, workbench: Workbench, draft):
         return draft
     if args.examples == "none":
         return dataclasses.replace(draft, examples=None)
-    chosen = workbench.choose_examples(draft.controls, how=args.examples, k=args.k, seed=args.examples_seed, ids=args.example_ids or ())
+    embeddings = None
+    if args.examples_embeddings:
+        key, colon, model = args.examples_embeddings.partition(":")
+        if not colon or not key or not model or args.examples != "similar":
+            raise PromptError("--examples-embeddings: give KEY:MODEL (e.g. team:text-embedding-3-small), with --examples similar.")
+        embeddings = (key, model)
+    chosen = workbench.choose_examples(draft.controls, how=args.examples, k=args.k, seed=args.examples_seed, ids=args.example_ids or (), embeddings=embeddings)
     return dataclasses.replace(draft, examples=chosen)
 
 

@@ -22,6 +22,7 @@ KINDS = {
     "missing_field": "data field missing from the task",
     "task_data": "task data that cannot be sent",
     "task_gone": "task no longer in Label Studio",
+    "examples": "few-shot examples not found",
     "unexpected": "unexpected error",
 }
 

@@ -6,8 +6,10 @@ sends the very same messages even if Label Studio's tasks change later:
 - ``choose(client, project_id, targets, controls, how=..., k=...)`` draws the examples from the
   *examples* part of the project's ground-truth split, and nowhere else: ``ids`` (the given task ids),
   ``random`` (k of them, seeded), ``per-class`` (one task of each class in turn), or ``similar``
-  (keeps the whole part and, for each task, sends the k most like it by TF-IDF cosine similarity over
-  the task's text, which needs no key).
+  (keeps the whole part and, for each task, sends the k most like it by cosine similarity over the
+  task's text: TF-IDF by default, which needs no key, or the vectors of a saved key's embeddings
+  model, kept in the store so a re-run ranks them the same; ``prefetch`` embeds a batch of tasks in
+  one request).
 - ``for_task(setting, targets, task_id, data)``: the examples one task gets. A task is never its own
   example.
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 
-from core import labeling, rendering
+from core import embeddings, labeling, rendering
 from core.evaluation import metrics, split
 from core.labelstudio import LabelStudioClient
 
@@ -56,8 +58,11 @@ def choose(
     k: int,
     seed: int = 0,
     ids: Sequence[int] = (),
+    embeddings: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The ``examples`` setting of a version: how they were chosen and the examples themselves."""
+    """The ``examples`` setting of a version: how they were chosen and the examples themselves.
+    With ``how="similar"``, ``embeddings`` (key, model) ranks them by that embeddings model instead
+    of TF-IDF; the examples are embedded now, so a key that cannot embed is refused here."""
     if how not in HOW:
         raise FewShotError(f"examples: {how!r} is not one of {', '.join(HOW)}.")
     if how != "ids" and k < 1:
@@ -90,13 +95,17 @@ def choose(
         chosen = [pool[i] for i in sorted(pool)]
     if not chosen:
         raise FewShotError("examples: the examples part has no task whose ground truth answers every output of this version.")
-    return {
+    setting = {
         "how": how,
         "k": k,
         "seed": seed,
         "ids": [e.task_id for e in chosen] if how != "similar" else [],
         "pool": [{"task_id": e.task_id, "data": e.data, "answer": e.answer} for e in chosen],
     }
+    if embeddings and how == "similar":
+        setting["embeddings"] = {"key": embeddings[0], "model": embeddings[1]}
+        _embedded(setting, [task_text(targets, e.data) for e in chosen])
+    return setting
 
 
 def for_task(setting: dict[str, Any] | None, targets: labeling.Targets, task_id: int | None, data: dict[str, Any]) -> list[Example]:
@@ -109,6 +118,11 @@ def for_task(setting: dict[str, Any] | None, targets: labeling.Targets, task_id:
     if not pool:
         return []
     texts = tuple(task_text(targets, e.data) for e in pool)
+    if setting.get("embeddings"):
+        *examples, this = _embedded(setting, [*texts, task_text(targets, data)]).vectors
+        scores = [embeddings.cosine(this, vector) for vector in examples]
+        ranked = sorted(range(len(pool)), key=lambda i: (-scores[i], pool[i].task_id))
+        return [pool[i] for i in ranked[: setting["k"]]]
     try:
         vectorizer, matrix = _fitted(texts)
     except ValueError:  # no words at all to compare: the examples in their stored order
@@ -120,11 +134,21 @@ def for_task(setting: dict[str, Any] | None, targets: labeling.Targets, task_id:
     return [pool[i] for i in ranked[: setting["k"]]]
 
 
+def prefetch(setting: dict[str, Any] | None, targets: labeling.Targets, datas: Sequence[dict[str, Any]]) -> embeddings.Embedded | None:
+    """Embed a batch of tasks (and the examples) in one request before their messages are built;
+    None when the setting ranks by no embeddings model."""
+    if not setting or not setting.get("embeddings"):
+        return None
+    texts = [task_text(targets, e["data"]) for e in setting["pool"]] + [task_text(targets, d) for d in datas]
+    return _embedded(setting, texts)
+
+
 def describe(setting: dict[str, Any] | None) -> str:
     if not setting:
         return "none"
     if setting["how"] == "similar":
-        return f"the {setting['k']} most similar to each task (TF-IDF) of {len(setting['pool'])} examples"
+        by = f"embeddings: {setting['embeddings']['key']} · {setting['embeddings']['model']}" if setting.get("embeddings") else "TF-IDF"
+        return f"the {setting['k']} most similar to each task ({by}) of {len(setting['pool'])} examples"
     seed = f", seed {setting['seed']}" if setting["how"] == "random" else ""
     return f"{len(setting['pool'])} {HOW[setting['how']]}{seed}: tasks {', '.join(str(e['task_id']) for e in setting['pool'])}"
 
@@ -177,6 +201,13 @@ def task_text(targets: labeling.Targets, data: dict[str, Any]) -> str:
         except rendering.RenderError:
             continue
     return "\n".join(shown)
+
+
+def _embedded(setting: dict[str, Any], texts: list[str]) -> embeddings.Embedded:
+    try:
+        return embeddings.vectors(setting["embeddings"]["key"], setting["embeddings"]["model"], texts)
+    except (embeddings.EmbeddingError, LookupError, ValueError) as error:  # no such key, a refused request
+        raise FewShotError(f"examples: the most similar examples could not be found: {error}") from None
 
 
 @functools.lru_cache(maxsize=16)  # one fit per version's pool, not one per task

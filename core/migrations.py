@@ -307,6 +307,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX ix_optimizations_prompt_version_id ON optimizations (prompt_version_id)",
         ),
     ),
+    Migration(
+        16,
+        "embeddings of task texts, for few-shot examples chosen by an embeddings model",
+        (
+            """
+            CREATE TABLE embeddings (
+                id INTEGER NOT NULL PRIMARY KEY,
+                provider_key VARCHAR NOT NULL,
+                model VARCHAR NOT NULL,
+                text_hash VARCHAR NOT NULL,
+                vector JSON NOT NULL,
+                tokens INTEGER NOT NULL,
+                created_at DATETIME NOT NULL,
+                UNIQUE (provider_key, model, text_hash)
+            )
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -37,7 +37,7 @@ MINIBATCH = 3  # development tasks gepa reflects on at a time
 ERRORS_IN_A_ROW = 3  # the search gives up after this many failed iterations in a row
 QUIET_STEPS = 10  # ... or after this many iterations that sent no call (every answer came from the cache)
 TEST_COST_MARGIN = 2.5  # the final check's cost held back: the seed's estimate on the test part, twice, and more
-RENDER_KINDS = ("task_gone", "missing_field", "task_data")  # items that never reached the model
+RENDER_KINDS = ("task_gone", "missing_field", "task_data", "examples")  # items that never reached the model
 
 REFLECTION = {
     "system_message": (

@@ -39,7 +39,12 @@ DEFAULT_PRICES: dict[str, Price] = {
     "o3-mini": Price(1.10, 4.40),
     "gpt-4-turbo": Price(10.00, 30.00),
     "gpt-3.5-turbo": Price(0.50, 1.50),
+    # embeddings models (few-shot similarity): input only
+    "text-embedding-3-small": Price(0.02, 0.0),
+    "text-embedding-3-large": Price(0.13, 0.0),
+    "text-embedding-ada-002": Price(0.10, 0.0),
 }
+EMBEDDING_MODELS = ("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002")
 
 _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 

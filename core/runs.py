@@ -36,7 +36,7 @@ from sqlalchemy import bindparam, func, update
 from sqlmodel import select
 
 from core.formatting import usd
-from core import audit, budgets, calls, connection, failures, forkserver, identity, keys, labeling, messages, pricing, private, prompts, providers, settings, store, tokens
+from core import audit, budgets, calls, connection, failures, fewshot, forkserver, identity, keys, labeling, messages, pricing, private, prompts, providers, settings, store, tokens
 from core.labelstudio import LabelStudioClient, LabelStudioError, NewPrediction, Prediction, Task
 from core.prompts import Version
 from core.rendering import MissingField, RenderError
@@ -716,7 +716,7 @@ class _Engine:
             missing = set(batch) - {t.id for t in tasks}
             for task_id in sorted(missing):
                 self._save(task_id, None, None, error=f"Task {task_id} is no longer in the Label Studio project.", kind="task_gone")
-            prepared = [self._prepare(task) for task in tasks]
+            prepared = await self._prepared(tasks)
             cached = self._cached({job.request.hash for job in prepared if job.request}) if self.reuse else {}
             for job in prepared:
                 job.cached = cached.get(job.request.hash) if job.request else None
@@ -728,11 +728,34 @@ class _Engine:
     async def _fetch(self, ids: list[int]) -> list[Task]:
         return await _patiently(lambda: list(self.client.tasks(self.version.project_id, ids=ids)), self)
 
+    async def _prepared(self, tasks: list[Task]) -> list[_Job]:
+        """The batch's jobs; where the version ranks its examples by an embeddings model, the batch
+        is embedded first in one request (a failure fails these tasks, each saying why)."""
+        if (self.version.examples or {}).get("embeddings"):
+            try:
+                spent = await asyncio.to_thread(fewshot.prefetch, self.version.examples, self.targets, [t.data for t in tasks])
+            except fewshot.FewShotError as error:
+                return [_Job(task, None, render_error=str(error), render_kind="examples") for task in tasks]
+            if spent.new_tokens:
+                self._count_embeddings(spent)
+        return [self._prepare(task) for task in tasks]
+
+    def _count_embeddings(self, spent) -> None:
+        """What embedding the batch cost is the run's: its tokens and its cost."""
+        with self.db.begin():
+            self.db.execute(
+                _COUNT_ITEM,
+                {"run": self.run_id, "add_done": 0, "add_failed": 0, "add_cached": 0, "add_input": spent.new_tokens, "add_output": 0, "add_cost": spent.cost_usd},
+            )
+        self.spent += spent.cost_usd or 0.0
+
     def _prepare(self, task: Task) -> _Job:
         try:
             sent = messages.build(self.version, self.targets, task.data, self.images, task.id)
         except (RenderError, LabelStudioError) as error:
             return _Job(task, None, render_error=str(error), render_kind="missing_field" if isinstance(error, MissingField) else "task_data")
+        except fewshot.FewShotError as error:
+            return _Job(task, None, render_error=str(error), render_kind="examples")
         return _Job(task, calls.request(self.version, self.key, sent, self.schema))
 
     def _cached(self, hashes: set[str]) -> dict[str, store.RunItem]:

@@ -149,6 +149,21 @@ class Optimization(SQLModel, table=True):
     finished_at: Optional[datetime] = None
 
 
+class Embedding(SQLModel, table=True):
+    """A text's embedding by one model, kept so the same text is never embedded (nor paid) twice and
+    a re-run ranks few-shot examples exactly as before."""
+
+    __tablename__ = "embeddings"
+    __table_args__ = (UniqueConstraint("provider_key", "model", "text_hash"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    provider_key: str
+    model: str
+    text_hash: str  # sha256 of the text
+    vector: list[float] = Field(sa_column=Column(JSON, nullable=False))
+    tokens: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class RunItem(SQLModel, table=True):
     """One task's call within a run: what was sent (by hash), what came back, and what it cost."""
 

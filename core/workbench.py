@@ -120,10 +120,12 @@ class Workbench:
         if not draft.model.strip():
             raise PromptError("model: name the model to call, e.g. gpt-4o-mini.")
 
-    def choose_examples(self, controls: Sequence[str], *, how: str, k: int, seed: int = 0, ids: Sequence[int] = ()) -> dict[str, Any]:
+    def choose_examples(
+        self, controls: Sequence[str], *, how: str, k: int, seed: int = 0, ids: Sequence[int] = (), embeddings: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
         """A version's few-shot examples setting, from the examples part of the project's split."""
         try:
-            return fewshot.choose(self.client, self.project.id, self.targets, controls, how=how, k=k, seed=seed, ids=ids)
+            return fewshot.choose(self.client, self.project.id, self.targets, controls, how=how, k=k, seed=seed, ids=ids, embeddings=embeddings)
         except fewshot.FewShotError as error:
             raise PromptError(str(error)) from None
 

@@ -425,6 +425,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             self._send_json(401, _unauthorized(self.headers))
             return
+        if method == "POST" and path.endswith("/embeddings"):
+            self._embeddings(raw)
+            return
         if method == "GET" and path.endswith("/models"):
             scripted = standin._next_models_reply()
             if scripted is not None and scripted.kind in ("error", "hang"):
@@ -447,6 +450,27 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(404, _model_not_found(m.group(1)))
             return
         self._send_json(404, _error_body(404, f"Unknown request URL: {method} {path}.", "unknown_url"))
+
+    def _embeddings(self, raw: bytes) -> None:
+        """Vectors that make texts sharing words similar: each word counted into one of
+        EMBEDDING_SIZE dimensions (by a stable hash), normalised. Recorded in ``embedding_requests``."""
+        standin = self.server.standin
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            self._send_json(400, _error_body(400, "We could not parse the JSON body of your request.", None))
+            return
+        with standin._lock:
+            standin.embedding_requests.append(body)
+            failing = standin.embeddings_fail
+        if failing:
+            self._send_json(500, _error_body(500, "The embeddings server had an error.", None))
+            return
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        data = [{"object": "embedding", "index": i, "embedding": embed_words(t)} for i, t in enumerate(texts)]
+        words = sum(len(_WORD.findall(t)) for t in texts)
+        self._send_json(200, {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": words, "total_tokens": words}})
 
     def _chat(self, path: str, qs: str, raw: bytes) -> None:
         standin = self.server.standin
@@ -536,6 +560,21 @@ def _model_obj(model: str) -> dict:
     return {"id": model, "object": "model", "created": 1700000000, "owned_by": "standin"}
 
 
+EMBEDDING_SIZE = 64
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def embed_words(text: str) -> list:
+    """The stand-in's embedding of a text: a bag of its words in EMBEDDING_SIZE dimensions, unit length."""
+    import hashlib
+
+    vector = [0.0] * EMBEDDING_SIZE
+    for word in _WORD.findall(text.lower()):
+        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % EMBEDDING_SIZE] += 1.0
+    norm = sum(v * v for v in vector) ** 0.5 or 1.0
+    return [v / norm for v in vector]
+
+
 def _tokens(text: str, logprob: float) -> list:
     return [
         {"token": tok, "logprob": logprob, "bytes": list(tok.encode("utf-8")), "top_logprobs": []}
@@ -559,6 +598,8 @@ class StandIn:
         self.list_models = list_models
         self.deployments = None if deployments is None else frozenset(deployments)
         self._lock = threading.Lock()
+        self.embedding_requests: list = []  # bodies of POST .../embeddings, in order
+        self.embeddings_fail = False  # answer them with a 500
         self._queue: collections.deque = collections.deque()
         self._models_queue: collections.deque = collections.deque()
         self._responder: Optional[Callable[[Request], Reply]] = None
@@ -644,6 +685,7 @@ class StandIn:
             self._responder = None
             self._requests.clear()
             self._counts.clear()
+            self.embedding_requests.clear()
             self._completion_n = 0
 
     @property

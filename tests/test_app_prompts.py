@@ -165,3 +165,30 @@ def test_few_shot_examples_are_chosen_shown_in_the_messages_and_kept_in_the_vers
     app.run()
     assert app.selectbox(key="ed_examples_how").value == "per-class"
     assert not any("Unsaved changes" in c.value for c in app.caption)
+
+
+def test_similar_examples_can_be_ranked_by_an_embeddings_model_of_a_saved_key(use_labelstudio, make_project, standin):
+    from core import connection
+    from core.evaluation import split
+
+    keys.add("team", "openai-compatible", base_url=standin.base_url)
+    texts = {"Great value": "Positive", "Love it": "Positive", "Arrived broken": "Negative", "Awful": "Negative", "A lamp": "Neutral", "Blue": "Neutral"}
+    proj, ids = make_project(CHOICES_CONFIG, [NewTask({"text": t}, [(choice(label), True)]) for t, label in texts.items()], title="Embeddings page check")
+    split.make(connection.client(), proj.id, examples=3, test_share=0.34, seed=0)
+    app = open_page("views/2_Prompts.py", project_key="project", project_id=proj.id)
+    app.text_input(key="ed_name").input("near")
+    app.text_area(key="ed_template").input(TEMPLATE)
+    app.selectbox(key="ed_model").set_value("gpt-4o-mini")
+    app.selectbox(key="ed_examples_how").set_value("similar").run()
+    app.number_input(key="ed_examples_k").set_value(2).run()
+    assert [c.value for c in app.caption if c.value.startswith("Chosen:")] == ["Chosen: the 2 most similar to each task (TF-IDF) of 3 examples. The messages below show them."]
+    assert standin.embedding_requests == []  # TF-IDF needs no key
+    app.radio(key="ed_examples_by").set_value("an embeddings model").run()
+    app.selectbox(key="ed_examples_key").set_value("team")
+    app.text_input(key="ed_examples_model").input("text-embedding-3-small").run()
+    assert not app.exception, app.exception
+    assert "Chosen: the 2 most similar to each task (embeddings: team · text-embedding-3-small) of 3 examples. The messages below show them." in [c.value for c in app.caption]
+    assert len(standin.embedding_requests) >= 1 and standin.embedding_requests[0]["model"] == "text-embedding-3-small"
+    app.button(key="save").click().run()
+    assert not app.exception, app.exception
+    assert prompts.version("near", 1, proj.id).examples["embeddings"] == {"key": "team", "model": "text-embedding-3-small"}

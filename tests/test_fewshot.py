@@ -160,3 +160,53 @@ def test_the_command_line_saves_a_version_with_examples(project):
     assert refused.returncode == 1 and "is not in the examples part" in refused.stderr
     shown = _cli("prompts", "show", "cli-shots")
     assert "few-shot examples: 2 seeded random, seed 5: tasks" in shown.stdout
+
+
+def test_similar_examples_by_an_embeddings_model_follow_its_vectors_and_are_embedded_once(project, standin):
+    from tests.standin import embed_words
+
+    found, text_of, made = project
+    id_of = {text: task_id for task_id, text in text_of.items()}
+    standin.respond_with(lambda r: Reply.json({"sentiment": TEXTS[r.last_user_text.split("Review: ")[1].split("\n")[0]]}))
+    bench = _bench(found.id)
+    prompts.create(found.id, "near", template=TEMPLATE, controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
+    chosen = bench.choose_examples(["sentiment"], how="similar", k=2, embeddings=("team", "text-embedding-3-small"))
+    assert chosen["embeddings"] == {"key": "team", "model": "text-embedding-3-small"}
+    (first,) = standin.embedding_requests  # the examples, embedded when chosen
+    assert sorted(first["input"]) == sorted(text_of[t] for t in made.parts["examples"]) and first["model"] == "text-embedding-3-small"
+    shown = bench.save_version("near", dataclasses.replace(bench.draft(name="near", template=TEMPLATE, provider_key="team", model="gpt-4o-mini"), examples=chosen))
+    assert "embeddings: team · text-embedding-3-small" in fewshot.describe(shown.examples)
+
+    client = connection.client()
+    test = subsets.choose(client, found.id, "test")
+    run = runs.execute(evaluate.start(shown, test, client.label_config(found.id)).id)
+    assert run.status == "completed", run.status_reason
+
+    def cosine(a, b):
+        return sum(x * y for x, y in zip(a, b))  # the stand-in's vectors have unit length
+
+    for request in standin.requests:
+        task_text = request.last_user_text.split("Review: ")[1].split("\n")[0]
+        ranked = sorted(made.parts["examples"], key=lambda t: (-cosine(embed_words(text_of[t]), embed_words(task_text)), t))
+        sent = [id_of[m["content"].split("Review: ")[1].split("\n")[0]] for m in request.messages[:-1] if m["role"] == "user"]
+        assert sent == ranked[:2]
+    # one more request for the whole batch of test tasks; the examples came from the store
+    assert len(standin.embedding_requests) == 2
+    batch = standin.embedding_requests[1]["input"]
+    assert sorted(batch) == sorted(text_of[t] for t in test.task_ids)
+    words = sum(len(t.split()) for t in batch)  # the stand-in counts a token per word
+    chats = sum(len(r.all_text) // 4 + 1 for r in standin.requests)
+    assert run.input_tokens == chats + words  # the run paid for embedding its tasks too
+    # gpt-4o-mini at $0.15 / $0.60 per million, text-embedding-3-small at $0.02
+    assert run.cost_usd == pytest.approx((chats * 0.15 + run.output_tokens * 0.60 + words * 0.02) / 1e6)
+
+    # a re-run ranks from the stored vectors: the same messages (every answer from the cache), no embeddings call
+    again = runs.execute(evaluate.start(shown, test, client.label_config(found.id)).id)
+    assert again.cached == again.total and len(standin.embedding_requests) == 2
+
+
+def test_an_embeddings_model_that_fails_is_refused_when_the_examples_are_chosen(project, standin):
+    found, text_of, made = project
+    standin.embeddings_fail = True
+    with pytest.raises(PromptError, match="could not be found: The embeddings model text-embedding-3-small on key team refused the request \\(500\\)"):
+        _bench(found.id).choose_examples(["sentiment"], how="similar", k=2, embeddings=("team", "text-embedding-3-small"))

@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import fewshot, guide, keys, messages, prompts, providers, recent
+from core import fewshot, guide, keys, messages, pricing, prompts, providers, recent
 from core.evaluation import answers, evaluate, split
 from core.labeling import ConfigError
 from core.labelstudio import LabelStudioError
@@ -13,6 +13,7 @@ from core.workbench import Workbench
 OTHER_MODEL = "Another model…"
 NEW = "(new prompt)"
 NO_EXAMPLES = "none"
+TFIDF, EMBEDDINGS = "TF-IDF (no key)", "an embeddings model"
 
 st.title("Prompts")
 st.caption("Write a prompt against a Label Studio project, see what the model receives, try it on one task, save versions.")
@@ -72,7 +73,8 @@ start = next((v for v in history if v.number == start_number), None)
 def examples_choice(controls) -> tuple:
     """What the few-shot examples are chosen from: when it changes, they are chosen again."""
     how = state.get("ed_examples_how", NO_EXAMPLES)
-    return (project_id, how, state.get("ed_examples_k"), state.get("ed_examples_seed"), state.get("ed_examples_ids", "") if how == "ids" else "", tuple(controls))
+    ranking = (state.get("ed_examples_by"), state.get("ed_examples_key"), state.get("ed_examples_model")) if how == "similar" else None
+    return (project_id, how, state.get("ed_examples_k"), state.get("ed_examples_seed"), state.get("ed_examples_ids", "") if how == "ids" else "", tuple(controls), ranking)
 
 
 source = (project_id, prompt_name, start.number if start else None)
@@ -93,6 +95,10 @@ if state.get("editor_source") != source:
     state["ed_examples_k"] = shots.get("k") or 3
     state["ed_examples_seed"] = shots.get("seed", 0)
     state["ed_examples_ids"] = ",".join(map(str, shots.get("ids", []))) if shots.get("how") == "ids" else ""
+    ranked_by = shots.get("embeddings") or {}
+    state["ed_examples_by"] = EMBEDDINGS if ranked_by else TFIDF
+    state["ed_examples_key"] = ranked_by.get("key") or state.get("ed_key")
+    state["ed_examples_model"] = ranked_by.get("model") or pricing.EMBEDDING_MODELS[0]
     # the version's own examples, as saved: not chosen again unless the choice changes
     state["examples_for"] = examples_choice(origin.controls) if shots else None
     state["examples"] = origin.examples
@@ -159,6 +165,12 @@ with examples_box:
         e1.number_input("How many", min_value=1, max_value=50, step=1, key="ed_examples_k")
         if how != "similar":
             e2.number_input("Seed", min_value=0, step=1, key="ed_examples_seed", help="The same seed chooses the same examples.")
+        else:
+            e2.radio("Similar by", [TFIDF, EMBEDDINGS], key="ed_examples_by", horizontal=True, help="TF-IDF needs no key; an embeddings model is called once per text (kept, so never paid twice).")
+            if state.get("ed_examples_by") == EMBEDDINGS:
+                m1, m2 = st.columns(2)
+                m1.selectbox("Embeddings key", [k.name for k in keys.all_keys()], key="ed_examples_key")
+                m2.text_input("Embeddings model", key="ed_examples_model")
     elif how == "ids":
         st.text_input("Example task ids", key="ed_examples_ids", placeholder="e.g. 12,40,41")
 examples_error = None
@@ -172,6 +184,9 @@ elif state.get("examples_for") != examples_choice(controls):
             k=int(state["ed_examples_k"]),
             seed=int(state["ed_examples_seed"]),
             ids=evaluate.parse_task_ids(state.get("ed_examples_ids", "")) if how == "ids" else (),
+            embeddings=(state["ed_examples_key"], state["ed_examples_model"].strip())
+            if how == "similar" and state.get("ed_examples_by") == EMBEDDINGS and state.get("ed_examples_key")
+            else None,
         )
         state["examples_for"] = examples_choice(controls)
     except (PromptError, ValueError, LabelStudioError) as error:

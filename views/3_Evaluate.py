@@ -225,7 +225,7 @@ with st.expander("Model matrix: this version on several models", expanded=bool(s
         f"Runs {version.model_version}'s prompt unchanged on each model, on the tasks chosen above, side by side. "
         "The answers are not written to Label Studio and do not count as the version's figures."
     )
-    model_names = sorted(set(pricing.table()) | {version.model})
+    model_names = sorted((set(pricing.table()) - set(pricing.EMBEDDING_MODELS)) | {version.model})
     key_names = [k.name for k in keys.all_keys()]
     options = list(dict.fromkeys([f"{version.provider_key}:{version.model}"] + [f"{k}:{m}" for k in key_names for m in model_names]))
     st.multiselect(
@@ -342,7 +342,7 @@ with st.expander(f"Optimize: search for a better prompt than {version.model_vers
         f"{version.model_version} on the test part. The budget covers every call, the final check included."
     )
     if current_split is None:
-        st.info("Optimize needs the ground-truth split (above): it searches on the development part and checks on the test part.")
+        st.caption("Optimize needs the ground-truth split (above): it searches on the development part and checks on the test part.")
     else:
         development, test = len(current_split.parts["development"]), len(current_split.parts["test"])
         o1, o2, o3, o4 = st.columns(4)
