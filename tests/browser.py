@@ -148,3 +148,19 @@ def click_heatmap_cell(chart, truth: str, predicted: str) -> None:
     cell.scroll_into_view_if_needed()
     box = cell.bounding_box()
     chart.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def shoot(page, name: str, *, at=None) -> None:
+    """A screenshot of the page as a 1400x1600 window shows it (scrolled to the element ``at``), when
+    PROMPTER_SCREENSHOTS names a folder."""
+    folder = os.environ.get("PROMPTER_SCREENSHOTS")
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size
+    page.set_viewport_size({"width": 1400, "height": 1600})
+    settle(page)
+    if at is not None:
+        at.evaluate("element => element.scrollIntoView({block: 'start'})")
+    page.screenshot(path=str(Path(folder) / f"{name}.png"))
+    page.set_viewport_size(size)

@@ -9,9 +9,7 @@ ports). Set PROMPTER_SCREENSHOTS to a folder to keep screenshots of the pages a 
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -20,7 +18,7 @@ from playwright.sync_api import expect
 from core import audit, budgets, identity, keys, prompts, runs
 from core.labelstudio import NewTask
 from core.local_labelstudio import free_port
-from tests.browser import Dashboard, choose, chromium, click, fill, settle, table_column
+from tests.browser import Dashboard, choose, chromium, click, fill, settle, shoot, table_column
 from tests.conftest import CHOICES_CONFIG, choice
 from tests.oidc import oidc_provider, sign_in, sign_out, stay_on_loopback, write_secrets
 from tests.signing_proxy import SigningProxy
@@ -76,19 +74,6 @@ def sidebar(page):
 
 def signed_in_rows(email: str) -> list[audit.Event]:
     return audit.events(actor=email, action="signed in")
-
-
-def shoot(page, name: str) -> None:
-    """A screenshot of the page as a 1400x1600 window shows it, when PROMPTER_SCREENSHOTS names a folder."""
-    folder = os.environ.get("PROMPTER_SCREENSHOTS")
-    if not folder:
-        return
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    size = page.viewport_size
-    page.set_viewport_size({"width": 1400, "height": 1600})
-    settle(page)
-    page.screenshot(path=str(Path(folder) / f"{name}.png"))
-    page.set_viewport_size(size)
 
 
 # -- OpenID Connect ------------------------------------------------------------------------------

@@ -298,7 +298,8 @@ def show_search(search: optimize.OptimizationView) -> None:
         text=f"{search.calls_used} of {search.max_calls} calls ({search.reserved_calls} held for the check on the test part); "
         f"{search.evaluations} candidate evaluations; cost {usd(search.cost_usd)}",
     )
-    if search.status_reason:
+    checked = search.seed_test_run_id and search.best_test_run_id and search.status == "completed"
+    if search.status_reason and not checked:
         (st.warning if search.status in ("failed", "stopped", "cancelled") else st.caption)(search.status_reason)
     if search.live:
         st.button("Cancel", key=f"ev_opt_cancel_{search.id}", on_click=cancel_optimize, args=(search.id,), disabled=not may_change or search.cancel_requested)
@@ -315,7 +316,7 @@ def show_search(search: optimize.OptimizationView) -> None:
             for c in search.candidates
         ]
         st.dataframe(pd.DataFrame(kept), hide_index=True, key=f"ev_opt_candidates_{search.id}")
-    if search.seed_test_run_id and search.best_test_run_id and search.status == "completed":
+    if checked:
         st.success(f"On the test part: {evaluate.compare_runs(search.seed_test_run_id, search.best_test_run_id).verdict()}")
     evaluated = [
         {"run": e["run"], "tasks": e["tasks"], "status": e["status"], "accuracy": percent(e["accuracy"]), "cost": usd(e["cost_usd"]), "template": e["template"]}
@@ -362,12 +363,11 @@ with st.expander(f"Optimize: search for a better prompt than {version.model_vers
     if searches:
         if state.get("ev_opt_pick") not in searches:
             state["ev_opt_pick"] = next(iter(searches))
-        search_id = st.selectbox(
-            "Search",
-            list(searches),
-            format_func=lambda i: f"Optimize {i} · from v{searches[i].seed_version} · {searches[i].shown_status} · {searches[i].calls_used}/{searches[i].max_calls} calls",
-            key="ev_opt_pick",
-        )
+        def search_label(i: int) -> str:
+            return f"Optimize {i} · from v{searches[i].seed_version} · {searches[i].shown_status} · {searches[i].calls_used}/{searches[i].max_calls} calls"
+
+        widgets.show_fresh_label("ev_opt_pick", search_label(state["ev_opt_pick"]))
+        search_id = st.selectbox("Search", list(searches), format_func=search_label, key="ev_opt_pick")
         if searches[search_id].live:
             follow_search(search_id)
         else:
@@ -517,6 +517,9 @@ if len(evaluations) > 1:
         state["ev_compare_a"] = before.id if before and before.id in evaluations else next(i for i in run_ids if i != run.id)
         state["ev_compare_for"] = run.id
     c1, c2 = st.columns(2)
+    for side in ("ev_compare_a", "ev_compare_b"):  # a run that ended since shows as it is now
+        if state.get(side) in evaluations:
+            widgets.show_fresh_label(side, run_label(state[side]))
     a = c1.selectbox("Compare", run_ids, format_func=run_label, key="ev_compare_a")
     b = c2.selectbox("with", run_ids, format_func=run_label, key="ev_compare_b")
     comparison = evaluate.compare_runs(a, b)
