@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from core import audit, budgets, cli, connection, enhance, identity, keys, predict, pricing, prompts, runs, settings, store
+from core import audit, budgets, cli, connection, enhance, identity, keys, optimize, predict, pricing, prompts, runs, settings, store
 from core.evaluation import evaluate, split, subsets
 from core.labelstudio import NewTask
 from core.workbench import Workbench
@@ -143,9 +143,16 @@ def test_every_audited_action_leaves_exactly_one_row_with_who_what_and_which(pro
         wait_for_run(run.id)  # the worker it started stops again at the limit
 
         going = runs.create(v2, ids, kind="evaluate", label_config=CHOICES_CONFIG)
+        search = trail.one(
+            "optimize started", "mo@x.com", "sentiment@v2",
+            lambda: optimize.start(v2, reflection_key="team", reflection_model="gpt-4o-mini", max_calls=10, client=ls_client),
+        )
+        assert trail.detail == {"optimization": search.id, "max_calls": 10, "max_cost_usd": None, "reflection": "team · gpt-4o-mini"}
     with acting("bea@x.com"):
         trail.one("run cancelled", "bea@x.com", f"run {going.id}", lambda: runs.cancel(going.id))
         assert trail.detail == {"cost_usd": None, "finished": 0, "tasks": 4}
+        trail.one("optimize cancelled", "bea@x.com", f"optimize {search.id}", lambda: optimize.cancel(search.id))
+        assert trail.detail == {"calls_used": 0, "cost_usd": None}
 
     with acting("mo@x.com"):
         made = trail.one("predictions turned into annotations", "mo@x.com", "sentiment@v1", lambda: predict.to_annotations(v1, ls_client))

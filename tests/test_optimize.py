@@ -55,17 +55,21 @@ def answer(request):
     return reflection_model(request) if is_reflection(request) else task_model(request)
 
 
+def reviews_project(make_project, standin, responder, title: str):
+    """TASKS reviews with ground truth, split (3 examples, 40% test), a key on the stand-in answering
+    with ``responder``, and a v1 that knows no rule: the project, v1, the split and each task's text."""
+    keys.add("team", "openai-compatible", base_url=standin.base_url)
+    standin.respond_with(responder)
+    tasks = [NewTask({"text": text_of(n)}, [(choice(LABELS[n % 3]), True)]) for n in range(TASKS)]
+    found, ids = make_project(CHOICES_CONFIG, tasks, title=title)
+    parts = split.make(connection.client(), found.id, examples=3, test_share=0.4, seed=5)
+    v1 = prompts.create(found.id, "sentiment", template=TEMPLATE, controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
+    return found, v1, parts, dict(zip(ids, (text_of(n) for n in range(TASKS))))
+
+
 @pytest.fixture
 def seeded(use_labelstudio, make_project, standin):
-    keys.add("team", "openai-compatible", base_url=standin.base_url)
-    standin.respond_with(answer)
-    tasks = [NewTask({"text": text_of(n)}, [(choice(LABELS[n % 3]), True)]) for n in range(TASKS)]
-    found, ids = make_project(CHOICES_CONFIG, tasks, title="optimize check")
-    client = connection.client()
-    parts = split.make(client, found.id, examples=3, test_share=0.4, seed=5)
-    v1 = prompts.create(found.id, "sentiment", template=TEMPLATE, controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
-    text = dict(zip(ids, (text_of(n) for n in range(TASKS))))
-    return found, v1, parts, text
+    return reviews_project(make_project, standin, answer, "optimize check")
 
 
 def start(v1, max_calls, **options):
@@ -168,7 +172,7 @@ def test_the_command_optimizes_and_prints_the_gain(seeded, standin):
     assert document["test_check"]["accuracy_b"] > document["test_check"]["accuracy_a"]
     assert "p =" in document["test_check"]["verdict"] or "p=" in document["test_check"]["verdict"]
     listed = _cli("optimize", "list")
-    assert listed.returncode == 0 and f"sentiment@v1  completed" in listed.stdout
+    assert listed.returncode == 0 and "sentiment@v1  completed" in listed.stdout
     refused = _cli("optimize", "--prompt", "sentiment", "--reflection-key", "team", "--reflection-model", "gpt-4o", "--max-calls", "3")
     assert refused.returncode != 0 and "cannot cover the search" in refused.stderr
 

@@ -32,12 +32,7 @@ def start(
 ) -> RunView:
     """Record an evaluation run. Under a monthly budget it is estimated first (with ``client``, or the
     current connection), so that one that would pass the budget is refused before it starts."""
-    estimated = None
-    if budgets.applying(version, identity.current().email):
-        from core import connection, predict  # predict's estimate samples the tasks the way a run sends them
-
-        chosen = predict.Scope(subset.task_ids, subset.description)
-        estimated = predict.estimate(version, chosen, client or connection.client(), cache=cache).cost_usd
+    estimated = estimate_under_budget(version, subset, cache, client)
     run = runs.create(
         version,
         subset.task_ids,
@@ -50,6 +45,16 @@ def start(
     )
     recent.remember(project_id=version.project_id, prompt=version.prompt)
     return run
+
+
+def estimate_under_budget(version: Version, subset: Subset, cache: str, client: LabelStudioClient | None) -> float | None:
+    """What the run would cost, when a monthly budget applies to it (else None: no need to know)."""
+    if not budgets.applying(version, identity.current().email):
+        return None
+    from core import connection, predict  # predict's estimate samples the tasks the way a run sends them
+
+    chosen = predict.Scope(subset.task_ids, subset.description)
+    return predict.estimate(version, chosen, client or connection.client(), cache=cache).cost_usd
 
 
 def outputs(run_id: int) -> list[labeling.Output]:

@@ -15,7 +15,7 @@ import dataclasses
 import secrets
 from typing import Any, Sequence
 
-from core import budgets, identity, keys, prompts, recent, runs
+from core import identity, keys, prompts, recent, runs
 from core.evaluation import evaluate
 from core.evaluation.subsets import Subset
 from core.labelstudio import LabelStudioClient
@@ -68,7 +68,7 @@ def start(
     started = []
     for key, model in models:
         variant = {"provider_key": key, "model": model}
-        estimated = _estimate(version, variant, subset, cache, client)
+        estimated = evaluate.estimate_under_budget(dataclasses.replace(version, **variant), subset, cache, client)
         started.append(
             runs.create(
                 version,
@@ -84,16 +84,6 @@ def start(
         )
     recent.remember(project_id=version.project_id, prompt=version.prompt)
     return started
-
-
-def _estimate(version: Version, variant: dict, subset: Subset, cache: str, client: LabelStudioClient | None) -> float | None:
-    """Under a monthly budget, what the model's run would cost (so one that would pass it is refused)."""
-    tried = dataclasses.replace(version, **variant)
-    if not budgets.applying(tried, identity.current().email):
-        return None
-    from core import connection, predict
-
-    return predict.estimate(tried, predict.Scope(subset.task_ids, subset.description), client or connection.client(), cache=cache).cost_usd
 
 
 def groups(prompt: str, project_id: int) -> list[dict[str, Any]]:
