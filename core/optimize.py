@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import select
 
-from core import audit, connection, fewshot, identity, keys, labeling, pricing, private, prompts, providers, runs, settings, store
+from core import audit, connection, fewshot, identity, keys, labeling, pricing, private, prompts, providers, runs, settings, store, tokens
 from core.evaluation import answers, evaluate, split, subsets
 from core.labelstudio import LabelStudioClient
 from core.prompts import Version
@@ -35,6 +35,7 @@ from core.prompts import Version
 GROUP = "optimize"
 MINIBATCH = 3  # development tasks gepa reflects on at a time
 ERRORS_IN_A_ROW = 3  # the search gives up after this many failed iterations in a row
+REFLECTION_ANSWER_TOKENS = 1000  # what a reflection is assumed to write, for the spending limit's estimate
 QUIET_STEPS = 10  # ... or after this many iterations that sent no call (every answer came from the cache)
 TEST_COST_MARGIN = 2.5  # the final check's cost held back: the seed's estimate on the test part, twice, and more
 RENDER_KINDS = ("task_gone", "missing_field", "task_data", "examples")  # items that never reached the model
@@ -336,16 +337,16 @@ class _Search:
             return None
         return self.row.max_cost_usd - self.reserved_usd - (_cost(self.id) or 0.0)
 
-    def _spend(self, calls: int) -> None:
+    def _spend(self, calls: int, dollars: float = 0.0) -> None:
         """Refuse a step that could pass the budget: every task of a batch is counted as a call (the
-        cache may answer some for free)."""
+        cache may answer some for free), and a reflection at its estimated cost."""
         if self.stopping:
             raise _OutOfBudget(self.stopping)
         if calls > self.calls_left():
             self.stopping = f"Stopped at its budget of {self.row.max_calls} calls ({self.reserved_calls} held for the final check on the test part)."
             raise _OutOfBudget(self.stopping)
         left = self.dollars_left()
-        if left is not None and left <= 0:
+        if left is not None and (left <= 0 or dollars > left):
             self.stopping = f"Stopped at its spending limit of ${self.row.max_cost_usd:g} (part of it held for the final check on the test part)."
             raise _OutOfBudget(self.stopping)
 
@@ -411,9 +412,10 @@ class _Search:
         return {component: records for component in components_to_update}
 
     def reflect(self, prompt) -> str:
-        self._spend(1)
-        key = keys.get(self.row.reflection_key)
         messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        estimate = pricing.cost(self.row.reflection_model, tokens.prompt_tokens(messages), REFLECTION_ANSWER_TOKENS) or 0.0
+        self._spend(1, estimate)
+        key = keys.get(self.row.reflection_key)
         try:
             reply = providers.client(key, timeout=runs.CALL_TIMEOUT, max_retries=runs.CALL_RETRIES).chat.completions.create(
                 model=self.row.reflection_model, messages=messages

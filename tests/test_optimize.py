@@ -163,6 +163,43 @@ def test_cancel_stops_the_search_and_keeps_what_it_found(seeded, standin):
     assert not any(runs.live(r) for r in runs.runs(variants=True))
 
 
+def test_a_cancelled_search_resumes_from_where_it_stopped_within_the_same_budget(seeded, standin):
+    found, v1, parts, text = seeded
+    search = start(v1, max_calls=150)
+
+    def cancel_at_the_first_reflection(request):
+        if is_reflection(request) and not optimize.get(search.id).cancel_requested:
+            optimize.cancel(search.id)
+        return answer(request)
+
+    standin.respond_with(cancel_at_the_first_reflection)
+    assert optimize.execute(search.id).status == "cancelled"
+    before = len(standin.requests)
+    standin.respond_with(answer)
+    resumed = optimize.execute(search.id)
+    assert resumed.status == "completed", resumed.status_reason
+    # the seed's answers on the development part came from the cache: after the resume, every
+    # development task the task model is asked about comes with a candidate's rule
+    development = {text[t] for t in parts.parts["development"]}
+    asked_again = [r for r in standin.requests[before:] if not is_reflection(r) and truth_of_text(r.user_text) and any(t in r.user_text for t in development)]
+    assert asked_again and all(any(rule in r.all_text for rule in RULES.values()) or "Be careful." in r.all_text for r in asked_again)
+    # one budget across both: the stand-in's log, from the first call to the last, stays within it
+    test_check = sum(runs.get(r).total - runs.get(r).cached for r in (resumed.seed_test_run_id, resumed.best_test_run_id))
+    assert len(standin.requests) == resumed.calls_used + test_check <= 150
+
+
+def test_the_search_stops_before_passing_its_spending_limit(seeded, standin):
+    found, v1, parts, text = seeded
+    # the seed's evaluation costs $0.000198; a reflection on gpt-4o is held at its estimate (its prompt and
+    # 1,000 tokens of answer at $2.50/$10 per million: over $0.01), which this limit cannot pay
+    limit = 0.002
+    search = optimize.execute(start(v1, max_calls=150, max_cost_usd=limit).id)
+    assert search.status == "stopped" and "Stopped at its spending limit of $0.002" in search.status_reason
+    assert [is_reflection(r) for r in standin.requests] == [False] * len(parts.parts["development"])  # the seed's evaluation, then nothing
+    paid = len(standin.requests) * (100 * 0.15 + 5 * 0.60) / 1e6  # gpt-4o-mini at $0.15/$0.60 per million
+    assert paid == pytest.approx(search.cost_usd) and paid <= limit
+
+
 def test_the_command_optimizes_and_prints_the_gain(seeded, standin):
     found, v1, parts, text = seeded
     done = _cli("optimize", "--prompt", "sentiment", "--reflection-key", "team", "--reflection-model", "gpt-4o", "--max-calls", "150", "--json")
