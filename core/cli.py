@@ -806,7 +806,8 @@ def _print_search(found, as_json: bool) -> None:
     print(f"calls: {found.calls_used} of {found.max_calls}; cost {usd(found.cost_usd)}; {found.evaluations} candidate evaluations on the development part")
     for entry in found.candidates:
         origin = "the starting version" if entry["parent_version"] is None else f"from v{entry['parent_version']}"
-        print(f"  v{entry['version']:<4} {percent(entry['development_accuracy'])} on the development part, {origin}")
+        accuracy = percent_with_interval(entry["development_accuracy"], entry.get("development_interval"))
+        print(f"  v{entry['version']:<4} {accuracy} on {entry.get('development_tasks', '?')} development tasks, {origin}")
     if gain:
         print(f"on the test part: v{found.seed_version} {percent(gain['accuracy_a'])} -> v{found.best_version} {percent(gain['accuracy_b'])}; {gain['verdict']}")
 

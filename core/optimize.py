@@ -231,6 +231,7 @@ def evaluations(optimization_id: int) -> list[dict[str, Any]]:
                 "tasks": run.total,
                 "status": runs.status_of(run),
                 "accuracy": found.accuracy,
+                "accuracy_interval": found.accuracy_interval,
                 "cost_usd": run.cost_usd,
                 "system_message": run.variant.get("system_message"),
                 "template": run.variant.get("template"),
@@ -500,8 +501,8 @@ class _Search:
                 note=f"Optimize {self.id}: candidate {index}, from v{numbers.get(parent, self.seed_version.number)}; {score:.1%} on the development part",
             )
             numbers[index] = version.number
-            saved[index] = {"candidate": index, "version": version.number, "parent_version": numbers.get(parent, self.seed_version.number), "development_accuracy": score}
-        seed_entry = {"candidate": 0, "version": self.seed_version.number, "parent_version": None, "development_accuracy": result.val_aggregate_scores[0]}
+            saved[index] = {"candidate": index, "version": version.number, "parent_version": numbers.get(parent, self.seed_version.number)} | _scored(result, index)
+        seed_entry = {"candidate": 0, "version": self.seed_version.number, "parent_version": None} | _scored(result, 0)
         with store.writing() as s:
             found = s.get(store.Optimization, self.id)
             found.candidates = [seed_entry] + [saved[i] for i in sorted(saved) if i != 0]
@@ -586,6 +587,16 @@ class _Search:
     def _report(self) -> None:
         if self.progress:
             self.progress(get(self.id))
+
+
+def _scored(result, index: int) -> dict[str, Any]:
+    """A kept candidate's accuracy on the development part, on how many tasks, with its Wilson interval."""
+    from core.evaluation import intervals
+
+    scores = list(result.val_subscores[index].values())
+    right = sum(1 for score in scores if score >= 1.0)
+    found = intervals.wilson(right, len(scores))
+    return {"development_accuracy": result.val_aggregate_scores[index], "development_tasks": len(scores), "development_interval": found.to_dict() if found else None}
 
 
 # -- the store's side -----------------------------------------------------------------------------------

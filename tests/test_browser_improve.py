@@ -73,7 +73,7 @@ def test_a_user_improves_a_prompt_with_examples_a_matrix_enhance_and_optimize(br
     assert ended.status == "completed", ended.status_reason
     settle(page)
     expect(page.get_by_text(f"On the test part: v{ended.best_version} is", exact=False)).to_be_visible(timeout=30_000)
-    kept = ("version", "development accuracy", "from", "best")
+    kept = ("version", "development accuracy", "95%", "tasks", "from", "best")
     expect(table_column(page, kept, "version")).to_have_text([f"v{c['version']}" for c in ended.candidates])
     expect(table_column(page, kept, "best")).to_have_text(["★" if c["version"] == ended.best_version else "" for c in ended.candidates])
     expect(page.get_by_role("combobox", name="Search", exact=True)).to_have_value(f"Optimize 1 · from v1 · completed · {ended.calls_used}/150 calls")

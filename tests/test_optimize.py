@@ -215,7 +215,7 @@ def test_the_command_optimizes_and_prints_the_gain(seeded, standin):
 
 
 def test_the_evaluate_page_starts_a_search_in_the_background_and_shows_what_it_kept(seeded, standin):
-    from tests.helpers import open_page, table, wait_until
+    from tests.helpers import open_page, table, wait_until, wilson_by_hand
 
     found, v1, parts, text = seeded
     app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=found.id)
@@ -231,10 +231,14 @@ def test_the_evaluate_page_starts_a_search_in_the_background_and_shows_what_it_k
 
     app.run()
     assert not app.exception, app.exception
-    kept = table(app, "version", "development accuracy", "from", "best")
+    kept = table(app, "version", "development accuracy", "95%", "tasks", "from", "best")
     assert list(kept["version"]) == [f"v{c['version']}" for c in ended.candidates]
     # the seed's development accuracy, counted here: it answers only the Positive tasks rightly
-    assert kept["development accuracy"][0] == f"{by_hand_accuracy(parts.parts['development'], text, set()) * 100:.1f}%"
+    development = parts.parts["development"]
+    right = sum(truth_of_text(text[t]) == "Positive" for t in development)
+    assert kept["development accuracy"][0] == f"{right / len(development) * 100:.1f}%" == f"{by_hand_accuracy(development, text, set()) * 100:.1f}%"
+    low, high = wilson_by_hand(right, len(development))
+    assert (kept["95%"][0], kept["tasks"][0]) == (f"{low * 100:.1f}–{high * 100:.1f}%", len(development))
     assert list(kept["best"]).count("★") == 1 and kept["best"][list(kept["version"]).index(f"v{ended.best_version}")] == "★"
     verdict = next(s.value for s in app.success if s.value.startswith("On the test part:"))
     assert f"v{ended.best_version} is" in verdict and "better than v1" in verdict and "p =" in verdict

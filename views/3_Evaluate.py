@@ -310,6 +310,8 @@ def show_search(search: optimize.OptimizationView) -> None:
             {
                 "version": f"v{c['version']}",
                 "development accuracy": percent(c["development_accuracy"]),
+                "95%": interval(c.get("development_interval")),
+                "tasks": c.get("development_tasks"),
                 "from": "the start" if c["parent_version"] is None else f"v{c['parent_version']}",
                 "best": "★" if c["version"] == search.best_version else "",
             }
@@ -319,7 +321,15 @@ def show_search(search: optimize.OptimizationView) -> None:
     if checked:
         st.success(f"On the test part: {evaluate.compare_runs(search.seed_test_run_id, search.best_test_run_id).verdict()}")
     evaluated = [
-        {"run": e["run"], "tasks": e["tasks"], "status": e["status"], "accuracy": percent(e["accuracy"]), "cost": usd(e["cost_usd"]), "template": e["template"]}
+        {
+            "run": e["run"],
+            "tasks": e["tasks"],
+            "status": e["status"],
+            "accuracy": percent(e["accuracy"]),
+            "accuracy 95%": interval(e["accuracy_interval"]),
+            "cost": usd(e["cost_usd"]),
+            "template": e["template"],
+        }
         for e in optimize.evaluations(search.id)
     ]
     if evaluated:
