@@ -147,8 +147,8 @@ def test_a_budget_too_small_for_the_search_is_refused_saying_what_it_needs(seede
     assert optimize.optimizations() == []
 
 
-def test_cancel_stops_the_search_and_keeps_what_it_found(seeded, standin):
-    found, v1, parts, text = seeded
+def cancelled_at_the_first_reflection(v1, standin):
+    """A search worked here until it was cancelled, as a user would, while its first reflection was out."""
     search = start(v1, max_calls=150)
 
     def cancel_at_the_first_reflection(request):
@@ -157,7 +157,14 @@ def test_cancel_stops_the_search_and_keeps_what_it_found(seeded, standin):
         return answer(request)
 
     standin.respond_with(cancel_at_the_first_reflection)
-    ended = optimize.execute(search.id)
+    optimize.execute(search.id)
+    return search
+
+
+def test_cancel_stops_the_search_and_keeps_what_it_found(seeded, standin):
+    found, v1, parts, text = seeded
+    search = cancelled_at_the_first_reflection(v1, standin)
+    ended = optimize.get(search.id)
     assert ended.status == "cancelled" and ended.seed_test_run_id is None
     assert sum(is_reflection(r) for r in standin.requests) == 1  # no reflection after the cancel
     assert not any(runs.live(r) for r in runs.runs(variants=True))
@@ -165,15 +172,8 @@ def test_cancel_stops_the_search_and_keeps_what_it_found(seeded, standin):
 
 def test_a_cancelled_search_resumes_from_where_it_stopped_within_the_same_budget(seeded, standin):
     found, v1, parts, text = seeded
-    search = start(v1, max_calls=150)
-
-    def cancel_at_the_first_reflection(request):
-        if is_reflection(request) and not optimize.get(search.id).cancel_requested:
-            optimize.cancel(search.id)
-        return answer(request)
-
-    standin.respond_with(cancel_at_the_first_reflection)
-    assert optimize.execute(search.id).status == "cancelled"
+    search = cancelled_at_the_first_reflection(v1, standin)
+    assert optimize.get(search.id).status == "cancelled"
     before = len(standin.requests)
     standin.respond_with(answer)
     resumed = optimize.execute(search.id)
