@@ -223,7 +223,7 @@ def evaluations(optimization_id: int) -> list[dict[str, Any]]:
     """Every candidate evaluation the search made, oldest first: the run, the tasks, its score, and
     what the candidate's prompt was."""
     shown = []
-    for run in sorted(runs.runs(kind="evaluate", variants=True, group=f"{GROUP}:{optimization_id}", limit=100_000), key=lambda r: r.id):
+    for run in runs.in_group(f"{GROUP}:{optimization_id}"):
         found = evaluate.report(run.id)
         shown.append(
             {
@@ -252,7 +252,7 @@ def cancel(optimization_id: int) -> OptimizationView:
         if row.status == "pending" or found.interrupted:
             _finish(row, "cancelled", "Cancelled before it finished; the candidates it kept are kept.")
         s.add(row)
-    for run in runs.runs(kind="evaluate", variants=True, group=found.group, limit=100_000):
+    for run in runs.in_group(found.group):
         if run.status in runs.ACTIVE:
             runs.cancel(run.id)
     audit.record("optimize cancelled", target=f"optimize {optimization_id}", by=user, detail={"calls_used": found.calls_used, "cost_usd": found.cost_usd})
@@ -620,7 +620,7 @@ def _reserved_calls(parts: split.Split) -> int:
 
 def _calls_used(optimization_id: int) -> int:
     """Model calls the search sent: its evaluations' answers not from the cache, and its reflections."""
-    group_runs = [r.id for r in runs.runs(kind="evaluate", variants=True, group=f"{GROUP}:{optimization_id}", limit=100_000)]
+    group_runs = [r.id for r in runs.in_group(f"{GROUP}:{optimization_id}")]
     with store.session() as s:
         sent = 0
         if group_runs:
@@ -638,7 +638,7 @@ def _calls_used(optimization_id: int) -> int:
 def _cost(optimization_id: int) -> float | None:
     """What the search paid: its evaluations and reflections, and its check on the test part."""
     row = _row(optimization_id)
-    paid = [r.cost_usd for r in runs.runs(kind="evaluate", variants=True, group=f"{GROUP}:{optimization_id}", limit=100_000)]
+    paid = [r.cost_usd for r in runs.in_group(f"{GROUP}:{optimization_id}")]
     paid += [runs.get(i).cost_usd for i in (row.seed_test_run_id, row.best_test_run_id) if i]
     paid.append(row.reflection_cost_usd)
     known = [p for p in paid if p is not None]
@@ -712,7 +712,7 @@ def _view(row: store.Optimization) -> OptimizationView:
         max_cost_usd=row.max_cost_usd,
         calls_used=_calls_used(row.id),
         cost_usd=_cost(row.id),
-        evaluations=len(runs.runs(kind="evaluate", variants=True, group=f"{GROUP}:{row.id}", limit=100_000)),
+        evaluations=len(runs.in_group(f"{GROUP}:{row.id}")),
         candidates=list(row.candidates or []),
         best_version=best,
         seed_test_run_id=row.seed_test_run_id,

@@ -347,6 +347,11 @@ def runs(
     return [_view(row, versions[row.prompt_version_id]) for row in rows]
 
 
+def in_group(group: str) -> list[RunView]:
+    """The variant runs a model matrix, an Optimize or an Enhance check made (``"matrix:3"``), oldest first."""
+    return sorted(runs(kind="evaluate", variants=True, group=group, limit=100_000), key=lambda r: r.id)
+
+
 def version_of(run_id: int) -> Version:
     """The version as the run sends it: a variant run's changes applied."""
     with store.session() as s:

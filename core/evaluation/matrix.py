@@ -100,7 +100,7 @@ def groups(prompt: str, project_id: int) -> list[dict[str, Any]]:
 
 def runs_of(group: str) -> list[RunView]:
     """The matrix's runs, in the order its models were given."""
-    return sorted(runs.runs(kind="evaluate", variants=True, group=group, limit=10_000), key=lambda r: r.id)
+    return runs.in_group(group)
 
 
 def rows(group: str) -> list[dict[str, Any]]:
