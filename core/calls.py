@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -51,8 +50,11 @@ class Reply:
     latency_ms: float = 0.0
     error: str | None = None
     finish_reason: str | None = None
-    confidence: float | None = None  # mean probability of the answer's tokens, when the provider gives logprobs
+    confidence: float | None = None  # the answer's, once measured (core.confidence): its lowest output's
     error_kind: str | None = None  # a key of core.failures.KINDS
+    confidences: dict[str, float] | None = None  # per output, once measured
+    tokens: tuple[tuple[bytes, float], ...] | None = None  # the answer's tokens and their log-probabilities
+    samples: tuple[str | None, ...] | None = None  # a version measuring agreement: every answer (None: one that failed)
 
     @property
     def ok(self) -> bool:
@@ -64,9 +66,12 @@ def request(version: Version, key: Key, messages: list[dict[str, Any]], schema: 
         "model": version.model,
         "messages": messages,
         "temperature": version.temperature,
-        "logprobs": True,  # for the answer's confidence; dropped for a server that refuses it
         "response_format": {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema}},
     }
+    if version.samples:
+        body["n"] = version.samples  # confidence by agreement; part of the cache key, so n answers stay n
+    else:
+        body["logprobs"] = True  # for the answer's confidence; dropped for a server that refuses it
     if version.max_output_tokens:
         # OpenAI's reasoning models refuse max_tokens; most other servers know only max_tokens.
         limit = "max_tokens" if key.provider == "openai-compatible" else "max_completion_tokens"
@@ -91,28 +96,41 @@ def ask(client: openai.OpenAI, call: Request) -> Reply:
     started = time.perf_counter()
     try:
         try:
-            completion = client.chat.completions.create(**call.body)
+            completions = [client.chat.completions.create(**call.body)]
         except openai.BadRequestError as error:
             if not _refuses_logprobs(call, error):
                 raise
-            completion = client.chat.completions.create(**_without_logprobs(call))
+            completions = [client.chat.completions.create(**_without_logprobs(call))]
+        while (missing := _missing_samples(call, completions)) > 0:
+            completions.append(client.chat.completions.create(**(call.body | {"n": missing})))
     except openai.APIError as error:
         return Reply(None, latency_ms=_since(started), error=explain(error), error_kind=kind_of(error))
-    return _reply(completion, _since(started))
+    return _reply(completions, _since(started))
 
 
 async def ask_async(client: openai.AsyncOpenAI, call: Request) -> Reply:
     started = time.perf_counter()
     try:
         try:
-            completion = await client.chat.completions.create(**call.body)
+            completions = [await client.chat.completions.create(**call.body)]
         except openai.BadRequestError as error:
             if not _refuses_logprobs(call, error):
                 raise
-            completion = await client.chat.completions.create(**_without_logprobs(call))
+            completions = [await client.chat.completions.create(**_without_logprobs(call))]
+        while (missing := _missing_samples(call, completions)) > 0:
+            completions.append(await client.chat.completions.create(**(call.body | {"n": missing})))
     except openai.APIError as error:
         return Reply(None, latency_ms=_since(started), error=explain(error), error_kind=kind_of(error))
-    return _reply(completion, _since(started))
+    return _reply(completions, _since(started))
+
+
+def _missing_samples(call: Request, completions: list[Any]) -> int:
+    """How many of the n answers asked for have not come: servers that ignore ``n`` (Ollama, some
+    proxies) send one, and are asked again for the rest. None are asked again once a reply brings
+    no answer at all."""
+    if not completions[-1].choices:
+        return 0
+    return int(call.body.get("n") or 1) - sum(len(c.choices) for c in completions)
 
 
 def _refuses_logprobs(call: Request, error: openai.BadRequestError) -> bool:
@@ -186,12 +204,21 @@ def _cause(error: BaseException) -> str:
     return "no connection"
 
 
-def _reply(completion: Any, latency_ms: float) -> Reply:
-    usage = completion.usage
-    tokens = dict(input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0), output_tokens=int(getattr(usage, "completion_tokens", 0) or 0))
-    if not completion.choices:
+def _reply(completions: list[Any], latency_ms: float) -> Reply:
+    usages = [c.usage for c in completions]
+    tokens = dict(
+        input_tokens=sum(int(getattr(u, "prompt_tokens", 0) or 0) for u in usages),
+        output_tokens=sum(int(getattr(u, "completion_tokens", 0) or 0) for u in usages),
+    )
+    choices = [choice for c in completions for choice in c.choices]
+    if not choices:
         return Reply(None, latency_ms=latency_ms, error="The provider sent no answer (no choices).", error_kind="invalid_answer", **tokens)
-    choice = completion.choices[0]
+    if len(choices) > 1:
+        return _sampled(choices, latency_ms, tokens)
+    return _answer(choices[0], latency_ms, tokens)
+
+
+def _answer(choice: Any, latency_ms: float, tokens: dict[str, int]) -> Reply:
     message = choice.message
     raw = message.content
     if getattr(message, "refusal", None):
@@ -207,14 +234,24 @@ def _reply(completion: Any, latency_ms: float) -> Reply:
         )
     if choice.finish_reason == "content_filter":
         return Reply(raw, latency_ms=latency_ms, error="The provider's content filter withheld the answer.", finish_reason="content_filter", error_kind="invalid_answer", **tokens)
-    return Reply(raw, latency_ms=latency_ms, finish_reason=choice.finish_reason, confidence=_confidence(choice), **tokens)
+    return Reply(raw, latency_ms=latency_ms, finish_reason=choice.finish_reason, tokens=_tokens(choice), **tokens)
 
 
-def _confidence(choice: Any) -> float | None:
-    tokens = getattr(getattr(choice, "logprobs", None), "content", None)
-    if not tokens:
+def _sampled(choices: list[Any], latency_ms: float, tokens: dict[str, int]) -> Reply:
+    """n answers to one request: each kept (None for one refused, cut off or withheld), for
+    core.confidence to vote on. It fails only when every answer did, with the first one's reason."""
+    answers = [_answer(c, latency_ms, tokens) for c in choices]
+    if not any(a.ok for a in answers):
+        return answers[0]
+    samples = tuple(a.raw if a.ok else None for a in answers)
+    return Reply(next(s for s in samples if s is not None), latency_ms=latency_ms, finish_reason="stop", samples=samples, **tokens)
+
+
+def _tokens(choice: Any) -> tuple[tuple[bytes, float], ...] | None:
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
         return None
-    return round(sum(math.exp(t.logprob) for t in tokens) / len(tokens), 4)
+    return tuple((bytes(t.bytes) if t.bytes is not None else t.token.encode("utf-8"), float(t.logprob)) for t in content)
 
 
 def _detail(error: openai.APIStatusError) -> str:

@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     _prompts_commands(commands)
     _ground_truth_commands(commands)
     _evaluate_command(commands)
+    _calibration_command(commands)
     _optimize_commands(commands)
     _prices_commands(commands)
     _predict_commands(commands)
@@ -397,6 +398,13 @@ def _version_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-output-tokens", type=int, metavar="N", help="create's default: the model's")
     parser.add_argument("--note", help="what this version changes")
     parser.add_argument(
+        "--samples",
+        type=int,
+        metavar="N",
+        help=f"measure each answer's confidence by the agreement of N answers (2 to {prompts.MAX_SAMPLES}, at the version's temperature: "
+        "N times the output tokens); 0: from log-probabilities (the default)",
+    )
+    parser.add_argument(
         "--examples",
         choices=[*fewshot.HOW, "none"],
         help="few-shot examples from the examples part of the ground-truth split: "
@@ -437,7 +445,7 @@ def _prompts_version(args: argparse.Namespace) -> int:
     if not changes and not args.examples:
         raise PromptError(
             "version: give at least one change (--template-file, --system-file, --model, --key, --controls, "
-            "--temperature, --max-output-tokens or --examples); without one the new version would repeat the latest."
+            "--temperature, --max-output-tokens, --samples or --examples); without one the new version would repeat the latest."
         )
     latest = prompts.version(args.prompt, project_id=args.project)
     # A note describes one version's change, so the latest's is not carried over.
@@ -474,7 +482,10 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
         "temperature": args.temperature,
         "max_output_tokens": args.max_output_tokens,
     }
-    return {setting: value for setting, value in given.items() if value is not None}
+    found = {setting: value for setting, value in given.items() if value is not None}
+    if args.samples is not None:
+        found["samples"] = args.samples or None  # 0: back to log-probabilities
+    return found
 
 
 def _read_text(option: str, path: str | None) -> str | None:
@@ -554,6 +565,7 @@ def _version_text(v: Version) -> str:
             f"temperature: {v.temperature:g}; max output tokens: {max_tokens}",
             f"controls: {', '.join(v.controls)}",
             f"few-shot examples: {fewshot.describe(v.examples)}",
+            f"confidence: {prompts.describe_confidence(v.samples)}",
             f"note: {v.note or '-'}",
             "",
             "--- system message ---",
@@ -625,7 +637,8 @@ def _trial_text(version: Version, trial: Trial) -> str:
     lines = [f"{version.model_version} on task {trial.task_id}", "", "--- messages sent ---", messages.text_parts(trial.messages) or "(none)"]
     lines += ["", "--- raw answer ---", trial.raw if trial.raw is not None else "(none)", ""]
     parsed = json.dumps(trial.parsed, ensure_ascii=False) if trial.parsed is not None else "(none)"
-    lines += [f"parsed: {parsed}", f"ground truth: {_regions_text(trial.ground_truth)}", f"verdict: {_verdict(trial)}", _usage_text(version, trial)]
+    sure = f"{trial.confidence:.2f}" if trial.confidence is not None else "none (nothing to measure it by)"
+    lines += [f"parsed: {parsed}", f"ground truth: {_regions_text(trial.ground_truth)}", f"verdict: {_verdict(trial)}", f"confidence: {sure}", _usage_text(version, trial)]
     return "\n".join(lines)
 
 
@@ -903,6 +916,63 @@ def _evaluate(args: argparse.Namespace) -> int:
     run = runs.execute(run.id, progress=_progress_bar, client=client)
     print(file=sys.stderr)  # end the progress line
     return _print_run(run, args.json)
+
+
+def _calibration_command(commands) -> None:
+    parser = commands.add_parser("calibration", help="what a version's confidence means on ground truth: reliability, ECE, AUROC, the threshold for a target accuracy")
+    parser.add_argument("--prompt", required=True, metavar="NAME")
+    parser.add_argument("--version", type=int, metavar="N", help="default: the latest")
+    parser.add_argument("--project", type=int, metavar="ID", help="project id, when prompts in several projects share the name")
+    parser.add_argument("--target-accuracy", type=_share, metavar="A", help="the accuracy to reach, as 0.97 or 97%%: prints the lowest threshold that reaches it with its 95%% interval's lower bound")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.set_defaults(action=_calibration)
+
+
+def _share(value: str) -> float:
+    text = value.strip()
+    number = float(text.rstrip("%")) / (100 if text.endswith("%") or float(text.rstrip("%")) > 1 else 1)
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not an accuracy between 0 and 1 (or 0% and 100%), such as 0.97 or 97%")
+    return number
+
+
+def _calibration(args: argparse.Namespace) -> int:
+    from core.evaluation import calibration
+
+    version = prompts.version(args.prompt, args.version, args.project)
+    found = calibration.of_version(version)
+    shown = calibration.document(found, args.target_accuracy)
+    if args.json:
+        print(json.dumps({"prompt": version.prompt, "version": version.number} | shown))
+    else:
+        print(_calibration_text(version, found, args.target_accuracy))
+    return 0
+
+
+def _calibration_text(version, found, target: float | None) -> str:
+    from core.evaluation import calibration
+
+    run = runs.get(found.run_id)
+    lines = [f"{version.model_version}, run {run.id} ({run.subset.get('description', '')})"]
+    if found.measure is None:
+        lines.append(f"No confidence: no answer of this run carries one. {NO_CONFIDENCE_HINT}")
+        return "\n".join(lines)
+    lines.append(f"Confidence from {found.measure}.")
+    for name, reliability in [("the whole answer", found.overall), *found.outputs.items()]:
+        lines.append(f"Reliability of {name}: {reliability.tasks} tasks with a confidence" + (f", {reliability.without_confidence} without" if reliability.without_confidence else ""))
+        lines.append(f"  {'confidence':<12} {'tasks':>6} {'mean':>6} {'accuracy':>9}")
+        for b in reliability.bins:
+            if b.tasks:
+                lines.append(f"  {b.low:.1f}-{b.high:.1f}     {b.tasks:>6} {b.confidence:>6.2f} {b.accuracy:>9.1%}")
+        ece = f"{reliability.ece:.3f}" if reliability.ece is not None else "none"
+        auroc = f"{reliability.auroc:.3f}" if reliability.auroc is not None else "none (every answer right, or every one wrong)"
+        lines.append(f"  expected calibration error {ece} · AUROC, right against wrong: {auroc}")
+    if target is not None:
+        lines.append(calibration.verdict(found.points, target))
+    return "\n".join(lines)
+
+
+NO_CONFIDENCE_HINT = "The provider gave no log-probabilities; save a version that measures agreement (`prompts version NAME --samples 5 --temperature 0.7`)."
 
 
 def _evaluate_matrix(args: argparse.Namespace, version, subset, client) -> int:

@@ -325,6 +325,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        17,
+        "confidence: a version may measure it by the agreement of n samples; each answer keeps its confidence per output",
+        (
+            "ALTER TABLE prompt_versions ADD COLUMN samples INTEGER",
+            "ALTER TABLE run_items ADD COLUMN confidences JSON",
+            "ALTER TABLE run_items ADD COLUMN samples JSON",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -43,6 +43,7 @@ class Estimate:
     unrenderable: int  # sampled tasks that cannot be put into the prompt (they will fail, unpaid)
     cached: int  # sampled tasks whose identical call already succeeded (answered from the store, unpaid)
     answer_basis: str  # where the answer length came from
+    answers_per_task: int = 1  # a version measuring agreement asks for n answers to each call
 
     @property
     def tokens(self) -> int:
@@ -79,6 +80,8 @@ class Estimate:
         if self.failing:
             parts.append(f"{about}{self.failing:,} cannot be put into the prompt and will fail unpaid")
         text = "; ".join(parts) + "."
+        if self.answers_per_task > 1:
+            text += f" Each call asks for {self.answers_per_task} answers (confidence by their agreement): {self.answers_per_task} times the output tokens."
         basis = (
             f"Estimated from {self.sampled} sampled tasks: prompts counted with tiktoken, answer length from {self.answer_basis}."
             if not exact
@@ -116,7 +119,8 @@ def estimate(version: Version, chosen: Scope, client: LabelStudioClient, *, samp
         else:
             counts.append(tokens.prompt_tokens(sent))
     per_input = sum(counts) / len(counts) if counts else 0.0
-    per_output, basis = _answer_length(version, targets)
+    per_answer, basis = _answer_length(version, targets)
+    per_output = per_answer * (version.samples or 1)
     payable = len(chosen.task_ids) * (len(counts) / len(picked)) if picked else 0
     input_tokens, output_tokens = round(per_input * payable), round(per_output * payable)
     return Estimate(
@@ -128,6 +132,7 @@ def estimate(version: Version, chosen: Scope, client: LabelStudioClient, *, samp
         unrenderable=unrenderable,
         cached=cached,
         answer_basis=basis,
+        answers_per_task=version.samples or 1,
     )
 
 
@@ -239,7 +244,8 @@ def _answered_before(call_hash: str) -> bool:
 
 
 def _answer_length(version: Version, targets: labeling.Targets) -> tuple[float, str]:
-    """Average output tokens: this version's past answers, else this prompt's, else a sample answer's."""
+    """Average output tokens of one answer: this version's past answers, else this prompt's, else a
+    sample answer's."""
     for label, numbers in (("past runs of this version", [version.number]), ("past runs of this prompt", None)):
         found = _past_output_tokens(version, numbers)
         if found:
@@ -247,20 +253,17 @@ def _answer_length(version: Version, targets: labeling.Targets) -> tuple[float, 
     return float(tokens.typical_answer_tokens(targets, version.controls)), "the length of a typical answer"
 
 
-def _past_output_tokens(version: Version, numbers: list[int] | None) -> list[int]:
+def _past_output_tokens(version: Version, numbers: list[int] | None) -> list[float]:
     past = [r for r in runs.runs(prompt=version.prompt, project_id=version.project_id) if numbers is None or r.version in numbers]
     if not past:
         return []
     with store.session() as s:
-        return [
-            t
-            for t in s.exec(
-                select(store.RunItem.output_tokens).where(
-                    store.RunItem.run_id.in_([r.id for r in past]), store.RunItem.status == "ok", store.RunItem.from_cache == False  # noqa: E712
-                )
-            ).all()
-            if t
-        ]
+        found = s.exec(
+            select(store.RunItem.output_tokens, store.RunItem.samples).where(
+                store.RunItem.run_id.in_([r.id for r in past]), store.RunItem.status == "ok", store.RunItem.from_cache == False  # noqa: E712
+            )
+        ).all()
+    return [tokens_ / len(samples or [None]) for tokens_, samples in found if tokens_]  # per answer, of the n sampled
 
 
 # -- for the Predict page: past runs, and model versions by name ------------------------------------

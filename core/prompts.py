@@ -42,6 +42,7 @@ class Version:
     note: str | None = None
     created_at: datetime | None = None
     examples: dict | None = None  # few-shot examples: how they were chosen and what (core.fewshot)
+    samples: int | None = None  # confidence by the agreement of this many answers; None: from log-probabilities
 
     @property
     def model_version(self) -> str:
@@ -49,7 +50,8 @@ class Version:
         return f"{self.prompt}@v{self.number}"
 
 
-EDITABLE = ("template", "system_message", "controls", "provider_key", "model", "temperature", "max_output_tokens", "examples", "note")
+EDITABLE = ("template", "system_message", "controls", "provider_key", "model", "temperature", "max_output_tokens", "examples", "samples", "note")
+MAX_SAMPLES = 20
 
 
 def variables(template: str) -> list[tuple[str, str | None]]:
@@ -317,6 +319,7 @@ SETTING_LABELS = {
     "max_output_tokens": "Max output tokens",
     "controls": "Outputs",
     "examples": "Few-shot examples",
+    "samples": "Confidence",
     "note": "Note",
 }
 
@@ -362,9 +365,18 @@ def _setting_text(field: str, value: Any) -> str:
         return value or "none"
     if field == "examples":
         return fewshot.describe(value)
+    if field == "samples":
+        return describe_confidence(value)
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def describe_confidence(samples: int | None) -> str:
+    """How a version measures the confidence of its answers."""
+    if samples:
+        return f"agreement of {samples} answers"
+    return "log-probabilities (when the provider gives them)"
 
 
 def _line_changes(old: str, new: str) -> list[str]:
@@ -409,6 +421,9 @@ def _version_row(prompt_id: int, number: int, settings: dict[str, Any]) -> store
     max_tokens = settings.get("max_output_tokens")
     if max_tokens is not None and int(max_tokens) < 1:
         raise PromptError("max_output_tokens: must be at least 1, or empty for the model's default.")
+    samples = settings.get("samples")
+    if samples is not None and not 2 <= int(samples) <= MAX_SAMPLES:
+        raise PromptError(f"samples: {samples} answers cannot agree; ask for 2 to {MAX_SAMPLES}, or none to read the confidence from log-probabilities.")
     return store.PromptVersion(
         prompt_id=prompt_id,
         number=number,
@@ -421,6 +436,7 @@ def _version_row(prompt_id: int, number: int, settings: dict[str, Any]) -> store
         max_output_tokens=int(max_tokens) if max_tokens is not None else None,
         note=(settings.get("note") or None),
         examples=settings.get("examples") or None,
+        samples=int(samples) if samples is not None else None,
     )
 
 
@@ -439,4 +455,5 @@ def _version(prompt: store.Prompt, row: store.PromptVersion) -> Version:
         note=row.note,
         created_at=row.created_at,
         examples=row.examples,
+        samples=row.samples,
     )

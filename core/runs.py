@@ -36,7 +36,7 @@ from sqlalchemy import bindparam, func, update
 from sqlmodel import select
 
 from core.formatting import usd
-from core import audit, budgets, calls, connection, failures, fewshot, forkserver, identity, keys, labeling, messages, pricing, private, prompts, providers, settings, store, tokens
+from core import audit, budgets, calls, confidence, connection, failures, fewshot, forkserver, identity, keys, labeling, messages, pricing, private, prompts, providers, settings, store, tokens
 from core.labelstudio import LabelStudioClient, LabelStudioError, NewPrediction, Prediction, Task
 from core.prompts import Version
 from core.rendering import MissingField, RenderError
@@ -667,6 +667,7 @@ class _Engine:
         self.version = version_of(run_id)
         self.targets = labeling.read(label_config(run_id) or client.label_config(self.version.project_id))
         self.schema = labeling.schema(self.targets, self.version.controls)
+        self.outputs = [self.targets.output(name) for name in self.version.controls]
         self.key = keys.get(self.version.provider_key)
         self.images = messages.ImageLinks(client.url, client.file)
         self.prices = pricing.table()
@@ -838,6 +839,7 @@ class _Engine:
         truth = reference.result if reference else None
         answer = None
         if reply is not None and reply.ok:
+            reply = confidence.measure(reply, self.outputs)
             answer = labeling.to_regions(self.targets, self.version.controls, reply.raw, task.data)
         if not error and reply is not None and reply.error:
             error, kind = reply.error, reply.error_kind or "provider_error"
@@ -858,6 +860,8 @@ class _Engine:
             "cost_usd": cost,
             "latency_ms": reply.latency_ms if reply else None,
             "score": reply.confidence if reply else None,
+            "confidences": reply.confidences if reply else None,
+            "samples": list(reply.samples) if reply and reply.samples else None,
             "error": error,
             "error_kind": kind if error else None,
             "from_cache": from_cache,
@@ -1095,7 +1099,10 @@ def _items_by_id(ids: Iterable[int]) -> list[store.RunItem]:
 
 
 def _reply_from(item: store.RunItem) -> calls.Reply:
-    return calls.Reply(item.raw_output, item.input_tokens or 0, item.output_tokens or 0, item.latency_ms or 0.0, confidence=item.score)
+    samples = tuple(item.samples) if item.samples else None  # n answers stay n: voted on again as when they came
+    return calls.Reply(
+        item.raw_output, item.input_tokens or 0, item.output_tokens or 0, item.latency_ms or 0.0, confidence=item.score, confidences=item.confidences, samples=samples
+    )
 
 
 def _set_status(run_id: int, status: str, reason: str | None, *, only_if_worker: str | None = None) -> None:

@@ -83,6 +83,7 @@ class PromptVersion(SQLModel, table=True):
     note: Optional[str] = Field(default=None, sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow)
     examples: Optional[dict[str, Any]] = Field(default=None, sa_column=Column(JSON))  # few-shot examples (core.fewshot)
+    samples: Optional[int] = None  # confidence by the agreement of this many samples; None: from log-probabilities
 
 
 class Run(SQLModel, table=True):
@@ -182,7 +183,9 @@ class RunItem(SQLModel, table=True):
     output_tokens: Optional[int] = None
     cost_usd: Optional[float] = None
     latency_ms: Optional[float] = None
-    score: Optional[float] = None
+    score: Optional[float] = None  # the answer's confidence (the lowest of its outputs'), None when unmeasured
+    confidences: Optional[dict[str, float]] = Field(default=None, sa_column=Column(JSON))  # per output
+    samples: Optional[list[str]] = Field(default=None, sa_column=Column(JSON))  # the raw answers voted on (agreement)
     error: Optional[str] = Field(default=None, sa_type=Text)
     error_kind: Optional[str] = None  # a key of core.failures.KINDS
     from_cache: bool = False

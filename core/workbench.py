@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from core import audit, calls, connection, fewshot, identity, keys, labeling, messages, pricing, prompts, providers
+from core import audit, calls, confidence, connection, fewshot, identity, keys, labeling, messages, pricing, prompts, providers
 from core.evaluation import answers
 from core.labelstudio import LabelStudioClient, LabelStudioError, Project, Task
 from core.prompts import PromptError, Version
@@ -38,6 +38,7 @@ class Trial:
     output_tokens: int = 0
     cost_usd: float | None = None
     latency_ms: float | None = None
+    confidence: float | None = None  # core.confidence: None when the provider gave nothing to measure it by
 
     @property
     def ok(self) -> bool:
@@ -190,6 +191,8 @@ class Workbench:
             reply = calls.ask(providers.client(key), request)
         except providers.KeyUnusable as error:
             return Trial(task.id, sent, request.body, None, None, [], str(error), truth, None)
+        if reply.ok:
+            reply = confidence.measure(reply, outputs)
         cost = pricing.cost(draft.model, reply.input_tokens, reply.output_tokens)
         audit.record("model tried", target=draft.model_version, by=user, detail={"task": task.id, "key": key.name, "model": draft.model, "cost_usd": cost})
         answer = labeling.to_regions(self.targets, draft.controls, reply.raw, task.data) if reply.ok else None
@@ -209,6 +212,7 @@ class Workbench:
             output_tokens=reply.output_tokens,
             cost_usd=cost,
             latency_ms=reply.latency_ms,
+            confidence=reply.confidence,
         )
 
 

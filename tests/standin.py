@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import re
 import socket
 import socketserver
@@ -56,6 +57,7 @@ class Request:
     path: str
     received_at: float
     query: dict = field(default_factory=dict, repr=False)
+    sample: int = 0  # which of the request's n answers is being made (0 to n-1)
 
     @property
     def messages(self) -> list:
@@ -111,12 +113,23 @@ class Reply:
     logprobs: Optional[float] = None
     seconds: float = 0.0
     delay: float = 0.0
+    obj: Any = None
+    confidence: Optional[dict] = None
 
     @classmethod
     def json(cls, obj: Any, *, usage: Optional[tuple] = None,
-             logprobs: Optional[float] = None, delay: float = 0) -> "Reply":
-        """Completion whose content is json.dumps(obj)."""
-        return cls("json", content=json.dumps(obj), usage=usage, logprobs=logprobs, delay=delay)
+             logprobs: Optional[float] = None, confidence: Optional[dict] = None,
+             delay: float = 0) -> "Reply":
+        """Completion whose content is json.dumps(obj).
+
+        logprobs: the log-probability of every token of the answer (default -0.01).
+        confidence: {top-level key: probability} instead; each named value then starts a token
+        whose log-probability is log(p), and every other token of the answer is certain (0.0),
+        as a model that hesitates only over its decisions."""
+        if confidence and not all(0 < float(p) <= 1 for p in confidence.values()):
+            raise ValueError("confidence: probabilities must be in (0, 1]")
+        return cls("json", content=json.dumps(obj), usage=usage, logprobs=logprobs, delay=delay,
+                   obj=obj, confidence=dict(confidence) if confidence else None)
 
     @classmethod
     def text(cls, content: str, *, usage: Optional[tuple] = None, delay: float = 0) -> "Reply":
@@ -431,7 +444,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and path.endswith("/models"):
             scripted = standin._next_models_reply()
             if scripted is not None and scripted.kind in ("error", "hang"):
-                self._answer(scripted, None)
+                self._answer([scripted], None)
                 return
             if scripted is not None and scripted.delay and standin._stop_event.wait(scripted.delay):
                 self.close_connection = True
@@ -516,15 +529,20 @@ class _Handler(BaseHTTPRequestHandler):
                 param="stream"))
             return
 
+        n = body.get("n") or 1
+        asked = int(n) if isinstance(n, int) and n > 1 and standin.honours_n else 1
         try:
-            reply = standin._next_reply(req)
+            replies = [standin._next_reply(req)]
+            if replies[0].kind in ("json", "text", "refusal", "truncated"):
+                replies += [standin._next_reply(_sample(req, i)) for i in range(1, asked)]
         except Exception as exc:  # a broken respond_with function
             self._send_json(500, _error_body(
                 500, f"stand-in responder raised {type(exc).__name__}: {exc}", None))
             return
-        self._answer(reply, req)
+        self._answer(replies, req)
 
-    def _answer(self, reply: Reply, req: Request) -> None:
+    def _answer(self, replies: list, req: Request) -> None:
+        reply = replies[0]
         stop = self.server.standin._stop_event
         if reply.delay > 0 and stop.wait(reply.delay):
             self.close_connection = True
@@ -541,7 +559,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(reply.status, _error_body(reply.status, reply.message, reply.code),
                             headers=headers)
             return
-        self._send_json(200, self.server.standin._completion(reply, req))
+        self._send_json(200, self.server.standin._completion(replies, req))
+
+
+def _sample(req: Request, index: int) -> Request:
+    return Request(body=req.body, headers=req.headers, path=req.path, received_at=req.received_at,
+                   query=req.query, sample=index)
 
 
 def _unauthorized(headers) -> dict:
@@ -576,10 +599,29 @@ def embed_words(text: str) -> list:
 
 
 def _tokens(text: str, logprob: float) -> list:
-    return [
-        {"token": tok, "logprob": logprob, "bytes": list(tok.encode("utf-8")), "top_logprobs": []}
-        for tok in (text[i:i + 4] for i in range(0, len(text), 4))
-    ]
+    return [_token(tok, logprob) for tok in (text[i:i + 4] for i in range(0, len(text), 4))]
+
+
+def _token(text: str, logprob: float) -> dict:
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8")), "top_logprobs": []}
+
+
+def _confident_tokens(obj: dict, confidence: dict) -> list:
+    """json.dumps(obj) as tokens: each top-level value (inside its quotes, for a string) split in
+    4-character tokens, the first carrying log(confidence[key]), everything else 0.0."""
+    pieces = [("{", 0.0)]
+    for i, (key, value) in enumerate(obj.items()):
+        written = json.dumps(value)
+        quoted = isinstance(value, str) and bool(value)
+        inner = written[1:-1] if quoted else written
+        pieces.append(((", " if i else "") + json.dumps(key) + ": " + ('"' if quoted else ""), 0.0))
+        p = confidence.get(key)
+        for j in range(0, len(inner), 4):
+            pieces.append((inner[j:j + 4], math.log(p) if p is not None and j == 0 else 0.0))
+        if quoted:
+            pieces.append(('"', 0.0))
+    pieces.append(("}", 0.0))
+    return [_token(text, lp) for text, lp in pieces]
 
 
 # --------------------------------------------------------------------------- #
@@ -600,6 +642,8 @@ class StandIn:
         self._lock = threading.Lock()
         self.embedding_requests: list = []  # bodies of POST .../embeddings, in order
         self.embeddings_fail = False  # answer them with a 500
+        self.gives_logprobs = True  # False: a server that never returns log-probabilities
+        self.honours_n = True  # False: a server that ignores n and answers once (as Ollama does)
         self._queue: collections.deque = collections.deque()
         self._models_queue: collections.deque = collections.deque()
         self._responder: Optional[Callable[[Request], Reply]] = None
@@ -686,6 +730,8 @@ class StandIn:
             self._requests.clear()
             self._counts.clear()
             self.embedding_requests.clear()
+            self.gives_logprobs = True
+            self.honours_n = True
             self._completion_n = 0
 
     @property
@@ -746,39 +792,24 @@ class StandIn:
         schema = req.schema
         return Reply.json(sample_from_schema(schema) if schema is not None else {})
 
-    def _completion(self, reply: Reply, req: Request) -> dict:
+    def _completion(self, replies: list, req: Request) -> dict:
+        """One completion answering with each reply as a choice (n > 1: several)."""
         with self._lock:
             self._completion_n += 1
             n = self._completion_n
-        if reply.kind == "refusal":
-            content, refusal, finish = None, reply.content, "stop"
-        else:
-            content, refusal = reply.content, None
-            finish = "length" if reply.kind == "truncated" else "stop"
-        out_text = content if content is not None else (refusal or "")
-        if reply.usage is not None:
-            prompt_tokens, completion_tokens = int(reply.usage[0]), int(reply.usage[1])
-        else:
-            prompt_tokens = len(req.all_text) // 4 + 1
-            completion_tokens = len(out_text) // 4 + 1
-        logprobs = None
-        if req.body.get("logprobs"):
-            lp = -0.01 if reply.logprobs is None else float(reply.logprobs)
-            if refusal is not None:
-                logprobs = {"content": None, "refusal": _tokens(refusal, lp)}
-            else:
-                logprobs = {"content": _tokens(content or "", lp), "refusal": None}
+        choices, prompt_tokens, completion_tokens = [], None, 0
+        for index, reply in enumerate(replies):
+            choice, used = self._choice(reply, req, index)
+            choices.append(choice)
+            if prompt_tokens is None:  # the prompt is read, and billed, once for all the answers
+                prompt_tokens = int(reply.usage[0]) if reply.usage is not None else len(req.all_text) // 4 + 1
+            completion_tokens += used
         return {
             "id": f"chatcmpl-standin-{n}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": req.model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": refusal},
-                "logprobs": logprobs,
-                "finish_reason": finish,
-            }],
+            "choices": choices,
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
@@ -790,3 +821,28 @@ class StandIn:
             },
             "system_fingerprint": "fp_standin",
         }
+
+    def _choice(self, reply: Reply, req: Request, index: int) -> tuple:
+        if reply.kind == "refusal":
+            content, refusal, finish = None, reply.content, "stop"
+        else:
+            content, refusal = reply.content, None
+            finish = "length" if reply.kind == "truncated" else "stop"
+        out_text = content if content is not None else (refusal or "")
+        used = int(reply.usage[1]) if reply.usage is not None else len(out_text) // 4 + 1
+        logprobs = None
+        if req.body.get("logprobs") and self.gives_logprobs:
+            lp = -0.01 if reply.logprobs is None else float(reply.logprobs)
+            if refusal is not None:
+                logprobs = {"content": None, "refusal": _tokens(refusal, lp)}
+            elif reply.confidence and isinstance(reply.obj, dict):
+                logprobs = {"content": _confident_tokens(reply.obj, reply.confidence), "refusal": None}
+            else:
+                logprobs = {"content": _tokens(content or "", lp), "refusal": None}
+        choice = {
+            "index": index,
+            "message": {"role": "assistant", "content": content, "refusal": refusal},
+            "logprobs": logprobs,
+            "finish_reason": finish,
+        }
+        return choice, used

@@ -3,17 +3,18 @@ servers that refuse log-probabilities."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 
-from core import calls, keys, providers
+from core import calls, confidence, keys, providers
+from core.labeling import Output
 from core.prompts import Version
 from tests.standin import Reply
 
 VERSION = Version("p", 1, 1, "{text}", None, ("sentiment",), "k", "gpt-4o-mini", 0.0, 50)
 SCHEMA = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["Positive", "Negative"]}}, "required": ["sentiment"], "additionalProperties": False}
 MESSAGES = [{"role": "user", "content": "great"}]
+OUTPUT = Output("sentiment", "Choices", ("text",), ("Positive", "Negative"))
 
 
 @pytest.fixture
@@ -22,10 +23,12 @@ def key(standin):
 
 
 def test_the_request_asks_for_strict_structured_output_and_the_confidence(key, standin):
-    standin.script(Reply.json({"sentiment": "Positive"}, logprobs=-0.1))
+    standin.script(Reply.json({"sentiment": "Positive"}, confidence={"sentiment": 0.8}))
     reply = calls.ask(providers.client(key), calls.request(VERSION, key, MESSAGES, SCHEMA))
     assert reply.ok and reply.raw == '{"sentiment": "Positive"}'
-    assert reply.confidence == pytest.approx(math.exp(-0.1), abs=1e-4)
+    assert b"".join(token for token, _ in reply.tokens) == reply.raw.encode()
+    measured = confidence.measure(reply, [OUTPUT])
+    assert measured.confidence == pytest.approx(0.8, abs=1e-4) and measured.confidences == {"sentiment": pytest.approx(0.8, abs=1e-4)}
     body = standin.requests[-1].body
     assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "answer", "strict": True, "schema": SCHEMA}}
     assert body["logprobs"] is True and body["max_tokens"] == 50 and body["temperature"] == 0
@@ -34,7 +37,7 @@ def test_the_request_asks_for_strict_structured_output_and_the_confidence(key, s
 def test_a_server_that_refuses_logprobs_still_answers(key, standin):
     standin.script(Reply.error(400, "logprobs is not supported with this model"), Reply.json({"sentiment": "Negative"}))
     reply = calls.ask(providers.client(key), calls.request(VERSION, key, MESSAGES, SCHEMA))
-    assert reply.ok and reply.raw == '{"sentiment": "Negative"}' and reply.confidence is None
+    assert reply.ok and reply.raw == '{"sentiment": "Negative"}' and confidence.measure(reply, [OUTPUT]).confidence is None
     assert [("logprobs" in r.body) for r in standin.requests] == [True, False]
 
 

@@ -54,7 +54,7 @@ def test_create_then_version_list_and_show(project, files):
     v1 = {
         "prompt": "intent", "version": 1, "project_id": project.id, "template": TEMPLATE, "system_message": SYSTEM,
         "controls": ["sentiment"], "provider_key": "team", "model": "gpt-4o-mini", "temperature": 0.2,
-        "max_output_tokens": None, "examples": None, "note": "first", "model_version": "intent@v1", "created_at": created["created_at"],
+        "max_output_tokens": None, "examples": None, "samples": None, "note": "first", "model_version": "intent@v1", "created_at": created["created_at"],
     }
     assert created == v1
     assert datetime.fromisoformat(created["created_at"]).tzinfo is not None
@@ -114,7 +114,7 @@ def test_a_version_without_changes_is_refused():
 
 def test_try_prints_the_messages_sent_the_answer_verdict_tokens_and_cost(project, files, standin):
     assert create(project, files, "--system-file", str(files / "system.txt")).returncode == 0
-    standin.script(Reply.json({"sentiment": "Positive"}, usage=(100, 5)))
+    standin.script(Reply.json({"sentiment": "Positive"}, usage=(100, 5), confidence={"sentiment": 0.93}))
 
     tried = ok_json(cli("prompts", "try", "intent", "--task", str(project.truth_task), "--json"))
     expected_messages = [
@@ -126,7 +126,7 @@ def test_try_prints_the_messages_sent_the_answer_verdict_tokens_and_cost(project
         "raw": '{"sentiment": "Positive"}', "parsed": {"sentiment": "Positive"}, "regions": choice("Positive"),
         "error": None, "ground_truth": choice("Positive"), "matches": {"sentiment": True}, "correct": True,
         "input_tokens": 100, "output_tokens": 5, "cost_usd": pytest.approx((100 * 0.15 + 5 * 0.60) / 1e6),
-        "latency_ms": tried["latency_ms"],
+        "latency_ms": tried["latency_ms"], "confidence": pytest.approx(0.93),
     }
     assert tried["latency_ms"] > 0
     assert standin.requests[-1].messages == expected_messages

@@ -4,7 +4,6 @@ version, only-missing, delete and to-annotations, Label Studio going away mid-ru
 from __future__ import annotations
 
 import collections
-import math
 import threading
 
 import pytest
@@ -42,12 +41,12 @@ def run_prediction(version, ls_client, **options):
 
 def test_every_task_gets_exactly_one_prediction_with_the_answers_confidence(project, standin):
     project, ids, version, ls_client = project
-    standin.respond_with(lambda r: Reply.json({"sentiment": "Negative"}, logprobs=-0.2))
+    standin.respond_with(lambda r: Reply.json({"sentiment": "Negative"}, confidence={"sentiment": 0.82}))
     run = run_prediction(version, ls_client, concurrency=4)
     assert (run.status, run.done, predict.written(run.id)) == ("completed", 10, 10)
     stored = [p for p in ls_client.predictions(project.id)]
     assert collections.Counter(p.task_id for p in stored) == {t: 1 for t in ids}
-    assert {(p.model_version, round(p.score, 4)) for p in stored} == {("sentiment@v1", round(math.exp(-0.2), 4))}
+    assert {(p.model_version, round(p.score, 4)) for p in stored} == {("sentiment@v1", 0.82)}
     assert all(p.result == choice("Negative") for p in stored)
 
     again = run_prediction(version, ls_client)  # a second run of the version still leaves exactly one

@@ -75,6 +75,7 @@ def report(run_id: int) -> metrics.Report:
 
 def summary(run_id: int) -> dict[str, Any]:
     """Everything `evaluate --json` prints for a run."""
+    from core.evaluation import calibration  # it reads evaluations through this module
     run = runs.get(run_id)
     found = report(run_id)
     latencies = [i.latency_ms for i in runs.items(run_id) if i.latency_ms is not None and not i.from_cache]
@@ -85,6 +86,7 @@ def summary(run_id: int) -> dict[str, Any]:
         "completion_rate": run.done / run.total if run.total else 0.0,
         "metrics": {name: control.to_dict() for name, control in found.controls.items()},
         "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
+        "calibration": calibration.of_run(run_id).to_dict() if found.tasks else None,
     }
 
 

@@ -78,7 +78,7 @@ class Report:
 def score(outputs: Sequence[Output], items: Iterable[Scored]) -> Report:
     items = list(items)
     completed = sum(not i.failed for i in items)
-    correct = sorted(i.task_id for i in items if all(_right(o, i) for o in outputs))
+    correct = sorted(i.task_id for i in items if all(right(o, i) for o in outputs))
     return Report(
         tasks=len(items),
         completed=completed,
@@ -111,16 +111,16 @@ def cell_of(output: Output, item: Scored) -> tuple[str, str] | None:
 
 
 def _control(output: Output, items: list[Scored]) -> ControlReport:
-    judged = [i for i in items if answer(output, i.truth) is not None]
+    scored = [i for i in items if judged(output, i)]
     scorer = _SCORERS[output.tag]
     if output.tag == "Choices" and output.multiple:
         scorer = _label_sets
-    scores, per_class, confusion = scorer(output, judged)
-    answered = any(not i.failed for i in judged)
-    accuracy = _accuracy(output, judged) if answered else None
-    interval = _wilson(sum(_right(output, i) for i in judged), len(judged)) if answered else None
+    scores, per_class, confusion = scorer(output, scored)
+    answered = any(not i.failed for i in scored)
+    accuracy = _accuracy(output, scored) if answered else None
+    interval = _wilson(sum(right(output, i) for i in scored), len(scored)) if answered else None
     return ControlReport(
-        output.name, output.tag, {"tasks": len(judged), "accuracy": accuracy, "accuracy_interval": interval, **scores}, per_class, confusion
+        output.name, output.tag, {"tasks": len(scored), "accuracy": accuracy, "accuracy_interval": interval, **scores}, per_class, confusion
     )
 
 
@@ -193,7 +193,7 @@ def _text(output: Output, items: list[Scored]):
         said = None if item.failed else written(output, item.predicted)
         exact.append(said == true_text)
         similarity.append(0.0 if said is None else _similarity(said, true_text))
-    normalized_right = [_right(output, i) for i in items]
+    normalized_right = [right(output, i) for i in items]
     return {
         "exact_match": _mean(exact),
         "exact_match_interval": _wilson(sum(exact), len(exact)),
@@ -214,7 +214,7 @@ def _numbers(output: Output, items: list[Scored]):
     ]
     return {
         "exact_match": _accuracy(output, items),
-        "exact_match_interval": _wilson(sum(_right(output, i) for i in items), len(items)),
+        "exact_match_interval": _wilson(sum(right(output, i) for i in items), len(items)),
         "mae": _mean(errors),
         "mae_interval": _bootstrap([[error, 1.0] for error in errors], intervals.ratio),
         "mae_tasks": len(errors),
@@ -235,12 +235,18 @@ _SCORERS: dict[str, Callable] = {
 # -- details ----------------------------------------------------------------------------------------
 
 
-def _right(output: Output, item: Scored) -> bool:
+def right(output: Output, item: Scored) -> bool:
+    """Whether the task's answer for ``output`` says what its ground truth says (a failure never does)."""
     return not item.failed and answer(output, item.predicted) == answer(output, item.truth)
 
 
+def judged(output: Output, item: Scored) -> bool:
+    """Whether the task's ground truth says something for ``output``, so that it is scored on it."""
+    return answer(output, item.truth) is not None
+
+
 def _accuracy(output: Output, items: list[Scored]) -> float | None:
-    return _mean([_right(output, i) for i in items])
+    return _mean([right(output, i) for i in items])
 
 
 def _label(found: Any) -> str:
