@@ -47,6 +47,8 @@ ACTIONS = (
     "optimize cancelled",
     "predictions deleted",
     "predictions turned into annotations",
+    "predictions accepted",
+    "review tab created",
     "member added",
     "member removed",
     "role changed",

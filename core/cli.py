@@ -1220,6 +1220,64 @@ def _predict_commands(commands) -> None:
         command.add_argument("--json", action="store_true", help="print one JSON document")
         command.set_defaults(action=action)
 
+    accept = group.add_parser("accept", help="turn into annotations only the predictions of a version at or above a confidence threshold (asks first)")
+    _accept_options(accept)
+    how = accept.add_mutually_exclusive_group(required=True)
+    how.add_argument("--threshold", type=float, metavar="T", help="accept predictions whose confidence is at least T (0 to 1)")
+    how.add_argument("--target-accuracy", type=_share, metavar="A", help="the lowest threshold whose accuracy on ground truth reaches A (0.97 or 97%%) with its 95%% interval's lower bound")
+    accept.add_argument("--yes", action="store_true", help="do not ask (needed when not at a terminal)")
+    accept.set_defaults(action=_predictions_accept)
+    review = group.add_parser("review-tab", help="a Data Manager tab of the tasks whose prediction is below the threshold, least confident first")
+    _accept_options(review)
+    review.add_argument("--threshold", type=float, required=True, metavar="T")
+    review.set_defaults(action=_predictions_review_tab)
+
+
+def _accept_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prompt", required=True, metavar="NAME")
+    parser.add_argument("--version", type=int, required=True, metavar="N")
+    parser.add_argument("--project", type=int, metavar="ID")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def _predictions_accept(args: argparse.Namespace) -> int:
+    from core import acceptance  # reads calibration: scoring's imports, only for this command
+
+    version = prompts.version(args.prompt, args.version, args.project)
+    client = connection.client()
+    threshold = args.threshold if args.threshold is not None else acceptance.threshold_for(version, args.target_accuracy).threshold
+    shown = acceptance.plan(version, threshold, client)
+    print(shown.sentence(), file=sys.stderr)
+    if shown.to_accept and not args.yes:
+        if not sys.stdin.isatty():
+            print(f"error: not at a terminal to ask; add --yes to create the {len(shown.to_accept)} annotations.", file=sys.stderr)
+            return 1
+        if input(f"Create {len(shown.to_accept)} annotations? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("Nothing accepted.", file=sys.stderr)
+            return 1
+    done = acceptance.accept(version, threshold, client)
+    if args.json:
+        expected = done.expected.to_dict() if done.expected else None
+        print(json.dumps({
+            "model_version": version.model_version, "threshold": threshold, "accepted": done.accepted, "failed": done.failed,
+            "already_annotated": done.annotated, "left_for_review": done.queued, "expected_on_ground_truth": expected, "first_error": done.first_error,
+        }))
+    else:
+        print(done.sentence())
+    return 1 if done.failed else 0
+
+
+def _predictions_review_tab(args: argparse.Namespace) -> int:
+    from core import acceptance
+
+    version = prompts.version(args.prompt, args.version, args.project)
+    tab = acceptance.review_tab(version, args.threshold, connection.client())
+    if args.json:
+        print(json.dumps(dataclasses.asdict(tab)))
+    else:
+        print(f"{tab.title}: {tab.tasks} tasks, least confident first, in the Data Manager tab {tab.url}")
+    return 0
+
 
 def _predict(args: argparse.Namespace) -> int:
     version = prompts.version(args.prompt, args.version, args.project)

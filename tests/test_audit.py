@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from core import audit, budgets, cli, connection, enhance, identity, keys, optimize, predict, pricing, prompts, runs, settings, store
+from core import acceptance, audit, budgets, cli, connection, enhance, identity, keys, optimize, predict, pricing, prompts, runs, settings, store
 from core.evaluation import evaluate, split, subsets
 from core.labelstudio import NewTask
 from core.workbench import Workbench
@@ -157,6 +157,12 @@ def test_every_audited_action_leaves_exactly_one_row_with_who_what_and_which(pro
     with acting("mo@x.com"):
         made = trail.one("predictions turned into annotations", "mo@x.com", "sentiment@v1", lambda: predict.to_annotations(v1, ls_client))
         assert made == 1 and trail.detail == {"project": project.id, "annotations": 1, "in Label Studio as": "the shared connection"}
+        trail.one("review tab created", "mo@x.com", "sentiment@v1", lambda: acceptance.review_tab(v1, 0.5, ls_client))
+        assert trail.detail == {"project": project.id, "threshold": 0.5, "tasks": 0}
+        trail.one("predictions accepted", "mo@x.com", "sentiment@v1", lambda: acceptance.accept(v1, 0.5, ls_client))
+        assert trail.detail == {
+            "project": project.id, "threshold": 0.5, "accepted": 0, "failed": 0, "already annotated": 1, "left for review": 0, "expected accuracy": None,
+        }
         trail.one("predictions deleted", "mo@x.com", "sentiment@v1", lambda: predict.delete(v1, ls_client))
         assert trail.detail == {"project": project.id, "predictions": 1}
         trail.one("prompt version saved", "mo@x.com", "scratch@v1", lambda: prompts.create(project.id, "scratch", template=TEMPLATE, controls=["sentiment"], provider_key="team", model="gpt-4o-mini"))
