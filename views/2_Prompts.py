@@ -14,6 +14,7 @@ OTHER_MODEL = "Another model…"
 NEW = "(new prompt)"
 NO_EXAMPLES = "none"
 TFIDF, EMBEDDINGS = "TF-IDF (no key)", "an embeddings model"
+LOGPROBS, AGREEMENT = "log-probabilities", "agreement of several answers"
 
 st.title("Prompts")
 st.caption("Write a prompt against a Label Studio project, see what the model receives, try it on one task, save versions.")
@@ -86,6 +87,8 @@ if state.get("editor_source") != source:
     state["ed_controls"] = list(origin.controls)
     state["ed_temperature"] = origin.temperature
     state["ed_max_tokens"] = origin.max_output_tokens
+    state["ed_confidence"] = AGREEMENT if origin.samples else LOGPROBS
+    state["ed_samples"] = origin.samples or 5
     if start:
         state["ed_key"] = start.provider_key
         state["ed_model"] = start.model.strip() or None  # a version saved with no model (an older release allowed it)
@@ -196,6 +199,22 @@ if examples_error:
 elif state.get("examples"):
     examples_box.caption(f"Chosen: {fewshot.describe(state['examples'])}. The messages below show them.")
 
+with st.expander(f"Confidence: {'agreement' if state.get('ed_confidence') == AGREEMENT else 'log-probabilities'}", expanded=state.get("ed_confidence") == AGREEMENT):
+    st.caption(
+        "How sure the model is of each answer: its Label Studio score, calibrated on the Evaluate page, and what the Predict page accepts by. "
+        "Log-probabilities cost nothing, where the provider gives them; agreement asks for several answers and keeps the most common."
+    )
+    st.radio("Measured by", [LOGPROBS, AGREEMENT], key="ed_confidence", horizontal=True)
+    if state["ed_confidence"] == AGREEMENT:
+        samples = st.number_input("Answers per task", min_value=2, max_value=prompts.MAX_SAMPLES, step=1, key="ed_samples")
+        st.caption(
+            f"Each call asks for {samples} answers at the version's temperature: the output tokens are paid {samples} times, "
+            "the prompt once where the provider takes `n` (OpenAI, Azure OpenAI, vLLM; others are asked again for the rest). "
+            "The confidence of an output is the share of the answers that agree with the kept one."
+        )
+        if float(state.get("ed_temperature") or 0) == 0:
+            st.warning("At temperature 0 the answers mostly agree whatever the task: raise the temperature (0.7 is common) for agreement to measure anything.")
+
 draft = bench.draft(
     name=name or "draft",
     template=template,
@@ -207,6 +226,7 @@ draft = bench.draft(
     max_output_tokens=int(max_tokens) if max_tokens else None,
     note=note or None,
     examples=state.get("examples"),
+    samples=int(state["ed_samples"]) if state.get("ed_confidence") == AGREEMENT else None,
 )
 if start and prompts.changed(start, draft):
     st.caption(f"Unsaved changes to v{start.number}: {', '.join(prompts.changed(start, draft))}.")
@@ -281,7 +301,8 @@ def preview_and_try() -> None:
             st.warning(f"Differs from the ground truth in: {', '.join(trial.differs_in)}.")
         else:
             st.info("This task has no ground truth to compare with.")
-        m1, m2, m3, m4 = st.columns(4)
+        m1, m2, m3, m4, m5 = st.columns(5)
+        m5.metric("Confidence", f"{trial.confidence:.2f}" if trial.confidence is not None else "—", help=None if trial.confidence is not None else "Nothing to measure it by: the provider gave no log-probabilities.")
         m1.metric("Input tokens", trial.input_tokens)
         m2.metric("Output tokens", trial.output_tokens)
         m3.metric("Cost", f"${trial.cost_usd:.6f}" if trial.cost_usd is not None else "no price")

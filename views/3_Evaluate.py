@@ -5,7 +5,7 @@ import streamlit as st
 
 import widgets
 from core import enhance, guide, identity, keys, optimize, pricing, prompts, runs
-from core.evaluation import charts, evaluate, matrix, split, subsets
+from core.evaluation import calibration, charts, evaluate, matrix, split, subsets
 from core.evaluation.subsets import SubsetError
 from core.formatting import interval, milliseconds, percent, percent_with_interval, usd, with_intervals
 from core.labelstudio import LabelStudioError
@@ -485,6 +485,53 @@ for name, control in summary["metrics"].items():
         st.caption("Click a cell to list its tasks in the task table below.")
         if clicked := charts.clicked_cell(event.selection):
             cells.append(evaluate.Cell(name, *clicked))
+
+# -- confidence -----------------------------------------------------------------------------------
+
+WHOLE_ANSWER = "the whole answer"
+
+
+def show_confidence(found: calibration.Calibration) -> None:
+    if found.measure is None:
+        st.info(
+            "No confidence: none of this run's answers carries one, and Prompter invents none. The provider gave no log-probabilities; "
+            "on the Prompts page, save a version that measures the confidence by the agreement of several answers (Confidence: agreement)."
+        )
+        return
+    parts = {WHOLE_ANSWER: found.overall, **found.outputs}
+    shown = st.selectbox("Confidence of", list(parts), key="ev_confidence_of") if found.outputs else WHOLE_ANSWER
+    measured = parts[shown]
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Tasks with a confidence", f"{measured.tasks}", help=f"{measured.without_confidence} scored tasks have none (they failed)." if measured.without_confidence else None)
+    c2.metric("Expected calibration error", f"{measured.ece:.3f}" if measured.ece is not None else "—", help="How far, on average, each bin's accuracy is from its mean confidence, weighted by its tasks: 0 is a perfectly calibrated model.")
+    c3.metric("AUROC, right vs wrong", f"{measured.auroc:.3f}" if measured.auroc is not None else "—", help="How well confidence ranks right answers above wrong ones: 0.5 is chance, 1 perfect. None when every answer was right, or every one wrong.")
+    st.altair_chart(charts.reliability(measured.to_dict()["bins"]), key=f"ev_reliability_{run.id}_{shown}")
+    st.caption(f"Confidence from {found.measure}. Each dot is a tenth of the confidence scale, sized and labelled by its tasks; on the dashed diagonal a confidence means what it says.")
+
+    curve = calibration.curve(found.points)
+    if not curve:
+        return
+    st.markdown("**A threshold for a target accuracy**")
+    target = st.number_input("Target accuracy (%)", min_value=50.0, max_value=99.9, value=95.0, step=0.5, key="ev_target") / 100
+    reached = calibration.threshold_for(found.points, target)
+    (st.success if reached else st.warning)(calibration.verdict(found.points, target))
+    thresholds = [t.threshold for t in curve]
+    default = reached.threshold if reached else calibration.best_reachable(found.points).threshold
+    if state.get("ev_threshold_for") != (run.id, target):  # a new run or target moves the picker to its threshold
+        state["ev_threshold"], state["ev_threshold_for"] = default, (run.id, target)
+    chosen = st.select_slider("Or pick a threshold", thresholds, format_func=lambda t: f"{t:.2f}", key="ev_threshold")
+    point = calibration.at(found.points, chosen)
+    st.altair_chart(charts.coverage_against_accuracy([t.to_dict() for t in curve], target, chosen), key=f"ev_coverage_{run.id}")
+    st.caption(f"Picked: {point.sentence()}. The band is each point's 95% interval; the dashed line is the target.")
+    state.setdefault("accept_threshold", {})[f"{prompt_name}@v{run.version}"] = chosen  # the Predict page starts from it
+    widgets.next_step(
+        guide.Step(guide.PREDICT, "Accept the sure ones, review the rest", f"On the Predict page, predictions of v{run.version} at or above {chosen:.2f} can become annotations, the rest a review tab in Label Studio.")
+    )
+
+
+if summary["scored"]:
+    st.subheader("Confidence")
+    show_confidence(calibration.of_run(run.id))
 
 points = evaluate.history(prompt_name, project_id)
 if points:

@@ -2,7 +2,8 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import guide, identity, predict, prompts, runs
+from core import acceptance, guide, identity, predict, prompts, runs
+from core.evaluation import calibration
 from core.formatting import percent, usd
 from core.labelstudio import LabelStudioError
 from core.prompts import Version
@@ -82,13 +83,90 @@ def confirm(action: str, question: str, yes: str, act, done, failed: str) -> Non
         state.pop("pr_confirm", None)
         try:
             widgets.flash("ok", done(act()))
-        except LabelStudioError as error:
+        except (LabelStudioError, identity.NotAllowed, ValueError) as error:
             widgets.flash("error", f"{failed}: {error}")
         state.pop("pr_estimate_for", None)  # which tasks lack a prediction may have changed
         st.rerun()
     if n.button("No", key=f"pr_{action}_cancel"):
         state.pop("pr_confirm", None)
         st.rerun()
+
+
+# -- accepting the sure predictions, reviewing the rest -------------------------------------------
+
+
+def accept_and_review(version: Version) -> None:
+    st.subheader(f"Accept the sure ones, review the rest: {version.model_version}")
+    st.caption(
+        "Predictions whose confidence is at or above a threshold become annotations (made by the Label Studio user "
+        "“Prompter (accepted prediction)”, so reviewers can filter them); the rest go to a Data Manager tab, least confident first."
+    )
+    try:
+        found = calibration.of_version(version)
+    except calibration.NoConfidence as error:
+        st.info(str(error))
+        return
+    if found.measure is None:
+        st.info(f"{version.model_version}'s answers carry no confidence, so none can be accepted by it; save a version that measures agreement on the Prompts page.")
+        return
+    how = st.radio("Threshold", ["For a target accuracy", "One I choose"], horizontal=True, key="pr_accept_how")
+    if how == "For a target accuracy":
+        target = st.number_input("Target accuracy (%)", min_value=50.0, max_value=99.9, value=95.0, step=0.5, key="pr_accept_target") / 100
+        reached = calibration.threshold_for(found.points, target)
+        if reached is None:
+            st.warning(calibration.verdict(found.points, target) + " Pick a threshold yourself, or lower the target.")
+            return
+        threshold = reached.threshold
+        st.success(calibration.verdict(found.points, target))
+    else:
+        picked = state.get("accept_threshold", {}).get(version.model_version, 0.9)
+        threshold = st.number_input("Confidence threshold", min_value=0.0, max_value=1.0, value=float(picked), step=0.01, format="%.2f", key="pr_accept_threshold")
+        point = calibration.at(found.points, threshold)
+        st.caption(f"On ground truth, {point.sentence()}." if point else "No ground-truth task is this sure: nothing measures what it would give.")
+
+    asked = (project_id, version.model_version, threshold)
+    if st.button("Count again", key="pr_accept_recount"):
+        state.pop("pr_plan_for", None)
+    if state.get("pr_plan_for") != asked:
+        try:
+            state["pr_plan"] = acceptance.plan(version, threshold, client)
+        except (LabelStudioError, ValueError) as error:
+            state["pr_plan"] = error
+        state["pr_plan_for"] = asked
+    planned = state["pr_plan"]
+    if isinstance(planned, Exception):
+        st.warning(f"Could not read the project's predictions: {planned}")
+        return
+    st.info(planned.sentence())
+    viewer = not identity.current().may("member")
+    a1, a2, _ = st.columns([1, 1, 2])
+    if a1.button(f"Accept {len(planned.to_accept)} predictions", key="pr_accept", disabled=viewer or not planned.to_accept):
+        state["pr_confirm"] = ("accept", project_id, version.model_version, threshold)
+    if a2.button("Create the review tab", key="pr_review_tab", disabled=viewer, help="A Data Manager tab in the project: the tasks below the threshold, not annotated yet, least confident first."):
+        try:
+            tab = acceptance.review_tab(version, threshold, client)
+        except (LabelStudioError, acceptance.AcceptError, identity.NotAllowed) as error:
+            st.error(f"No review tab: {error}")
+        else:
+            state["pr_accept_done"] = (version.model_version, f"“{tab.title}”: {tab.tasks} tasks, least confident first.", tab.url)
+    if state.get("pr_confirm") == ("accept", project_id, version.model_version, threshold):
+        confirm(
+            "accept",
+            f"Create {len(planned.to_accept)} annotations from the predictions of {version.model_version} at or above {threshold:.2f}? Nothing else is touched.",
+            "Yes, accept",
+            lambda: acceptance.accept(version, threshold, client),
+            lambda done: remember_accepted(version, done),
+            "Nothing accepted",
+        )
+    shown = state.get("pr_accept_done")
+    if shown and shown[0] == version.model_version:
+        st.success(shown[1])
+        st.link_button("Open the review tab in Label Studio", shown[2], icon=":material/open_in_new:")
+
+
+def remember_accepted(version: Version, done: acceptance.Summary) -> str:
+    state.pop("pr_plan_for", None)  # the tasks annotated now are counted again
+    return done.sentence()
 
 
 # -- prompt and version ------------------------------------------------------------------------------
@@ -254,4 +332,5 @@ st.dataframe(
     },
 )
 
+accept_and_review(version)
 manage_predictions(version)

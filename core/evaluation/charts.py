@@ -6,6 +6,10 @@
   task subset.
 - ``accuracy_against_cost(rows)``: a model matrix's models, accuracy (with its interval) against cost
   per 1,000 tasks, the Pareto frontier drawn as a line through the models on it.
+- ``reliability(bins)``: a reliability diagram: each confidence bin's accuracy against its mean
+  confidence, sized by its tasks, beside the diagonal of a perfectly calibrated model.
+- ``coverage_against_accuracy(curve, target, chosen)``: at each threshold, the share of tasks at or
+  above it against their accuracy with its interval; the target drawn as a rule, the chosen point marked.
 """
 
 from __future__ import annotations
@@ -157,6 +161,69 @@ def accuracy_against_cost(rows: list[dict[str, Any]]) -> alt.LayerChart:
         .encode(y=alt.Y("accuracy:Q", **accuracy_scale), order="cost_per_1000:Q")
     )
     return alt.layer(line, bars, points, labels)
+
+
+def reliability(bins: list[dict[str, Any]]) -> alt.LayerChart:
+    """``bins`` are a Reliability's (``to_dict()["bins"]``); the empty ones are left out."""
+    rows = [
+        {"bin": f"{b['low']:.1f}-{b['high']:.1f}", "confidence": b["confidence"], "accuracy": b["accuracy"], "tasks": b["tasks"], "gap": b["accuracy"] - b["confidence"]}
+        for b in bins
+        if b["tasks"]
+    ]
+    data = pd.DataFrame(rows, columns=["bin", "confidence", "accuracy", "tasks", "gap"])
+    unit = dict(scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
+    diagonal = alt.Chart(pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0]})).mark_line(strokeDash=[4, 3], color="#8a8d91").encode(x="x:Q", y="y:Q")
+    points = alt.Chart(data).mark_circle(color="#ff4b4b", opacity=0.85).encode(
+        x=alt.X("confidence:Q", title="Mean confidence of the bin", **unit),
+        y=alt.Y("accuracy:Q", title="Accuracy in the bin", **unit),
+        size=alt.Size("tasks:Q", title="Tasks", scale=alt.Scale(range=[60, 600])),
+        tooltip=[
+            alt.Tooltip("bin:N", title="Confidence"),
+            alt.Tooltip("tasks:Q", title="Tasks"),
+            alt.Tooltip("confidence:Q", title="Mean confidence", format=".1%"),
+            alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%"),
+        ],
+    )
+    counts = alt.Chart(data).mark_text(dy=-14, fontSize=11).encode(x="confidence:Q", y="accuracy:Q", text="tasks:Q")
+    return alt.layer(diagonal, points, counts, data=data)
+
+
+def coverage_against_accuracy(curve: list[dict[str, Any]], target: float | None = None, chosen: float | None = None) -> alt.LayerChart:
+    """``curve`` is ``calibration.curve`` as dicts (threshold, coverage, accuracy, interval, tasks)."""
+    rows = [
+        {
+            "threshold": t["threshold"],
+            "coverage": t["coverage"],
+            "accuracy": t["accuracy"],
+            "low": t["interval"]["low"],
+            "high": t["interval"]["high"],
+            "tasks": t["tasks"],
+            "chosen": chosen is not None and abs(t["threshold"] - chosen) < 1e-9,
+        }
+        for t in curve
+    ]
+    data = pd.DataFrame(rows, columns=["threshold", "coverage", "accuracy", "low", "high", "tasks", "chosen"])
+    coverage = alt.X("coverage:Q", title="Tasks at or above the threshold (coverage)", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
+    accuracy = dict(scale=alt.Scale(zero=False), axis=alt.Axis(format="%"), title="Accuracy above the threshold")
+    base = alt.Chart(data).encode(x=coverage)
+    band = base.mark_area(opacity=0.2, color="#1f77b4").encode(y=alt.Y("low:Q", **accuracy), y2="high:Q")
+    line = base.mark_line(point=True, color="#1f77b4").encode(
+        y=alt.Y("accuracy:Q", **accuracy),
+        tooltip=[
+            alt.Tooltip("threshold:Q", title="Threshold", format=".2f"),
+            alt.Tooltip("coverage:Q", title="Coverage", format=".0%"),
+            alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%"),
+            alt.Tooltip("low:Q", title="95% interval from", format=".1%"),
+            alt.Tooltip("high:Q", title="95% interval to", format=".1%"),
+            alt.Tooltip("tasks:Q", title="Tasks"),
+        ],
+    )
+    layers = [band, line]
+    if chosen is not None:
+        layers.append(base.transform_filter(alt.datum.chosen).mark_point(size=160, filled=True, color="#ff4b4b").encode(y="accuracy:Q"))
+    if target is not None:
+        layers.append(alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(strokeDash=[4, 3], color="#ff4b4b").encode(y="target:Q"))
+    return alt.layer(*layers, data=data)
 
 
 def chart_data(chart: alt.TopLevelMixin) -> list[dict[str, Any]]:
