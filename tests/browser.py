@@ -159,7 +159,8 @@ def shoot(page, name: str, *, at=None) -> None:
     Path(folder).mkdir(parents=True, exist_ok=True)
     size = page.viewport_size
     page.set_viewport_size({"width": 1400, "height": 1600})
-    settle(page)
+    if page.locator("[data-testid='stApp']").count():  # the dashboard; Label Studio's pages have no script to wait for
+        settle(page)
     if at is not None:
         at.evaluate("element => element.scrollIntoView({block: 'start'})")
     page.screenshot(path=str(Path(folder) / f"{name}.png"))

@@ -82,7 +82,9 @@ def confirm(action: str, question: str, yes: str, act, done, failed: str) -> Non
     if y.button(yes, key=f"pr_{action}_confirm", type="primary"):
         state.pop("pr_confirm", None)
         try:
-            widgets.flash("ok", done(act()))
+            said = done(act())
+            if said:  # None: the section shows the outcome itself
+                widgets.flash("ok", said)
         except (LabelStudioError, identity.NotAllowed, ValueError) as error:
             widgets.flash("error", f"{failed}: {error}")
         state.pop("pr_estimate_for", None)  # which tasks lack a prediction may have changed
@@ -158,15 +160,18 @@ def accept_and_review(version: Version) -> None:
             lambda done: remember_accepted(version, done),
             "Nothing accepted",
         )
+    accepted = state.get("pr_accepted")
+    if accepted and accepted[0] == version.model_version:
+        (st.warning if accepted[1].failed else st.success)(accepted[1].sentence())
     shown = state.get("pr_accept_done")
     if shown and shown[0] == version.model_version:
         st.success(shown[1])
         st.link_button("Open the review tab in Label Studio", shown[2], icon=":material/open_in_new:")
 
 
-def remember_accepted(version: Version, done: acceptance.Summary) -> str:
+def remember_accepted(version: Version, done: acceptance.Summary) -> None:
     state.pop("pr_plan_for", None)  # the tasks annotated now are counted again
-    return done.sentence()
+    state["pr_accepted"] = (version.model_version, done)
 
 
 # -- prompt and version ------------------------------------------------------------------------------

@@ -176,7 +176,7 @@ def reliability(bins: list[dict[str, Any]]) -> alt.LayerChart:
     points = alt.Chart(data).mark_circle(color="#ff4b4b", opacity=0.85).encode(
         x=alt.X("confidence:Q", title="Mean confidence of the bin", **unit),
         y=alt.Y("accuracy:Q", title="Accuracy in the bin", **unit),
-        size=alt.Size("tasks:Q", title="Tasks", scale=alt.Scale(range=[60, 600])),
+        size=alt.Size("tasks:Q", scale=alt.Scale(range=[60, 600]), legend=None),  # each dot is labelled with its tasks
         tooltip=[
             alt.Tooltip("bin:N", title="Confidence"),
             alt.Tooltip("tasks:Q", title="Tasks"),
