@@ -8,7 +8,7 @@ from __future__ import annotations
 from playwright.sync_api import expect
 
 from core import acceptance
-from tests.browser import click, open_page, settle, shoot
+from tests.browser import click, fill, open_page, shoot
 from tests.test_acceptance import OPEN_TASKS, TRUTH_TASKS, confidence_of, hand_threshold, predicted  # noqa: F401 - the fixture
 
 
@@ -22,10 +22,7 @@ def test_a_user_reads_the_calibration_then_accepts_the_sure_ones(predicted, brow
     page.set_viewport_size({"width": 1400, "height": 5200})
     heading = page.get_by_role("heading", name="Confidence", exact=True)
     expect(heading).to_be_visible(timeout=30_000)
-    target = page.get_by_label("Target accuracy (%)", exact=True)
-    target.fill("80")
-    target.press("Tab")
-    settle(page)
+    fill(page, "Target accuracy (%)", "80")
     expect(page.get_by_text(f"For 80.0%: at or above {t:.2f}", exact=False)).to_be_visible()
     expect(page.locator("[data-testid='stVegaLiteChart']").nth(1)).to_be_visible()
     shoot(page, "evaluate-confidence", at=heading)
@@ -33,10 +30,7 @@ def test_a_user_reads_the_calibration_then_accepts_the_sure_ones(predicted, brow
     open_page(page, page.base_url, "Predict")
     accept_heading = page.get_by_role("heading", name="Accept the sure ones, review the rest: sentiment@v1", exact=True)
     expect(accept_heading).to_be_visible(timeout=30_000)
-    target = page.get_by_label("Target accuracy (%)", exact=True)
-    target.fill("80")
-    target.press("Tab")
-    settle(page)
+    fill(page, "Target accuracy (%)", "80")
     expect(page.get_by_text(f"{len(sure)} predictions of sentiment@v1 are at or above {t:.2f}", exact=False)).to_be_visible()
     click(page, f"Accept {len(sure)} predictions")
     expect(page.get_by_text(f"Create {len(sure)} annotations from the predictions of sentiment@v1", exact=False)).to_be_visible()
