@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
 from typing import Callable
 
 import httpx
+import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
 from core import runs, settings
@@ -33,6 +35,21 @@ def table(app: AppTest, *columns: str):
         if tuple(frame.value.columns) == columns:
             return frame.value
     raise AssertionError(f"no table with columns {columns}; tables: {[tuple(f.value.columns) for f in app.dataframe]}")
+
+
+def chart_rows(app: AppTest, *marks: str) -> list[list[dict]]:
+    """The rows of each of the page's charts that draw every one of ``marks`` (in its layers), from
+    the dataset the chart itself names, as the page sent them to the browser."""
+    found = []
+    for chart in app.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        drawn = {layer["mark"]["type"] if isinstance(layer.get("mark"), dict) else layer.get("mark") for layer in spec.get("layer", [spec])}
+        if not set(marks) <= drawn:
+            continue
+        named = {d.name: d for d in chart.proto.datasets}
+        dataset = named.get((spec.get("data") or {}).get("name")) or chart.proto.datasets[0]
+        found.append(pa.ipc.open_stream(dataset.data.data).read_pandas().to_dict("records"))
+    return found
 
 
 def wilson_by_hand(k: int, n: int) -> tuple[float, float]:

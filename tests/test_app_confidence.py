@@ -5,27 +5,13 @@ agreement."""
 
 from __future__ import annotations
 
-import json
-
-import pyarrow as pa
 import pytest
 
 from core import acceptance, prompts
-from tests.helpers import open_page
+from tests.helpers import chart_rows, open_page
 from tests.test_acceptance import OPEN_TASKS, TRUTH_TASKS, confidence_of, hand_threshold, predicted, wrong  # noqa: F401 - the fixture
 
 BINS = 10
-
-
-def chart_rows(app, mark: str) -> list[dict]:
-    """The rows of the page's chart that draws ``mark`` in one of its layers."""
-    for chart in app.get("vega_lite_chart"):
-        spec = json.loads(chart.proto.spec)
-        marks = [layer.get("mark", {}).get("type") if isinstance(layer.get("mark"), dict) else layer.get("mark") for layer in spec.get("layer", [])]
-        if mark in marks:
-            (dataset,) = [d for d in chart.proto.datasets if pa.ipc.open_stream(d.data.data).read_pandas().shape[1] > 2]
-            return pa.ipc.open_stream(dataset.data.data).read_pandas().to_dict("records")
-    raise AssertionError(f"no chart with a {mark} layer")
 
 
 def test_the_evaluate_page_shows_the_reliability_and_the_threshold_for_a_target(predicted):
@@ -36,7 +22,8 @@ def test_the_evaluate_page_shows_the_reliability_and_the_threshold_for_a_target(
     by_bin: dict[int, list[int]] = {}
     for n in range(TRUTH_TASKS):
         by_bin.setdefault(min(int(confidence_of(n) * BINS), BINS - 1), []).append(n)
-    rows = {row["bin"]: row for row in chart_rows(app, "circle")}
+    (reliability,) = chart_rows(app, "circle")
+    rows = {row["bin"]: row for row in reliability}
     assert set(rows) == {f"{b / BINS:.1f}-{(b + 1) / BINS:.1f}" for b in by_bin}
     for b, members in by_bin.items():
         row = rows[f"{b / BINS:.1f}-{(b + 1) / BINS:.1f}"]
@@ -50,7 +37,7 @@ def test_the_evaluate_page_shows_the_reliability_and_the_threshold_for_a_target(
     t = hand_threshold(0.8)
     assert any(f"For 80.0%: at or above {t:.2f}" in s.value for s in app.success)
     assert app.select_slider(key="ev_threshold").value == pytest.approx(t)
-    coverage = chart_rows(app, "area")
+    (coverage,) = chart_rows(app, "area")
     assert [round(r["threshold"], 2) for r in coverage] == sorted({confidence_of(n) for n in range(TRUTH_TASKS)})
     assert [r["coverage"] for r in coverage if r["chosen"]] == [pytest.approx(sum(confidence_of(n) >= t for n in range(TRUTH_TASKS)) / TRUTH_TASKS)]
 

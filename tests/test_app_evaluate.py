@@ -4,18 +4,15 @@ by a real background worker and its results show when it ends."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
-import pyarrow as pa
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from core import connection, keys, prompts, runs, store
 from core.evaluation import charts, evaluate, split, subsets
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
-from tests.helpers import open_page, table, wait_for_run, wait_until, wilson_by_hand
+from tests.helpers import chart_rows, open_page, table, wait_for_run, wait_until, wilson_by_hand
 from tests.standin import Reply
 
 V1 = "Sentiment of: {text}\nAnswer with {labels}"
@@ -64,17 +61,6 @@ def _evaluate(version) -> runs.RunView:
 
 
 
-def _charts(app: AppTest) -> list[tuple[dict, list[dict]]]:
-    """Each Vega-Lite chart's spec and rows, as the page sent them to the browser."""
-    found = []
-    for chart in app.get("vega_lite_chart"):
-        (dataset,) = chart.proto.datasets
-        found.append((json.loads(chart.proto.spec), pa.ipc.open_stream(dataset.data.data).read_pandas().to_dict("records")))
-    return found
-
-
-
-
 def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     proj, ids, v1, v2 = project
     first, second = _evaluate(v1), _evaluate(v2)
@@ -112,11 +98,11 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     macro = stored["metrics"]["sentiment"]["scores"]["macro_f1_interval"]
     assert macro["low"] < stored["metrics"]["sentiment"]["scores"]["macro_f1"] < macro["high"]
     assert scores.loc[0, "macro_f1 95%"] == f"{macro['low']:.3f}–{macro['high']:.3f}"
-    (heatmap,) = [rows for spec, rows in _charts(app) if any(layer["mark"].get("type") == "rect" for layer in spec.get("layer", []))]
+    (heatmap,) = chart_rows(app, "rect")
     assert heatmap == charts.chart_data(charts.confusion_heatmap(stored["metrics"]["sentiment"]["confusion"]))
     assert {"truth": "Negative", "predicted": "(failed)", "count": 1, "truth axis": "Negative", "predicted axis": "(failed)"} in heatmap
 
-    (line,) = [rows for spec, rows in _charts(app) if any(layer["mark"].get("type") == "line" for layer in spec.get("layer", []))]
+    (line,) = chart_rows(app, "line", "errorbar")
     (low_1, high_1), (low_2, high_2) = wilson_by_hand(3, 6), wilson_by_hand(4, 6)
     assert line == [  # each version's accuracy with its interval, drawn as an error bar
         {"version": "v1", "accuracy": 0.5, "tasks": 6, "run_id": first.id, "subset": "6 ground-truth tasks", "low": pytest.approx(low_1), "high": pytest.approx(high_1)},

@@ -60,12 +60,12 @@ def test_write_try_save_and_compare_versions(project, standin):
     app.text_area(key="ed_template").input(TEMPLATE).run()
     assert app.code[0].value == "[user]\nReview: Great value\nAnswer with sentiment: one of: Positive, Negative, Neutral"
 
-    standin.script(Reply.json({"sentiment": "Positive"}, usage=(1200, 8)))
+    standin.script(Reply.json({"sentiment": "Positive"}, usage=(1200, 8), confidence={"sentiment": 0.87}))
     app.button(key="try").click().run()
     assert not app.exception, app.exception
     assert [s.value for s in app.success] == ["Matches the ground truth."]
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics == {"Input tokens": "1200", "Output tokens": "8", "Cost": f"${(1200 * 0.15 + 8 * 0.60) / 1e6:.6f}", "Latency": metrics["Latency"]}
+    assert metrics == {"Input tokens": "1200", "Output tokens": "8", "Cost": f"${(1200 * 0.15 + 8 * 0.60) / 1e6:.6f}", "Latency": metrics["Latency"], "Confidence": "0.87"}
     assert table(app, "output", "answer", "ground truth").to_dict("records") == [{"output": "sentiment", "answer": "Positive", "ground truth": "Positive"}]
     assert standin.requests[-1].messages == [{"role": "user", "content": "Review: Great value\nAnswer with sentiment: one of: Positive, Negative, Neutral"}]
 
