@@ -188,7 +188,7 @@ class LabelStudioClient:
         while True:
             response = self._http("GET", "api/projects/", params={"page": page, "page_size": 100, "include": _PROJECT_FIELDS})
             self._raise_for_status(response)
-            listing = response.json()
+            listing = self._json(response)
             found += listing.get("results", [])
             if not listing.get("next"):
                 return [_project(SimpleNamespace(**{name: p.get(name) for name in _PROJECT_FIELDS.split(",")})) for p in found]
@@ -253,7 +253,7 @@ class LabelStudioClient:
             if response.status_code == 404 and page > 1:
                 break  # Label Studio answers 404 past the last page
             self._raise_for_status(response, project_id=project_id)
-            body = response.json()
+            body = self._json(response)
             batch = body.get("tasks", []) if isinstance(body, dict) else body
             found.extend(int(t["id"]) for t in batch)
             total = body.get("total") if isinstance(body, dict) else None
@@ -266,7 +266,7 @@ class LabelStudioClient:
         """The data fields of the project's first ``sample`` tasks, in the order first seen."""
         response = self._http("GET", "api/tasks", params={"project": project_id, "page_size": sample, "fields": "all"})
         self._raise_for_status(response, project_id=project_id)
-        body = response.json()
+        body = self._json(response)
         found = body.get("tasks", []) if isinstance(body, dict) else body
         return list(dict.fromkeys(key for task in found for key in (task.get("data") or {})))
 
@@ -287,7 +287,7 @@ class LabelStudioClient:
             params["ids[]"] = ids
         response = self._http("GET", f"api/projects/{project_id}/export", params=params)
         self._raise_for_status(response, project_id=project_id)
-        return response.json()
+        return self._json(response)
 
     # -- predictions --------------------------------------------------------------------------
 
@@ -342,7 +342,7 @@ class LabelStudioClient:
         """The project's prediction model versions with their prediction counts, largest first."""
         response = self._http("GET", f"api/projects/{project_id}/model-versions/")
         self._raise_for_status(response, project_id=project_id)
-        counts = response.json()
+        counts = self._json(response)
         return sorted(
             (ModelVersion(name, int(n)) for name, n in counts.items()),
             key=lambda v: (-v.prediction_count, v.name),
@@ -356,7 +356,7 @@ class LabelStudioClient:
             json={"model_version": model_version},
         )
         self._raise_for_status(response, project_id=project_id)
-        return int(response.json().get("deleted_predictions", 0))
+        return int(self._json(response).get("deleted_predictions", 0))
 
     def predictions_to_annotations(self, project_id: int, model_version: str) -> int:
         """Turn every prediction of ``model_version`` into an annotation; return how many were made."""
@@ -367,7 +367,7 @@ class LabelStudioClient:
             json={"selectedItems": {"all": True, "excluded": []}, "model_version": model_version},
         )
         self._raise_for_status(response, project_id=project_id)
-        detail = str(response.json().get("detail", ""))
+        detail = str(self._json(response).get("detail", ""))
         digits = [int(word) for word in detail.split() if word.isdigit()]
         return digits[0] if digits else 0
 
@@ -381,21 +381,21 @@ class LabelStudioClient:
             body["parent_prediction"] = parent_prediction
         response = self._http("POST", f"api/tasks/{task_id}/annotations/", json=body, retries=0)
         self._raise_for_status(response)
-        return int(response.json()["id"])
+        return int(self._json(response)["id"])
 
     def user_id(self, email: str, *, first_name: str = "", last_name: str = "") -> int:
         """The id of the organization's user with ``email``, made (without a password: nobody signs in
         as it) when there is none."""
         response = self._http("GET", "api/users/")
         self._raise_for_status(response)
-        for user in response.json():
+        for user in self._json(response):
             if str(user.get("email", "")).lower() == email.lower():
                 return int(user["id"])
         response = self._http(
             "POST", "api/users/", json={"email": email, "username": email.split("@")[0], "first_name": first_name, "last_name": last_name}, retries=0
         )
         self._raise_for_status(response)
-        return int(response.json()["id"])
+        return int(self._json(response)["id"])
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """Make ``model_version`` the project's: the predictions annotators see, and the one the Data
@@ -407,7 +407,7 @@ class LabelStudioClient:
         """The project's Data Manager tabs: each with its ``id`` and ``data`` (title, filters, ordering)."""
         response = self._http("GET", "api/dm/views/", params={"project": project_id})
         self._raise_for_status(response, project_id=project_id)
-        return list(response.json())
+        return list(self._json(response))
 
     def save_view(self, project_id: int, data: dict[str, Any], view_id: int | None = None) -> int:
         """Create a Data Manager tab (or replace tab ``view_id``'s settings); return its id."""
@@ -417,7 +417,7 @@ class LabelStudioClient:
         else:
             response = self._http("PUT", f"api/dm/views/{view_id}/", json=body)
         self._raise_for_status(response, project_id=project_id)
-        return int(response.json()["id"])
+        return int(self._json(response)["id"])
 
     def view_tasks(self, project_id: int, view_id: int, *, page_size: int = 1000) -> list[dict[str, Any]]:
         """The tasks a Data Manager tab lists, in its order (as Label Studio's task list gives them)."""
@@ -429,7 +429,7 @@ class LabelStudioClient:
             if response.status_code == 404 and page > 1:
                 break
             self._raise_for_status(response, project_id=project_id)
-            batch = response.json().get("tasks", [])
+            batch = self._json(response).get("tasks", [])
             found.extend(batch)
             if len(batch) < page_size:
                 break
@@ -471,6 +471,17 @@ class LabelStudioClient:
         except httpx.HTTPError as error:
             raise Unreachable(
                 f"Talking to Label Studio at {self.url} failed ({_reason(error)}); check LABEL_STUDIO_URL."
+            ) from None
+
+    def _json(self, response: httpx.Response) -> Any:
+        """A successful answer's body; one that is not JSON (an answer cut short, a proxy's page) is
+        an error of Label Studio's, which the run engine waits out like an outage."""
+        try:
+            return response.json()
+        except ValueError:
+            raise LabelStudioError(
+                f"Label Studio at {self.url} sent an answer that is not JSON ({len(response.content)} bytes, HTTP {response.status_code}) "
+                f"to {response.request.method} {response.request.url.path}; try again."
             ) from None
 
     def _raise_for_status(self, response: httpx.Response, *, project_id: int | None = None) -> None:

@@ -684,7 +684,8 @@ class _Engine:
         self.month_spent_at_start = budgets.run_spend_this_month(run_id)
         self.over_budget: budgets.Budget | None = None
         self.cost_known = asyncio.Event()  # set as each call ends, for the calls waiting on a first real cost
-        self.answer_tokens = tokens.typical_answer_tokens(self.targets, self.version.controls)
+        # what a call's answers are assumed to cost until one is paid: n of them for a version measuring agreement
+        self.answer_tokens = tokens.typical_answer_tokens(self.targets, self.version.controls) * (self.version.samples or 1)
         self.existing: dict[int, list[Prediction]] | None = None  # this version's predictions in Label Studio
         self.writing = threading.Lock()  # one writer at a time, so no item is imported twice
         self.unwritten = 0  # answers stored but not yet in Label Studio (an estimate, for pacing writes)

@@ -202,9 +202,10 @@ def test_killed_during_the_final_write(drill, standin, proxy):
         ("POST", IMPORT, status_after_forward(502)),  # saved, then a 502
         ("PATCH", PREDICTION, drop_response),
         ("GET", EXPORT, status(502)),
+        ("GET", EXPORT, status(200)),  # a 200 whose body is not JSON (the proxy's own text)
         ("POST", IMPORT, stall(10)),  # a slow answer, not a lost one
     ],
-    ids=["import-answer-dropped", "import-saved-then-502", "update-answer-dropped", "tasks-502", "import-stalls-10s"],
+    ids=["import-answer-dropped", "import-saved-then-502", "update-answer-dropped", "tasks-502", "tasks-not-json", "import-stalls-10s"],
 )
 def test_a_faulty_network_to_label_studio_loses_and_duplicates_nothing(drill, standin, proxy, labelstudio, method, path, fault):
     standin.respond_with(right_answer)
