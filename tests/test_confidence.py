@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from core import connection, keys, predict, prompts, runs
+from core import connection, keys, labeling, messages, predict, pricing, prompts, runs, tokens
 from core.evaluation import calibration, evaluate, subsets
 from core.evaluation.calibration import Point
 from core.labelstudio import NewTask
@@ -222,3 +222,21 @@ def test_each_output_has_its_own_confidence_and_the_answer_its_lowest(use_labels
     assert set(measured.outputs) == {"sentiment", "urgent"}
     assert measured.outputs["sentiment"].auroc is None  # every sentiment right: nothing to rank
     assert measured.outputs["urgent"].auroc == pytest.approx(1.0) and measured.overall.auroc == pytest.approx(1.0)
+
+
+def test_the_spending_limit_holds_n_answers_before_the_first_call_of_a_version_measuring_agreement(reviews, standin, ls_client):
+    found, ids = reviews
+    standin.respond_with(lambda r: Reply.json({"sentiment": "Positive"}, usage=(30, 5)))
+    v1 = create(found, samples=5, temperature=0.7)
+    targets = labeling.read(ls_client.label_config(found.id))
+    sent = messages.build(v1, targets, {"text": "review number 0"}, None, ids[0])
+    prompt, answer = tokens.prompt_tokens(sent), tokens.typical_answer_tokens(targets, v1.controls)
+    one_answer, five_answers = pricing.cost("gpt-4o-mini", prompt, answer), pricing.cost("gpt-4o-mini", prompt, 5 * answer)
+    limit = (one_answer + five_answers) / 2  # enough for a call of one answer, not for one of five
+
+    run = runs.execute(runs.create(v1, ids, kind="evaluate", label_config=ls_client.label_config(found.id), max_cost_usd=limit).id)
+    assert run.status == "stopped" and standin.request_count == 0  # nothing sent that could pass the limit
+
+    single = prompts.new_version("sentiment", found.id, samples=None)
+    run = runs.execute(runs.create(single, ids[:1], kind="evaluate", label_config=ls_client.label_config(found.id), max_cost_usd=limit).id)
+    assert run.status == "completed" and standin.request_count == 1  # the same limit lets a one-answer call go
