@@ -162,6 +162,11 @@ def review_tab(version: Version, threshold: float, client: LabelStudioClient) ->
     prediction score (the tab's filter and order) reads."""
     user = identity.require_role("member", "create review tabs in Label Studio")
     _check(threshold)
+    if not any(p.model_version == version.model_version for p in client.predictions(version.project_id)):
+        raise AcceptError(
+            f"{version.model_version} has no predictions in project {version.project_id} yet, so there is nothing to review by it; "
+            "run it over the project first (Predict), then make the tab."
+        )
     client.set_model_version(version.project_id, version.model_version)
     title = f"Review first: {version.model_version} below {threshold:.2f}"
     data = {

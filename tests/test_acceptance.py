@@ -125,6 +125,12 @@ def test_the_review_tab_lists_the_unsure_open_tasks_least_confident_first(predic
     assert acceptance.review_tab(v1, t, ls_client).view_id == tab.view_id
     assert sum(v["data"].get("title") == tab.title for v in ls_client.views(found.id)) == 1
 
+    # a version that never ran over the project has nothing to review: said so, and no tab made
+    v2 = prompts.new_version("sentiment", found.id, temperature=0.5)
+    with pytest.raises(acceptance.AcceptError, match=r"sentiment@v2 has no predictions in project \d+ yet.*run it over the project first \(Predict\)"):
+        acceptance.review_tab(v2, t, ls_client)
+    assert not any("sentiment@v2" in (v["data"].get("title") or "") for v in ls_client.views(found.id))
+
 
 def test_a_target_no_threshold_reaches_is_refused_saying_the_best_there_is(predicted):
     found, task_of, v1 = predicted
