@@ -23,6 +23,7 @@ navigation = st.navigation(
         st.Page("views/2_Prompts.py", title="Prompts", icon=":material/edit_note:"),
         st.Page("views/3_Evaluate.py", title="Evaluate", icon=":material/analytics:"),
         st.Page("views/4_Predict.py", title="Predict", icon=":material/bolt:"),
+        st.Page("views/7_Label_Studio.py", title="In Label Studio", icon=":material/smart_toy:"),
         st.Page("views/5_Team.py", title="Team", icon=":material/group:"),
         st.Page("views/6_Activity.py", title="Activity", icon=":material/history:"),
     ]

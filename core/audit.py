@@ -49,6 +49,8 @@ ACTIONS = (
     "predictions turned into annotations",
     "predictions accepted",
     "review tab created",
+    "version published",
+    "version unpublished",
     "member added",
     "member removed",
     "role changed",

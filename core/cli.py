@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core import audit, budgets, connection, demo, enhance, fewshot, identity, keys, launcher, messages, predict, pricing, prompts, providers, runs
+from core.backend import commands as backend_commands
 from core.evaluation import split, subsets
 from core.checks import Check
 from core.formatting import interval, percent, percent_with_interval, usd
@@ -72,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     _runs_commands(commands)
     _team_commands(commands)
     _activity_commands(commands)
+    backend_commands.add(commands)
 
     demo_parser = commands.add_parser("demo", help="the demo project").add_subparsers(title="demo")
     create = demo_parser.add_parser("create", help="create the demo project if it is not there yet")

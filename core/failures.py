@@ -23,6 +23,8 @@ KINDS = {
     "task_data": "task data that cannot be sent",
     "task_gone": "task no longer in Label Studio",
     "examples": "few-shot examples not found",
+    "over_budget": "spending limit or budget reached",
+    "not_serving": "the published version cannot answer",
     "unexpected": "unexpected error",
 }
 

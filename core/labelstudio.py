@@ -403,6 +403,61 @@ class LabelStudioClient:
         response = self._http("PATCH", f"api/projects/{project_id}/", json={"model_version": model_version})
         self._raise_for_status(response, project_id=project_id)
 
+    def update_project(self, project_id: int, **fields: Any) -> None:
+        response = self._http("PATCH", f"api/projects/{project_id}/", json=fields)
+        self._raise_for_status(response, project_id=project_id)
+
+    # -- ML backends: Label Studio calls them for predictions --------------------------------------
+
+    def ml_backends(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's ML backend connections: each with ``id``, ``url``, ``state`` (CO connected,
+        DI disconnected, ER error), ``model_version``, ``is_interactive``."""
+        response = self._http("GET", "api/ml/", params={"project": project_id})
+        self._raise_for_status(response, project_id=project_id)
+        return list(self._json(response))
+
+    def ml_backend(self, backend_id: int) -> dict[str, Any]:
+        response = self._http("GET", f"api/ml/{backend_id}")
+        self._raise_for_status(response)
+        return self._json(response)
+
+    def save_ml_backend(self, project_id: int, fields: dict[str, Any], backend_id: int | None = None) -> dict[str, Any]:
+        """Connect an ML backend to the project (or change connection ``backend_id``). Label Studio
+        asks the backend's /health and /setup before it answers, so a backend it cannot reach, or
+        that refuses its credentials, is refused here with Label Studio's reason."""
+        if backend_id is None:
+            response = self._http("POST", "api/ml/", json={"project": project_id, **fields}, retries=0)
+        else:
+            # Label Studio 1.23 checks the backend's /setup on a change too, and needs the project for it
+            response = self._http("PATCH", f"api/ml/{backend_id}", json={"project": project_id, **fields}, retries=0)
+        self._raise_for_status(response, project_id=project_id)
+        return self._json(response)
+
+    def delete_ml_backend(self, backend_id: int) -> None:
+        response = self._http("DELETE", f"api/ml/{backend_id}")
+        if response.status_code != 404:  # already gone is what was asked
+            self._raise_for_status(response)
+
+    def webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        response = self._http("GET", "api/webhooks/", params={"project": project_id})
+        self._raise_for_status(response, project_id=project_id)
+        return list(self._json(response))
+
+    def update_webhook(self, webhook_id: int, fields: dict[str, Any]) -> None:
+        response = self._http("PATCH", f"api/webhooks/{webhook_id}/", json=fields)
+        self._raise_for_status(response)
+
+    def delete_webhook(self, webhook_id: int) -> None:
+        response = self._http("DELETE", f"api/webhooks/{webhook_id}/")
+        if response.status_code != 404:
+            self._raise_for_status(response)
+
+    def users(self) -> dict[int, str]:
+        """The organization's users: id to email."""
+        response = self._http("GET", "api/users/")
+        self._raise_for_status(response)
+        return {int(u["id"]): str(u.get("email") or u.get("username") or u["id"]) for u in self._json(response)}
+
     def views(self, project_id: int) -> list[dict[str, Any]]:
         """The project's Data Manager tabs: each with its ``id`` and ``data`` (title, filters, ordering)."""
         response = self._http("GET", "api/dm/views/", params={"project": project_id})

@@ -159,6 +159,10 @@ class LocalLabelStudio:
             # Label Studio 1.23 recounts every task of the project on each prediction import unless
             # this flag is on: 5.35 s instead of 0.30 s per 500 predictions in a 20,000-task project.
             fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short="true",
+            # Prompter's ML backend listens on loopback beside it; Label Studio 1.23 refuses to call
+            # an ML backend (or a webhook) on a local address unless both are off.
+            ML_BLOCK_LOCAL_IP="false",
+            SSRF_PROTECTION_ENABLED="false",
             PATH=f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
         )
         return env

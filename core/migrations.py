@@ -334,6 +334,42 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE run_items ADD COLUMN samples JSON",
         ),
     ),
+    Migration(
+        18,
+        "the ML backend: the version each Label Studio project is served by, and the instructions annotators typed",
+        (
+            """
+            CREATE TABLE publications (
+                project_id INTEGER NOT NULL PRIMARY KEY,
+                prompt_version_id INTEGER NOT NULL REFERENCES prompt_versions (id) ON DELETE CASCADE,
+                url VARCHAR NOT NULL,
+                interactive BOOLEAN NOT NULL,
+                instruction VARCHAR NOT NULL,
+                concurrency INTEGER NOT NULL,
+                max_cost_usd FLOAT,
+                username VARCHAR NOT NULL,
+                password_hash VARCHAR NOT NULL,
+                ml_backend_id INTEGER,
+                published_by VARCHAR,
+                published_at DATETIME NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE instructions (
+                id INTEGER NOT NULL PRIMARY KEY,
+                project_id INTEGER NOT NULL,
+                task_id INTEGER NOT NULL,
+                annotation_id INTEGER NOT NULL,
+                text TEXT NOT NULL,
+                annotator VARCHAR,
+                prompt_version_id INTEGER REFERENCES prompt_versions (id) ON DELETE SET NULL,
+                created_at DATETIME NOT NULL,
+                UNIQUE (annotation_id)
+            )
+            """,
+            "CREATE INDEX ix_instructions_project_id ON instructions (project_id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -53,6 +53,7 @@ LABEL_STUDIO_GRACE = 120.0  # how long the end of a run waits for Label Studio t
 REPLACE_AT_ONCE = 4  # predictions updated in place at once (Label Studio has no bulk update)
 
 ACTIVE = ("pending", "running")
+KINDS = ("evaluate", "predict")  # what a worker runs; the ML backend records its calls as runs of kind "backend"
 OVER_BUDGET = "the spending limit"
 OVER_MONTHLY_BUDGET = "a monthly budget"  # why a run stops sending calls; the end of the run says how much was spent
 CACHE_POLICIES = {
@@ -206,7 +207,7 @@ def create(
     evaluation and paid under the same limits, but never written to Label Studio (its answers are not
     the version's) and never counted as the version's figure; it may run beside other variants."""
     user = identity.require_role("member", "start runs")
-    if kind not in ("evaluate", "predict"):
+    if kind not in KINDS:
         raise RunError(f"kind: {kind!r} is not a run kind (evaluate or predict).")
     saved = version
     if variant:
@@ -413,6 +414,8 @@ def retry_failed(run_id: int) -> RunView:
         row = s.exec(select(store.Run).where(store.Run.id == run_id).with_for_update()).first()
         if row is None:
             raise RunError(f"There is no run {run_id}; `python -m core runs list` shows them.")
+        if row.kind not in KINDS:
+            raise RunError(_refusal(s, row))
         if live(_view(row, prompts.by_row_id(row.prompt_version_id))):
             raise RunError(f"Run {run_id} is still going; retry its failed tasks once it has ended.")
         going = [other for other in _live_runs_of(s, row.prompt_version_id, row.variant) if other.id != run_id]
@@ -472,7 +475,10 @@ def status_of(run: RunView) -> str:
 
 
 def resumable(run: RunView) -> bool:
-    """The run stopped before its end and can go on: interrupted, failed, stopped, cancelled, or never picked up."""
+    """The run stopped before its end and can go on: interrupted, failed, stopped, cancelled, or never picked up.
+    The ML backend's answers to Label Studio are never run again: Label Studio asks again when it needs them."""
+    if run.kind not in KINDS:
+        return False
     if run.interrupted or run.status in ("failed", "stopped", "cancelled"):
         return True
     return run.status == "pending" and store.utcnow() - _aware(run.created_at) > STALE_AFTER
@@ -569,6 +575,8 @@ def _claim(run_id: int) -> str:
 
 def _refusal(s, row: store.Run, me: str | None = None) -> str | None:
     """Why a worker may not take this run now, or None."""
+    if row.kind not in KINDS:
+        return f"Run {row.id} holds what the ML backend answered Label Studio; it is not run again (Label Studio asks again when it needs an answer)."
     if row.status == "completed" and not _unwritten_ids(row.id):
         return f"Run {row.id} is already completed."
     if row.status == "running" and row.worker != me and not worker_gone(row.worker, row.heartbeat_at or row.started_at):
@@ -724,7 +732,7 @@ class _Engine:
             for task_id in sorted(missing):
                 self._save(task_id, None, None, error=f"Task {task_id} is no longer in the Label Studio project.", kind="task_gone")
             prepared = await self._prepared(tasks)
-            cached = self._cached({job.request.hash for job in prepared if job.request}) if self.reuse else {}
+            cached = cached_answers({job.request.hash for job in prepared if job.request}) if self.reuse else {}
             for job in prepared:
                 job.cached = cached.get(job.request.hash) if job.request else None
                 await jobs.put(job)
@@ -765,13 +773,6 @@ class _Engine:
             return _Job(task, None, render_error=str(error), render_kind="examples")
         return _Job(task, calls.request(self.version, self.key, sent, self.schema))
 
-    def _cached(self, hashes: set[str]) -> dict[str, store.RunItem]:
-        if not hashes:
-            return {}
-        with store.session() as s:
-            found = s.exec(select(store.RunItem).where(store.RunItem.call_hash.in_(hashes), store.RunItem.status == "ok")).all()
-        return {item.call_hash: item for item in found}
-
     # working: one job at a time per worker, so at most `concurrency` calls are out at once
 
     async def _worker(self, jobs: asyncio.Queue, client) -> None:
@@ -788,7 +789,7 @@ class _Engine:
         if job.render_error:
             self._save(job.task.id, job, None, error=job.render_error, kind=job.render_kind)
         elif job.cached is not None:
-            self._save(job.task.id, job, _reply_from(job.cached), from_cache=True)
+            self._save(job.task.id, job, reply_from(job.cached), from_cache=True)
         elif await self._reserve(job):
             try:
                 reply = await calls.ask_async(client, job.request)
@@ -1099,11 +1100,20 @@ def _items_by_id(ids: Iterable[int]) -> list[store.RunItem]:
         return list(s.exec(select(store.RunItem).where(store.RunItem.id.in_(list(ids))).order_by(store.RunItem.id)).all())
 
 
-def _reply_from(item: store.RunItem) -> calls.Reply:
+def reply_from(item: store.RunItem) -> calls.Reply:
     samples = tuple(item.samples) if item.samples else None  # n answers stay n: voted on again as when they came
     return calls.Reply(
         item.raw_output, item.input_tokens or 0, item.output_tokens or 0, item.latency_ms or 0.0, confidence=item.score, confidences=item.confidences, samples=samples
     )
+
+
+def cached_answers(hashes: set[str]) -> dict[str, store.RunItem]:
+    """The answers already paid for, in any run, to the calls with these hashes (failed ones never)."""
+    if not hashes:
+        return {}
+    with store.session() as s:
+        found = s.exec(select(store.RunItem).where(store.RunItem.call_hash.in_(hashes), store.RunItem.status == "ok")).all()
+    return {item.call_hash: item for item in found}
 
 
 def _set_status(run_id: int, status: str, reason: str | None, *, only_if_worker: str | None = None) -> None:

@@ -20,6 +20,12 @@ class Settings:
     local_labelstudio_port: int
     local_labelstudio_venv: Path
     dashboard_port: int
+    backend_port: int = 9090
+    backend_public_url: str | None = None  # where Label Studio reaches the backend, when not on this machine's loopback
+
+    @property
+    def backend_url(self) -> str:
+        return self.backend_public_url or f"http://127.0.0.1:{self.backend_port}"
 
     @property
     def database_path(self) -> Path:
@@ -50,6 +56,8 @@ def load() -> Settings:
             os.environ.get("PROMPTER_LABEL_STUDIO_VENV") or REPO_ROOT / ".venv-labelstudio"
         ),
         dashboard_port=_port("PROMPTER_PORT", 8501),
+        backend_port=_port("PROMPTER_BACKEND_PORT", 9090),
+        backend_public_url=(os.environ.get("PROMPTER_BACKEND_URL") or "").strip().rstrip("/") or None,
     )
 
 

@@ -92,7 +92,7 @@ class Run(SQLModel, table=True):
     __tablename__ = "runs"
     id: Optional[int] = Field(default=None, primary_key=True)
     prompt_version_id: int = Field(foreign_key="prompt_versions.id", ondelete="CASCADE", index=True)
-    kind: str  # "evaluate" | "predict"
+    kind: str  # "evaluate" | "predict" | "backend" (answers the ML backend gave Label Studio)
     subset: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     status: str = "pending"  # pending | running | completed | failed | cancelled | stopped (spending limit)
     status_reason: Optional[str] = Field(default=None, sa_type=Text)
@@ -192,6 +192,41 @@ class RunItem(SQLModel, table=True):
     written_to_labelstudio: bool = False
     ground_truth: Optional[Any] = Field(default=None, sa_column=Column(JSON))  # the task's, when it ran
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Publication(SQLModel, table=True):
+    """The version a Label Studio project is served by through Prompter's ML backend, and the
+    basic-auth credentials Label Studio was given for it (the password only as its SHA-256: it is a
+    long random token, so its hash cannot be guessed back)."""
+
+    __tablename__ = "publications"
+    project_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    prompt_version_id: int = Field(foreign_key="prompt_versions.id", ondelete="CASCADE")
+    url: str  # where Label Studio reaches the backend
+    interactive: bool = False
+    instruction: str = "prompt"  # the TextArea an annotator types an instruction into
+    concurrency: int = 16
+    max_cost_usd: Optional[float] = None  # the spending limit of everything served for this project
+    username: str
+    password_hash: str
+    ml_backend_id: Optional[int] = None  # Label Studio's id of the connection
+    published_by: Optional[str] = None
+    published_at: datetime = Field(default_factory=utcnow)
+
+
+class Instruction(SQLModel, table=True):
+    """An instruction an annotator typed into a task and saved with the annotation."""
+
+    __tablename__ = "instructions"
+    __table_args__ = (UniqueConstraint("annotation_id"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    project_id: int = Field(index=True)
+    task_id: int
+    annotation_id: int
+    text: str = Field(sa_type=Text)
+    annotator: Optional[str] = None  # the annotator's email, as Label Studio names them
+    prompt_version_id: Optional[int] = Field(default=None, foreign_key="prompt_versions.id", ondelete="SET NULL")
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class RecentChoice(SQLModel, table=True):

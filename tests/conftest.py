@@ -11,6 +11,7 @@ import pytest
 from core import forkserver, settings, store
 from core.labelstudio import LabelStudioClient, NewTask, Project
 from core.local_labelstudio import LocalLabelStudio, free_port
+from tests.backend import BackendServer
 from tests.standin import StandIn
 
 CHOICES_CONFIG = """
@@ -98,6 +99,13 @@ def make_project(ls_client: LabelStudioClient, request: pytest.FixtureRequest) -
 def standin() -> Iterator[StandIn]:
     """An OpenAI-compatible server on loopback, scripted per test."""
     with StandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def backend(tmp_path) -> Iterator[BackendServer]:
+    """Prompter's ML backend server in its own process, reading this test's PROMPTER_HOME."""
+    with BackendServer(tmp_path / "backend.log") as server:
         yield server
 
 

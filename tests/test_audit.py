@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from core import acceptance, audit, budgets, cli, connection, enhance, identity, keys, optimize, predict, pricing, prompts, runs, settings, store
+from core.backend import publications
 from core.evaluation import evaluate, split, subsets
 from core.labelstudio import NewTask
 from core.workbench import Workbench
@@ -77,7 +78,7 @@ def project(use_labelstudio, make_project, standin):
     return make_project(CHOICES_CONFIG, tasks)
 
 
-def test_every_audited_action_leaves_exactly_one_row_with_who_what_and_which(project, standin, labelstudio, ls_client):
+def test_every_audited_action_leaves_exactly_one_row_with_who_what_and_which(project, standin, labelstudio, ls_client, backend):
     project, ids = project
     trail = Trail()
     local = identity.local_admin()
@@ -165,6 +166,11 @@ def test_every_audited_action_leaves_exactly_one_row_with_who_what_and_which(pro
         }
         trail.one("predictions deleted", "mo@x.com", "sentiment@v1", lambda: predict.delete(v1, ls_client))
         assert trail.detail == {"project": project.id, "predictions": 1}
+        trail.one("version published", "mo@x.com", "sentiment@v2", lambda: publications.connect(project.id, "sentiment", 2, backend.url, ls_client, max_cost_usd=1.0))
+        assert trail.detail == {"project": project.id, "url": backend.url, "interactive": False, "instruction": None, "max_cost_usd": 1.0}
+        assert "password" not in json.dumps(rows()) and publications.get(project.id).username not in json.dumps(rows())
+        trail.one("version unpublished", "mo@x.com", "sentiment@v2", lambda: publications.disconnect(project.id, ls_client))
+        assert trail.detail == {"project": project.id}
         trail.one("prompt version saved", "mo@x.com", "scratch@v1", lambda: prompts.create(project.id, "scratch", template=TEMPLATE, controls=["sentiment"], provider_key="team", model="gpt-4o-mini"))
         trail.one("prompt archived", "mo@x.com", "scratch", lambda: prompts.archive("scratch", project.id))
         trail.one("prompt restored", "mo@x.com", "scratch", lambda: prompts.restore("scratch", project.id))
