@@ -6,6 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
+
+import httpx
 
 from core import connection, demo, deployment, settings, store
 from core.local_labelstudio import LocalLabelStudio
@@ -22,11 +25,13 @@ def run() -> int:
         print(f"[prompter] Not starting: {refusal}", file=sys.stderr, flush=True)
         return 2
     store.engine()  # create or upgrade the database before anything reads it
-    server = None
+    server = backend = None
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
+        backend = _start_backend(conf)
         if conf.uses_external_labelstudio:
             _report_external()
+            _say(f"Prompter's ML backend listens on {conf.backend_host}:{conf.backend_port}; Label Studio must reach it at {conf.backend_url} (set PROMPTER_BACKEND_URL).")
         else:
             server = LocalLabelStudio(
                 conf.local_labelstudio_dir, conf.local_labelstudio_port, conf.local_labelstudio_venv
@@ -42,15 +47,50 @@ def run() -> int:
                 f"Demo project {'created' if created else 'found'}: #{project.id} {project.title!r}, "
                 f"{project.task_count} tasks, {project.ground_truth_count} ground truth."
             )
+            interactive, _ = demo.ensure_interactive_project(connection.client())
+            _wait_for_backend(backend, conf)
+            _say(demo.publish_interactive(connection.client(), interactive.id, conf.backend_url))
         _say(serving.describe())
         _say(f"Prompter dashboard: {serving.expected_address()}  (Ctrl-C stops everything)")
         return _serve_dashboard(serving)
     except KeyboardInterrupt:
         return 0
     finally:
+        _stop(backend)
         if server is not None and server.started_here:
             _say("Stopping Label Studio ...")
             server.stop()
+
+
+def _start_backend(conf: settings.Settings) -> subprocess.Popen:
+    """Prompter's ML backend beside Label Studio: Label Studio asks it for a published version's answers."""
+    _say(f"Starting Prompter's ML backend on {conf.backend_host}:{conf.backend_port} ...")
+    return subprocess.Popen(
+        [sys.executable, "-m", "core", "backend", "serve", "--host", conf.backend_host, "--port", str(conf.backend_port)],
+        cwd=settings.REPO_ROOT,
+        env=dict(os.environ),
+    )
+
+
+def _wait_for_backend(backend: subprocess.Popen, conf: settings.Settings, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and backend.poll() is None:
+        try:
+            httpx.get(f"http://127.0.0.1:{conf.backend_port}/health", timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    _say(f"Warning: Prompter's ML backend did not start on port {conf.backend_port} (taken? set PROMPTER_BACKEND_PORT); Label Studio cannot ask it.")
+
+
+def _stop(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def _serve_dashboard(serving: deployment.Deployment) -> int:
@@ -68,12 +108,7 @@ def _serve_dashboard(serving: deployment.Deployment) -> int:
     try:
         return dashboard.wait()
     finally:
-        if dashboard.poll() is None:
-            dashboard.terminate()
-            try:
-                dashboard.wait(10)
-            except subprocess.TimeoutExpired:
-                dashboard.kill()
+        _stop(dashboard)
 
 
 def _report_external() -> None:

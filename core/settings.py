@@ -21,6 +21,7 @@ class Settings:
     local_labelstudio_venv: Path
     dashboard_port: int
     backend_port: int = 9090
+    backend_host: str = "127.0.0.1"
     backend_public_url: str | None = None  # where Label Studio reaches the backend, when not on this machine's loopback
 
     @property
@@ -57,6 +58,7 @@ def load() -> Settings:
         ),
         dashboard_port=_port("PROMPTER_PORT", 8501),
         backend_port=_port("PROMPTER_BACKEND_PORT", 9090),
+        backend_host=(os.environ.get("PROMPTER_BACKEND_HOST") or "").strip() or "127.0.0.1",
         backend_public_url=(os.environ.get("PROMPTER_BACKEND_URL") or "").strip().rstrip("/") or None,
     )
 

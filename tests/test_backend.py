@@ -111,6 +111,8 @@ def _publication_rows():
 
 def test_opening_a_task_prelabels_it_once_with_the_models_answer(served, standin, ls_client):
     project, ids, found = served
+    listed = ls_client._http("GET", "api/tasks", params={"project": project.id, "fields": "all"})  # the Data Manager's list
+    assert len(listed.json()["tasks"]) == 6 and standin.request_count == 0  # tasks merely listed cost nothing
     shown = open_task(ls_client, ids[1])
     (prediction,) = predictions_by_task(ls_client, project.id)[ids[1]]
     assert prediction.model_version == "sentiment@v1"

@@ -15,7 +15,7 @@ def add(commands) -> None:
     group = commands.add_parser("backend", help="Prompter as Label Studio's ML backend: a published version answers inside Label Studio").add_subparsers(title="backend")
 
     serve = group.add_parser("serve", help="the server Label Studio calls (binds loopback unless told otherwise)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; another one lets other machines call it)")
+    serve.add_argument("--host", default=None, help="address to listen on (default: PROMPTER_BACKEND_HOST, else 127.0.0.1; another one lets other machines call it)")
     serve.add_argument("--port", type=int, default=None, help="default: PROMPTER_BACKEND_PORT, else 9090")
     serve.set_defaults(action=_serve)
 
@@ -57,9 +57,10 @@ def add(commands) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from core.backend import server
 
-    port = args.port or settings.load().backend_port
-    print(f"Prompter's ML backend on http://{args.host}:{port} (publish a version with `python -m core backend connect`)", flush=True)
-    server.serve(args.host, port)
+    conf = settings.load()
+    host, port = args.host or conf.backend_host, args.port or conf.backend_port
+    print(f"Prompter's ML backend on http://{host}:{port} (publish a version with `python -m core backend connect`)", flush=True)
+    server.serve(host, port)
     return 0
 
 

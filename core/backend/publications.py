@@ -231,7 +231,11 @@ def _register(project_id: int, version: Version, url: str, client: LabelStudioCl
     for hook in client.webhooks(project_id):  # made by Label Studio with the connection, without credentials
         if _same_url(hook.get("url", ""), url + "/webhook"):
             client.update_webhook(hook["id"], {"headers": {"Authorization": authorization}, "send_payload": True, "send_for_all_actions": True})
-    client.update_project(project_id, evaluate_predictions_automatically=True, show_collab_predictions=True, model_version=version.model_version)
+    # A task opened in the labeling screen asks the backend (show_collab_predictions). Label Studio's
+    # "evaluate predictions automatically" would also ask for every task of each Data Manager page
+    # listed, and for every task read through its task list (Prompter's own reads included): a model
+    # call per task merely looked at, so it is turned off.
+    client.update_project(project_id, evaluate_predictions_automatically=False, show_collab_predictions=True, model_version=version.model_version)
     return int(saved["id"])
 
 
