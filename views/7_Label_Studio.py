@@ -38,11 +38,17 @@ else:
         st.error(f"Label Studio says: {error}")
     calls = [publications.call_summary(r) for r in publications.recent_calls(served, limit=20)]
     if calls:
+        shown = pd.DataFrame(calls)[["at", "why", "version", "tasks", "answered", "failed", "from_cache", "cost_usd", "reason"]]
+        shown["at"] = pd.to_datetime(shown["at"])
         st.dataframe(
-            widgets.readable(pd.DataFrame(calls)[["at", "why", "version", "tasks", "answered", "failed", "from_cache", "cost_usd", "reason"]]),
+            widgets.readable(shown),
             hide_index=True,
             key="lb_calls",
-            column_config={"cost_usd": st.column_config.NumberColumn("cost (USD)", format="%.5f"), "from_cache": "from the store"},
+            column_config={
+                "at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+                "cost_usd": st.column_config.NumberColumn("cost (USD)", format="%.5f"),
+                "from_cache": "from the store",
+            },
         )
     else:
         st.caption("Label Studio has not asked for anything yet: open a task without a prediction in Label Studio.")
@@ -99,7 +105,10 @@ if version is not None:
         help="Calls that would pass this are refused; their tasks get no prediction. Empty: no limit (monthly budgets still hold).",
     )
     switching = served is not None and served.version != version
-    label = f"Publish {version.model_version}" + (f" instead of {served.version.model_version}" if switching else "")
+    if served is not None and served.version == version:
+        label = f"Publish {version.model_version} again with these settings"
+    else:
+        label = f"Publish {version.model_version}" + (f" instead of {served.version.model_version}" if switching else "")
     if st.button(label, key="lb_publish", type="primary", disabled=not may_change):
         try:
             found = publications.connect(
