@@ -9,11 +9,13 @@ import json
 import httpx
 import pytest
 
-from core import connection, keys, prompts, runs
+from core import identity, keys, prompts, runs
 from core.backend import instructions, publications
 from core.labelstudio import NewTask
+from tests.backend import BackendServer
 from tests.helpers import wait_until
 from tests.standin import Reply
+from tests.team import acting, join, plain_deployment, team_mode  # noqa: F401 - plain_deployment is autouse
 from tests.test_cli import _cli
 
 LABELS = ("Positive", "Negative", "Neutral")
@@ -83,6 +85,8 @@ def test_connect_makes_label_studio_use_the_published_version_and_refuses_wrong_
     (connected,) = ls_client.ml_backends(project.id)
     assert connected["state"] == "CO" and connected["model_version"] == "sentiment@v1" and connected["auth_method"] == "BASIC_AUTH"
     assert publications.label_studio_state(found, ls_client) == ("connected", None)
+    versions = ls_client._http("GET", f"api/ml/{found.ml_backend_id}/versions")  # Label Studio asks the backend's /versions
+    assert versions.status_code == 200 and versions.json()["versions"] == ["sentiment@v1"], versions.text
 
     # the backend answers nobody without the credentials it gave Label Studio
     for auth in (None, (found.username, "not-the-password"), ("someone", "else")):
@@ -252,3 +256,35 @@ def test_the_cli_connects_shows_status_and_disconnects(use_labelstudio, make_pro
 
     done = _cli("backend", "connect", "--project", str(project.id), "--prompt", "sentiment", "--url", "http://127.0.0.1:9", "--json")
     assert done.returncode == 1 and "Label Studio" in done.stderr and publications.get(project.id) is None
+
+
+def test_only_members_publish_and_a_publisher_who_left_the_team_spends_no_more(use_labelstudio, make_project, standin, ls_client, monkeypatch, tmp_path):
+    team_mode(monkeypatch)
+    join("mo@x.com", "member")
+    join("vi@x.com", "viewer")
+    with identity.acting_as(identity.local_admin()):
+        keys.add("team", "openai-compatible", base_url=standin.base_url)
+    standin.respond_with(answer)
+    project, ids = make_project(tasks=[NewTask({"text": f"review number {n}"}) for n in range(2)], title="backend team check")
+    with BackendServer(tmp_path / "team-backend.log") as server:
+        with acting("mo@x.com"):
+            prompts.create(project.id, "sentiment", template="Sentiment of: {text}\n{labels}", controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
+        with acting("vi@x.com"), pytest.raises(identity.NotAllowed, match="publish a version to Label Studio"):
+            publications.connect(project.id, "sentiment", None, server.url, ls_client)
+        assert ls_client.ml_backends(project.id) == []
+        with acting("mo@x.com"):
+            found = publications.connect(project.id, "sentiment", None, server.url, ls_client)
+        assert found.published_by == "mo@x.com"
+        open_task(ls_client, ids[0])
+        assert standin.request_count == 1 and len(predictions_by_task(ls_client, project.id)[ids[0]]) == 1
+        (first,) = runs.runs(project_id=project.id, kind="backend")
+        assert first.started_by == "mo@x.com"  # the calls are the publisher's, under their budget
+
+        with identity.acting_as(identity.local_admin()):
+            identity.remove("mo@x.com")
+        open_task(ls_client, ids[1])
+        assert standin.request_count == 1 and ids[1] not in predictions_by_task(ls_client, project.id)
+        latest = runs.runs(project_id=project.id, kind="backend")[0]
+        (refused,) = runs.failures_of(latest.id)
+        assert refused.kind == "not_serving" and "published by mo@x.com, who may no longer spend the team's keys" in refused.example
+        assert latest.status == "failed"
