@@ -4,7 +4,7 @@ VENV := .venv
 LS_VENV := .venv-labelstudio
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: run test setup chromium bench bench-predict bench-replace bench-first-result clean
+.PHONY: run test setup chromium bench bench-predict bench-replace bench-first-result bench-backend clean
 
 run: setup
 	$(VENV)/bin/python -m core run
@@ -26,6 +26,7 @@ bench: setup chromium
 	$(VENV)/bin/python -m bench.predict $(PREDICT_ARGS)
 	$(VENV)/bin/python -m bench.replace $(REPLACE_ARGS)
 	$(VENV)/bin/python -m bench.first_result $(FIRST_RESULT_ARGS)
+	$(VENV)/bin/python -m bench.backend $(BACKEND_ARGS)
 
 bench-predict: setup
 	$(VENV)/bin/python -m bench.predict $(PREDICT_ARGS)
@@ -35,6 +36,9 @@ bench-replace: setup
 
 bench-first-result: setup chromium
 	$(VENV)/bin/python -m bench.first_result $(FIRST_RESULT_ARGS)
+
+bench-backend: setup
+	$(VENV)/bin/python -m bench.backend $(BACKEND_ARGS)
 
 # Reinstall only when the requirements change.
 $(VENV)/.installed: requirements.txt
