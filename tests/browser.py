@@ -10,16 +10,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from core import deployment, forkserver, settings
-from core.local_labelstudio import free_port
-from tests.helpers import streamlit_healthy, wait_until
+from tests.helpers import ServerProcess, streamlit_healthy
 
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
@@ -33,47 +30,26 @@ def chromium() -> str:
     raise RuntimeError("Chromium is not installed: run the tests with `make test` (it installs the distribution's chromium package).")
 
 
-class Dashboard:
+class Dashboard(ServerProcess):
     """`streamlit run app.py` with this process's environment (PROMPTER_HOME, Label Studio), what the
     launcher adds to it (deployment.SERVER_ENVIRONMENT), and ``env`` over both. The port, and so
     ``url``, is known before it starts (a sign-in's redirect URI names it)."""
 
-    def __init__(self, log: Path, env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.env = dict(env or {})
-        self.process: subprocess.Popen | None = None
+    what = "the dashboard"
 
-    def __enter__(self) -> "Dashboard":
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable, "-m", "streamlit", "run", str(settings.REPO_ROOT / "app.py"),
-                    "--server.address", "127.0.0.1",
-                    "--server.port", str(self.port),
-                    "--server.headless", "true",
-                ],
-                cwd=settings.REPO_ROOT,
-                env={**os.environ, **deployment.SERVER_ENVIRONMENT, forkserver.ENABLED_VARIABLE: "1", **self.env},  # as `make run` starts runs
-                stdout=out,
-                stderr=out,
-            )
-        wait_until(self._up, 60, 0.2, what=f"the dashboard to start (see {self.log})")
-        return self
+    def command(self) -> list[str]:
+        return [
+            "-m", "streamlit", "run", str(settings.REPO_ROOT / "app.py"),
+            "--server.address", "127.0.0.1",
+            "--server.port", str(self.port),
+            "--server.headless", "true",
+        ]
 
-    def _up(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"the dashboard exited; see {self.log}")
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **deployment.SERVER_ENVIRONMENT, forkserver.ENABLED_VARIABLE: "1", **self.env}  # as `make run` starts runs
+
+    def up(self) -> bool:
         return streamlit_healthy(self.url)
-
-    def __exit__(self, *exc) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
 
 
 def settle(page, timeout: float = 60_000) -> None:

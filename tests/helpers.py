@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import httpx
@@ -122,3 +126,48 @@ class HeldCalls:
         """Calls that arrived and have not been let through."""
         with self._changed:
             return 0 if self.opened else max(0, self.arrived - self.allowed)
+
+
+class ServerProcess:
+    """A server of the repository (``python -m ...``) in its own process on a free loopback port, its
+    output in ``log``; entered once it answers (``up``), terminated on exit. The port, and so ``url``,
+    is known before it starts."""
+
+    what = "the server"
+
+    def __init__(self, log: Path, env: dict[str, str] | None = None):
+        from core.local_labelstudio import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.env = dict(env or {})
+        self.process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
+    def up(self) -> bool:
+        raise NotImplementedError
+
+    def __enter__(self):
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen([sys.executable, *self.command()], cwd=settings.REPO_ROOT, env=self.environment(), stdout=out, stderr=out)
+        wait_until(self._ready, 60, 0.1, what=f"{self.what} to start (see {self.log})")
+        return self
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.what} exited; see {self.log}:\n{self.log.read_text()[-2000:]}")
+        return self.up()
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()

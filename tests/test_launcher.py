@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 from core import demo, settings
 from core.labelstudio import LabelStudioClient
@@ -38,13 +39,24 @@ def _wait_for_dashboard(process: subprocess.Popen, port: int, timeout: float = 2
     wait_until(up, timeout, 0.5, what="the dashboard to come up")
 
 
+@pytest.fixture
+def started() -> list[subprocess.Popen]:
+    """The `core run` processes a test starts: stopped as Ctrl-C stops them even when the test fails
+    half-way, so no Label Studio, backend or dashboard outlives it."""
+    processes: list[subprocess.Popen] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            _ctrl_c(process)
+
+
 def _ctrl_c(process: subprocess.Popen) -> str:
     os.killpg(process.pid, signal.SIGINT)
     output, _ = process.communicate(timeout=60)
     return output
 
 
-def test_run_starts_the_servers_reuses_the_demo_publishes_its_interactive_project_and_stops_on_ctrl_c(tmp_path, standin):
+def test_run_starts_the_servers_reuses_the_demo_publishes_its_interactive_project_and_stops_on_ctrl_c(tmp_path, standin, started):
     ls_port, dashboard_port, backend_port = free_port(), free_port(), free_port()
     env = {
         k: v for k, v in os.environ.items() if k not in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY")
@@ -57,6 +69,7 @@ def test_run_starts_the_servers_reuses_the_demo_publishes_its_interactive_projec
     ports = (ls_port, dashboard_port, backend_port)
 
     first = _start(env)
+    started.append(first)
     _wait_for_dashboard(first, dashboard_port)
     assert httpx.get(f"http://127.0.0.1:{ls_port}/health").status_code == 200
     assert httpx.get(f"http://127.0.0.1:{backend_port}/health").status_code == 401  # up, and answering only Label Studio
@@ -73,6 +86,7 @@ def test_run_starts_the_servers_reuses_the_demo_publishes_its_interactive_projec
     assert added.returncode == 0, added.stderr
     standin.respond_with(lambda request: Reply.json({"response": "The customer asks about a bill.", "intent": "Billing"}))
     second = _start(env)
+    started.append(second)
     _wait_for_dashboard(second, dashboard_port)
     credentials = json.loads((tmp_path / "home" / "labelstudio" / "credentials.json").read_text())
     client = LabelStudioClient(f"http://127.0.0.1:{ls_port}", credentials["token"])

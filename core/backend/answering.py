@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from sqlalchemy import func
 from sqlmodel import select
 
-from core import budgets, calls, confidence, connection, deployment, failures, identity, keys, labeling, messages, pricing, prompts, providers, runs, store, tokens
+from core import budgets, calls, confidence, connection, deployment, failures, fewshot, identity, keys, labeling, messages, pricing, prompts, providers, runs, store, tokens
 from core.backend.publications import Publication
 from core.formatting import usd
 from core.labelstudio import LabelStudioError
@@ -118,6 +117,14 @@ async def _calls(publication: Publication, version: Version, tasks: Sequence[dic
     answer_tokens = tokens.typical_answer_tokens(targets, version.controls) * (version.samples or 1)
 
     async def one(task: dict[str, Any], request: calls.Request | None, render_error: tuple[str, str] | None, client) -> Answer:
+        try:
+            return await answer(task, request, render_error, client)
+        except Exception as error:  # noqa: BLE001 - one task's surprise must not fail the others
+            said = f"Unexpected error on this task: {type(error).__name__}: {error}"
+            _store(run_id, int(task["id"]), request, None, None, error=said, kind="unexpected")
+            return Answer(int(task["id"]), None, error=said)
+
+    async def answer(task: dict[str, Any], request: calls.Request | None, render_error: tuple[str, str] | None, client) -> Answer:
         task_id = int(task["id"])
         if render_error:
             _store(run_id, task_id, request, None, None, error=render_error[0], kind=render_error[1])
@@ -146,6 +153,8 @@ def _prepare(version, key, targets, task, images, schema) -> tuple[calls.Request
         sent = messages.build(version, targets, task.get("data") or {}, images, int(task["id"]))
     except (RenderError, LabelStudioError) as error:
         return None, (str(error), "missing_field" if isinstance(error, MissingField) else "task_data")
+    except fewshot.FewShotError as error:
+        return None, (str(error), "examples")
     return calls.request(version, key, sent, schema), None
 
 
