@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import LABEL_CONFIG, TEMPLATE, StandInProcess, import_texts, in_scratch_folder, label_studio, percentile, task_text
+from bench.common import LABEL_CONFIG, TEMPLATE, StandInProcess, _aware, import_texts, in_scratch_folder, label_studio, percentile, task_text
 
 MODEL = "gpt-4o-mini"
 LABEL_STUDIO_TIMEOUT_S = 100.0  # ML_TIMEOUT_PREDICT's default in Label Studio 1.23
@@ -97,6 +97,11 @@ def _measure(args: argparse.Namespace, workdir: Path) -> int:
             answer = ls._http("POST", "api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project.id}, json={"selectedItems": {"all": False, "included": retrieved_ids}})
             retrieve_s = time.perf_counter() - started
             made = standin.count() - before
+            from core import runs
+
+            (served,) = runs.runs(project_id=project.id, kind="backend", limit=1)
+            backend_s = served.elapsed_seconds  # from the request reaching the backend to its last answer stored
+            first_item, last_item = _item_span(served.id)
             written = sum(1 for p in ls.predictions(project.id) if p.task_id in set(retrieved_ids))
         finally:
             backend.terminate()
@@ -116,16 +121,28 @@ def _measure(args: argparse.Namespace, workdir: Path) -> int:
     print(f"{'overhead (Label Studio + backend)':36} {opened_ms - alone_ms:10.0f}")
     print()
     print(f"Retrieve Predictions on {args.retrieve} tasks: {retrieve_s:.2f} s; ideal {ideal:.2f} s (tasks x latency / concurrency); ratio {retrieve_s / ideal:.2f}")
+    print(f"  of which the backend's part (request received -> last answer stored): {backend_s:.2f} s; first answer stored after {first_item:.2f} s, last after {last_item:.2f} s")
+    print(f"  and Label Studio's part (sending the tasks, saving the predictions): {retrieve_s - backend_s:.2f} s")
     print(f"At this pace, about {fits} tasks fit in Label Studio's {LABEL_STUDIO_TIMEOUT_S:.0f} s predict timeout.")
     for problem in problems:
         print(f"PROBLEM: {problem}")
     print(json.dumps({
         "benchmark": "backend", "latency_s": args.latency, "concurrency": args.concurrency,
         "prelabel_median_ms": round(opened_ms, 1), "model_alone_median_ms": round(alone_ms, 1), "prelabel_overhead_ms": round(opened_ms - alone_ms, 1),
-        "retrieve_tasks": args.retrieve, "retrieve_s": round(retrieve_s, 3), "retrieve_ideal_s": round(ideal, 3), "retrieve_ratio": round(retrieve_s / ideal, 3),
+        "retrieve_tasks": args.retrieve, "retrieve_s": round(retrieve_s, 3), "retrieve_ideal_s": round(ideal, 3), "retrieve_ratio": round(retrieve_s / ideal, 3), "retrieve_backend_s": round(backend_s, 3),
         "tasks_in_timeout": fits, "problems": problems,
     }))
     return 0
+
+
+def _item_span(run_id: int) -> tuple[float, float]:
+    """Seconds from the run's start to its first and last item stored."""
+    from core import runs
+
+    run = runs.get(run_id)
+    stamps = sorted(i.created_at for i in runs.items(run_id))
+    start = _aware(run.started_at)
+    return (_aware(stamps[0]) - start).total_seconds(), (_aware(stamps[-1]) - start).total_seconds()
 
 
 def _wait_for(url: str, timeout: float = 60.0) -> None:
