@@ -47,6 +47,8 @@ def test_publish_see_the_calls_label_studio_made_and_disconnect(project, standin
     assert "Label Studio says *connected*" in app.markdown[0].value
     (connected,) = ls_client.ml_backends(proj.id)
     assert connected["model_version"] == "sentiment@v1"
+    served = table(app, "project", "version", "interactive", "Label Studio says", "published by").to_dict("records")
+    assert served == [{"project": f"backend page check (#{proj.id})", "version": "sentiment@v1", "interactive": False, "Label Studio says": "connected", "published by": "local"}]
 
     retrieve_predictions(ls_client, proj.id, ids)
     app.run()

@@ -146,3 +146,27 @@ if served is not None and served.interactive:
                 widgets.flash("error", f"Not saved: {error}")
             st.rerun()
         st.page_link("views/3_Evaluate.py", label="Evaluate a version", icon=":material/analytics:")
+
+
+# -- every project served ----------------------------------------------------------------------------
+
+everything = publications.published()
+if everything:
+    st.subheader("Every project served")
+    titles = {p.id: p.title for p in client.projects()}
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "project": f"{titles.get(p.project_id, '(not in Label Studio)')} (#{p.project_id})",
+                    "version": p.version.model_version,
+                    "interactive": p.interactive,
+                    "Label Studio says": publications.label_studio_state(p, client)[0],
+                    "published by": p.published_by,
+                }
+                for p in everything
+            ]
+        ),
+        hide_index=True,
+        key="lb_served",
+    )
