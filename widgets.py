@@ -251,6 +251,35 @@ def next_step(step: "guide.Step | None") -> None:
         st.page_link(step.page, label=step.label, icon=":material/arrow_forward:")
 
 
+def select_run(key: str, run_id: int) -> None:
+    """Have the run picker ``key`` show this run on the page's next draw (call it from the callback
+    that started the run)."""
+    st.session_state[f"{key}__select"] = run_id
+
+
+def pick_run(label: str, choices: dict[int, RunView], format_func: Callable[[int], str], key: str) -> int:
+    """A run picker that shows the run chosen by ``select_run``, else the one picked before, else the
+    newest (the first of ``choices``).
+
+    A chosen run gets a new widget: the browser sends back every widget's value with each click, and
+    a click sent before it had drawn the chosen run (a change of concurrency right after Start)
+    would otherwise set the picker back to the run it showed before."""
+    state = st.session_state
+    if f"{key}__select" in state:
+        state[f"{key}__generation"] = state.get(f"{key}__generation", 0) + 1
+        state[_run_widget(key)] = state.pop(f"{key}__select")
+    widget = _run_widget(key)
+    if state.get(widget) not in choices:
+        state[widget] = next(iter(choices))
+    show_fresh_label(widget, format_func(state[widget]))
+    return st.selectbox(label, list(choices), format_func=format_func, key=widget)
+
+
+def _run_widget(key: str) -> str:
+    generation = st.session_state.get(f"{key}__generation", 0)
+    return f"{key}_{generation}" if generation else key
+
+
 def show_fresh_label(key: str, label: str | None) -> None:
     """Call before creating a selectbox whose chosen option's label can change between runs (a run's
     status, a project's counts). The browser keeps showing the label it drew when the value itself

@@ -52,6 +52,55 @@ class Dashboard(ServerProcess):
         return streamlit_healthy(self.url)
 
 
+class HeldMessages:
+    """The dashboard's messages to the browser, held back on cue: what the browser sends meanwhile is
+    sent as if the server were slow to answer, so a race between the two happens in a known order.
+    Install it before the page opens the dashboard."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+        self.holding = False
+        self.held: list[bytes] = []
+        self.browser_side = None
+        page.route_web_socket(re.compile(r"/_stcore/stream$"), self._route)
+
+    def _route(self, socket) -> None:
+        server = socket.connect_to_server()
+        self.browser_side = socket
+        socket.on_message(server.send)
+        server.on_message(self._from_server)
+
+    def _from_server(self, message) -> None:
+        if self.holding:
+            self.held.append(message)
+        else:
+            self.browser_side.send(message)
+
+    def hold(self) -> None:
+        self.held.clear()
+        self.holding = True
+
+    def wait_for_script_runs(self, count: int, timeout: float = 60.0) -> None:
+        """Wait until ``count`` whole-page script runs have finished on the server since ``hold``."""
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        def finished(message: bytes) -> bool:
+            parsed = ForwardMsg.FromString(message)
+            return parsed.WhichOneof("type") == "script_finished" and parsed.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY
+
+        deadline = time.monotonic() + timeout
+        while sum(map(finished, self.held)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the dashboard did not finish {count} script runs")
+            self.page.wait_for_timeout(50)
+
+    def release(self) -> None:
+        self.holding = False
+        for message in self.held:
+            self.browser_side.send(message)
+        self.held.clear()
+
+
 def settle(page, timeout: float = 60_000) -> None:
     """Wait until the script run a click or an edit started has finished and the page is drawn."""
     # The run starts a moment after the event reaches the server, and one run can start another

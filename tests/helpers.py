@@ -33,6 +33,12 @@ def open_page(page: str, *, project_key: str | None = None, project_id: int | No
     return app
 
 
+def run_picker(app: AppTest):
+    """The page's Run picker, found by its label (its key changes when the page picks a run it started)."""
+    (picker,) = [box for box in app.selectbox if box.label == "Run"]
+    return picker
+
+
 def table(app: AppTest, *columns: str):
     """The table with these columns (AppTest does not expose a dataframe's key)."""
     for frame in app.dataframe:

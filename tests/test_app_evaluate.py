@@ -12,7 +12,7 @@ from core import connection, keys, prompts, runs, store
 from core.evaluation import charts, evaluate, split, subsets
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
-from tests.helpers import chart_rows, open_page, table, wait_for_run, wait_until, wilson_by_hand
+from tests.helpers import chart_rows, open_page, run_picker, table, wait_for_run, wait_until, wilson_by_hand
 from tests.standin import Reply
 
 V1 = "Sentiment of: {text}\nAnswer with {labels}"
@@ -66,7 +66,7 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     first, second = _evaluate(v1), _evaluate(v2)
     app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
     assert app.selectbox(key="ev_prompt").value == "sentiment"
-    assert app.selectbox(key="ev_run").value == second.id  # the newest run
+    assert run_picker(app).value == second.id  # the newest run
 
     stored = evaluate.summary(second.id)
     assert (stored["accuracy"], evaluate.summary(first.id)["accuracy"]) == (4 / 6, 3 / 6)
@@ -139,7 +139,7 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     assert list(history["started by"]) == ["local", "local"]  # personal mode: the local admin started both
 
     # the older run, picked: its figures, no delta (v1 has no version before it)
-    app.selectbox(key="ev_run").set_value(first.id).run()
+    run_picker(app).set_value(first.id).run()
     accuracy = {m.label: m for m in app.metric}["Accuracy"]
     assert (accuracy.value, accuracy.delta) == ("50.0%", "")
 
@@ -155,7 +155,7 @@ def test_run_an_evaluation_on_the_page_and_see_its_results(project):
     assert not app.exception, app.exception
     (run,) = runs.runs(prompt="sentiment", project_id=proj.id)
     assert f"Started run {run.id}: sentiment@v2 on 6 ground-truth tasks." in [s.value for s in app.success]
-    assert app.selectbox(key="ev_run").value == run.id
+    assert run_picker(app).value == run.id
     assert run.concurrency == 2
     wait_until(lambda: runs.get(run.id).worker_pid is not None)  # a background worker claims it
     assert app.get("progress") and app.button(key="ev_cancel")  # followed live
@@ -219,4 +219,4 @@ def test_the_ground_truth_is_split_on_the_page_and_its_test_part_evaluated(proje
     assert sorted(item.task_id for item in runs.items(done.id)) == made.parts["test"]
     app.run()
     assert list(table(app, *HISTORY_COLUMNS)["subset"]) == ["the test part: 2 ground-truth tasks"]
-    assert [o for o in app.selectbox(key="ev_run").options if o.startswith(f"run {done.id} ")][0].endswith("the test part: 2 ground-truth tasks")
+    assert [o for o in run_picker(app).options if o.startswith(f"run {done.id} ")][0].endswith("the test part: 2 ground-truth tasks")

@@ -13,7 +13,7 @@ from core import connection, keys, predict, prompts, runs
 from core.formatting import usd
 from core.labelstudio import NewPrediction, NewTask
 from tests.conftest import CHOICES_CONFIG, choice
-from tests.helpers import open_page, table, wait_for_run, wait_until
+from tests.helpers import open_page, run_picker, table, wait_for_run, wait_until
 from tests.standin import Reply
 
 TEXTS = ["good", "bad", "meh", "great", "awful", "fine", "lovely", "dull"]
@@ -81,7 +81,7 @@ def test_estimate_start_follow_and_finish_a_prediction_run(project):
     assert f"Started run {run.id}: sentiment@v1 on all 8 tasks." in [s.value for s in app.success]
     assert run.concurrency == 1 and run.max_cost_usd is None
     wait_until(lambda: runs.get(run.id).worker_pid is not None)  # a background worker claims it
-    assert app.selectbox(key="pr_run").value == run.id
+    assert run_picker(app).value == run.id
     assert app.get("progress") and app.button(key="pr_cancel")  # followed live
     assert app.button(key="pr_start").disabled  # one run of a version at a time
 

@@ -9,7 +9,7 @@ import pytest
 from core import keys, prompts, runs
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
-from tests.helpers import open_page, table, wait_for_run
+from tests.helpers import open_page, run_picker, table, wait_for_run
 from tests.standin import Reply
 
 TEMPLATE = "Sentiment of: {text}\nAnswer with {labels}"
@@ -44,7 +44,7 @@ def test_a_run_answered_from_earlier_calls_says_so_and_what_it_saved(project, st
     evaluate_run(version, ids)
     again = evaluate_run(version, ids)
     app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
-    assert app.selectbox(key="ev_run").value == again.id
+    assert run_picker(app).value == again.id
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Cost"] == "$0.00" and metrics["Accuracy"] == "100.0%"
     assert "Tokens in / out" not in metrics and "Latency p50" not in metrics  # nothing was called

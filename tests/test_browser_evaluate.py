@@ -3,12 +3,14 @@ its tasks. AppTest cannot click a chart; the selection lives in the browser's Ve
 
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import expect
 
 from core import connection, keys, prompts, runs
 from core.evaluation import charts, evaluate, subsets
 from core.labelstudio import NewTask
-from tests.browser import click, click_heatmap_cell, open_page, table_column
+from tests.browser import HeldMessages, click, click_heatmap_cell, open_page, settle, shown_value, table_column
 from tests.conftest import CHOICES_CONFIG, choice
 from tests.helpers import wait_for_run
 from tests.standin import Reply
@@ -70,3 +72,40 @@ def test_a_click_on_a_heatmap_cell_lists_its_tasks_until_all_are_shown_again(bro
     expect(page.get_by_role("button", name="Show all tasks")).to_have_count(0)
     expect(heatmap.locator(f"path[stroke='{charts.SELECTED_STROKE}']")).to_have_count(0)  # no cell outlined any more
     page.screenshot(path=tmp_path / "3-all-again.png")  # to look at
+
+
+def test_the_run_picker_keeps_the_run_just_started_when_a_click_crosses_the_page_update(browser_page, make_project, standin):
+    """A change made right after "Run evaluation", before the page had drawn the new run, carried the
+    picker's old choice back to the server, which set the picker back to the earlier run: the new run
+    was out of sight. The dashboard's messages are held here while the browser sends that change, so
+    the two cross every time."""
+    keys.add("team", "openai-compatible", base_url=standin.base_url)
+    standin.respond_with(said)
+    project, _ = make_project(CHOICES_CONFIG, [NewTask({"text": t}, [(choice(label), True)]) for t, label in TRUTH.items()], title="Crossing clicks")
+    version = prompts.create(project.id, "sentiment", template="Sentiment of: {text}\n{labels}", controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
+    client = connection.client()
+    earlier = evaluate.start(version, subsets.choose(client, project.id, "ground-truth"), client.label_config(project.id))
+    runs.launch(earlier.id)
+    assert wait_for_run(earlier.id).status == "completed"
+
+    page = browser_page
+    messages = HeldMessages(page)
+    open_page(page, page.base_url, "Evaluate")
+    assert shown_value(page, "Run").startswith(f"run {earlier.id} · ")
+
+    messages.hold()
+    page.get_by_role("button", name="Run evaluation", exact=True).click()
+    messages.wait_for_script_runs(1)  # the run is started and the page drawn, but the browser has not seen it
+    concurrency = page.get_by_label("Concurrency", exact=True)
+    concurrency.fill("3")
+    concurrency.press("Tab")  # sent with the picker's value as the browser still shows it
+    messages.wait_for_script_runs(2)
+    messages.release()
+    settle(page)
+
+    started = runs.runs(prompt="sentiment", project_id=project.id, kind="evaluate")[0]
+    assert started.id != earlier.id
+    expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(re.compile(rf"^run {started.id} · "))
+    assert wait_for_run(started.id).status == "completed"
+    expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(re.compile(rf"^run {started.id} · v1 · completed · "))
+    expect(page.get_by_label("Concurrency", exact=True)).to_have_value("3")  # the change itself is kept

@@ -140,7 +140,7 @@ def start_evaluating() -> None:
         widgets.flash("error", f"Not started: {error}")
     else:
         widgets.flash("ok", f"Started run {run.id}: {chosen_version.model_version} on {subset.description}.")
-        state["ev_select_run"] = run.id
+        widgets.select_run("ev_run", run.id)
 
 
 st.button("Run evaluation", key="ev_start", type="primary", disabled=isinstance(preview, Exception) or bool(unusable) or not may_change, on_click=start_evaluating)
@@ -391,10 +391,6 @@ if not evaluations:
     st.stop()
 
 st.subheader("Results")
-if "ev_select_run" in state:  # set after starting, applied before the widget exists
-    state["ev_run"] = state.pop("ev_select_run")
-if state.get("ev_run") not in evaluations:
-    state["ev_run"] = next(iter(evaluations))  # the newest
 
 
 def run_label(i: int) -> str:
@@ -402,8 +398,7 @@ def run_label(i: int) -> str:
     return f"run {i} · v{r.version} · {runs.status_of(r)} · {r.subset.get('description', '')}{r.started_by_label}"
 
 
-widgets.show_fresh_label("ev_run", run_label(state["ev_run"]))
-run_id = st.selectbox("Run", list(evaluations), format_func=run_label, key="ev_run")
+run_id = widgets.pick_run("Run", evaluations, run_label, "ev_run")
 run = runs.get(run_id)
 
 

@@ -278,7 +278,7 @@ def start_predicting() -> None:
         widgets.flash("error", f"Not started: {error}")
     else:
         widgets.flash("ok", f"Started run {run.id}: {chosen_version.model_version} on {chosen.description}.")
-        state["pr_select_run"] = run.id
+        widgets.select_run("pr_run", run.id)
 
 
 may_change = widgets.may_change()
@@ -293,10 +293,6 @@ if not predictions:
 
 st.subheader("Run")
 by_run = {r.id: r for r in predictions}
-if "pr_select_run" in state:  # set after starting, applied before the widget exists
-    state["pr_run"] = state.pop("pr_select_run")
-if state.get("pr_run") not in by_run:
-    state["pr_run"] = next(iter(by_run))  # the newest
 
 
 def run_label(i: int) -> str:
@@ -304,8 +300,7 @@ def run_label(i: int) -> str:
     return f"run {i} · v{r.version} · {runs.status_of(r)} · {r.subset.get('description', '')}{r.started_by_label}"
 
 
-widgets.show_fresh_label("pr_run", run_label(state["pr_run"]))
-run_id = st.selectbox("Run", list(by_run), format_func=run_label, key="pr_run")
+run_id = widgets.pick_run("Run", by_run, run_label, "pr_run")
 run = runs.get(run_id)
 
 
