@@ -658,9 +658,7 @@ def _process_start(pid: int) -> str | None:
 @dataclass
 class _Job:
     task: Task
-    request: calls.Request | None
-    render_error: str | None = None
-    render_kind: str | None = None
+    call: Prepared
     cached: store.RunItem | None = None
     reserved: float = 0.0  # what the call holds against the spending limit while it is out
 
@@ -697,7 +695,7 @@ class _Engine:
         self.existing: dict[int, list[Prediction]] | None = None  # this version's predictions in Label Studio
         self.writing = threading.Lock()  # one writer at a time, so no item is imported twice
         self.unwritten = 0  # answers stored but not yet in Label Studio (an estimate, for pacing writes)
-        self.db = store.engine().execution_options(sqlite_begin="IMMEDIATE").connect()
+        self.db = item_writer()
 
     async def go(self) -> None:
         client = providers.async_client(self.key, timeout=CALL_TIMEOUT, max_retries=CALL_RETRIES)
@@ -732,9 +730,9 @@ class _Engine:
             for task_id in sorted(missing):
                 self._save(task_id, None, None, error=f"Task {task_id} is no longer in the Label Studio project.", kind="task_gone")
             prepared = await self._prepared(tasks)
-            cached = cached_answers({job.request.hash for job in prepared if job.request}) if self.reuse else {}
+            cached = cached_answers({job.call.request.hash for job in prepared if job.call.request}) if self.reuse else {}
             for job in prepared:
-                job.cached = cached.get(job.request.hash) if job.request else None
+                job.cached = cached.get(job.call.request.hash) if job.call.request else None
                 await jobs.put(job)
             await asyncio.sleep(0)  # let the workers send these before the next batch is fetched
         for _ in range(self.run.concurrency):
@@ -750,10 +748,10 @@ class _Engine:
             try:
                 spent = await asyncio.to_thread(fewshot.prefetch, self.version.examples, self.targets, [t.data for t in tasks])
             except fewshot.FewShotError as error:
-                return [_Job(task, None, render_error=str(error), render_kind="examples") for task in tasks]
+                return [_Job(task, Prepared(None, str(error), "examples")) for task in tasks]
             if spent.new_tokens:
                 self._count_embeddings(spent)
-        return [self._prepare(task) for task in tasks]
+        return [_Job(task, prepare_call(self.version, self.key, self.targets, self.schema, task.id, task.data, self.images)) for task in tasks]
 
     def _count_embeddings(self, spent) -> None:
         """What embedding the batch cost is the run's: its tokens and its cost."""
@@ -763,15 +761,6 @@ class _Engine:
                 {"run": self.run_id, "add_done": 0, "add_failed": 0, "add_cached": 0, "add_input": spent.new_tokens, "add_output": 0, "add_cost": spent.cost_usd},
             )
         self.spent += spent.cost_usd or 0.0
-
-    def _prepare(self, task: Task) -> _Job:
-        try:
-            sent = messages.build(self.version, self.targets, task.data, self.images, task.id)
-        except (RenderError, LabelStudioError) as error:
-            return _Job(task, None, render_error=str(error), render_kind="missing_field" if isinstance(error, MissingField) else "task_data")
-        except fewshot.FewShotError as error:
-            return _Job(task, None, render_error=str(error), render_kind="examples")
-        return _Job(task, calls.request(self.version, self.key, sent, self.schema))
 
     # working: one job at a time per worker, so at most `concurrency` calls are out at once
 
@@ -786,13 +775,13 @@ class _Engine:
                 self._save(job.task.id, job, None, error=f"Unexpected error on this task: {type(error).__name__}: {error}", kind="unexpected")
 
     async def _work(self, job: _Job, client) -> None:
-        if job.render_error:
-            self._save(job.task.id, job, None, error=job.render_error, kind=job.render_kind)
+        if job.call.error:
+            self._save(job.task.id, job, None, error=job.call.error, kind=job.call.kind)
         elif job.cached is not None:
             self._save(job.task.id, job, reply_from(job.cached), from_cache=True)
         elif await self._reserve(job):
             try:
-                reply = await calls.ask_async(client, job.request)
+                reply = await calls.ask_async(client, job.call.request)
             finally:
                 self._release(job)
             self._save(job.task.id, job, reply)
@@ -815,7 +804,7 @@ class _Engine:
         if self.paid_calls:
             per_call = self.spent / self.paid_calls
         else:
-            per_call = pricing.cost(self.version.model, tokens.prompt_tokens(job.request.body["messages"]), self.answer_tokens, self.prices) or 0.0
+            per_call = pricing.cost(self.version.model, tokens.prompt_tokens(job.call.request.body["messages"]), self.answer_tokens, self.prices) or 0.0
         if limit is not None and self.spent + self.reserved + per_call > limit:
             self.stopping = OVER_BUDGET
             return False
@@ -838,59 +827,18 @@ class _Engine:
     ) -> None:
         task = job.task if job else None
         reference = task.reference(self.run.subset.get("truth", "ground-truth")) if task is not None else None
-        truth = reference.result if reference else None
-        answer = None
-        if reply is not None and reply.ok:
-            reply = confidence.measure(reply, self.outputs)
-            answer = labeling.to_regions(self.targets, self.version.controls, reply.raw, task.data)
-        if not error and reply is not None and reply.error:
-            error, kind = reply.error, reply.error_kind or "provider_error"
-        elif not error and answer is not None and answer.error:
-            error, kind = answer.error, answer.error_kind or "invalid_answer"
+        if error:
+            outcome = Outcome(reply, None, error, kind)
+        else:
+            outcome = read_reply(reply, self.version, self.targets, self.outputs, task.data)
         cost = pricing.cost(self.version.model, reply.input_tokens, reply.output_tokens, self.prices) if reply else None
-        row = {
-            "run_id": self.run_id,
-            "task_id": task_id,
-            "status": "failed" if error else "ok",
-            "call_hash": job.request.hash if job and job.request else "",
-            "messages_hash": job.request.messages_hash if job and job.request else "",
-            "raw_output": reply.raw if reply else None,
-            "parsed": answer.parsed if answer else None,
-            "regions": answer.regions if answer and answer.ok else None,
-            "input_tokens": reply.input_tokens if reply else None,
-            "output_tokens": reply.output_tokens if reply else None,
-            "cost_usd": cost,
-            "latency_ms": reply.latency_ms if reply else None,
-            "score": reply.confidence if reply else None,
-            "confidences": reply.confidences if reply else None,
-            "samples": list(reply.samples) if reply and reply.samples else None,
-            "error": error,
-            "error_kind": kind if error else None,
-            "from_cache": from_cache,
-            "written_to_labelstudio": False,
-            "ground_truth": truth,
-            "created_at": store.utcnow(),
-        }
-        paid = reply is not None and not from_cache
-        if paid and (reply.input_tokens or reply.output_tokens):  # a call that used tokens tells what calls cost
+        if reply is not None and not from_cache and (reply.input_tokens or reply.output_tokens):  # a call that used tokens tells what calls cost
             self.paid_calls += 1
             self.spent += cost or 0.0
-        counts = {
-            "run": self.run_id,
-            "add_done": 0 if error else 1,
-            "add_failed": 1 if error else 0,
-            "add_cached": 1 if from_cache else 0,
-            "add_input": reply.input_tokens if paid else 0,
-            "add_output": reply.output_tokens if paid else 0,
-            # an answer from the store costs nothing now (when it had a price at all)
-            "add_cost": (0.0 if cost is not None else None) if from_cache else (cost if paid else None),
-        }
-        # One short transaction per item, with statements compiled once: a crash loses no finished
-        # task, and the event loop is not held up between answers.
-        with self.db.begin():
-            self.db.execute(_INSERT_ITEM, row)
-            self.db.execute(_COUNT_ITEM, counts)
-        if not error and not self.run.variant:
+        add_item(
+            self.db, self.run_id, task_id, job.call.request if job else None, outcome, cost=cost, from_cache=from_cache, truth=reference.result if reference else None
+        )
+        if not outcome.error and not self.run.variant:
             self.unwritten += 1
 
     # watching: heartbeat, cancel requests, another worker, progress
@@ -1114,6 +1062,108 @@ def cached_answers(hashes: set[str]) -> dict[str, store.RunItem]:
     with store.session() as s:
         found = s.exec(select(store.RunItem).where(store.RunItem.call_hash.in_(hashes), store.RunItem.status == "ok")).all()
     return {item.call_hash: item for item in found}
+
+
+# -- one task's call, as the store keeps it: a run's, or one the ML backend made ---------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A task's call, ready to send, or why it cannot be made (the task's data, the version's examples)."""
+
+    request: calls.Request | None
+    error: str | None = None
+    kind: str | None = None
+
+
+def prepare_call(version: Version, key: keys.Key, targets: labeling.Targets, schema: dict[str, Any], task_id: int, data: dict[str, Any], images: messages.ImageLinks) -> Prepared:
+    try:
+        sent = messages.build(version, targets, data, images, task_id)
+    except (RenderError, LabelStudioError) as error:
+        return Prepared(None, str(error), "missing_field" if isinstance(error, MissingField) else "task_data")
+    except fewshot.FewShotError as error:
+        return Prepared(None, str(error), "examples")
+    return Prepared(calls.request(version, key, sent, schema))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one task's call came to: the reply (its confidence measured) and its answer as regions,
+    or why the task failed."""
+
+    reply: calls.Reply | None
+    answer: labeling.Answer | None = None
+    error: str | None = None
+    kind: str | None = None
+
+
+def failed(error: str, kind: str) -> Outcome:
+    return Outcome(None, None, error, kind)
+
+
+def read_reply(reply: calls.Reply, version: Version, targets: labeling.Targets, outputs: list, data: dict[str, Any]) -> Outcome:
+    """The reply measured and read against the labeling config: a provider's error, or an answer
+    that does not fit the config, fails the task with its reason."""
+    answer = None
+    if reply.ok:
+        reply = confidence.measure(reply, outputs)
+        answer = labeling.to_regions(targets, version.controls, reply.raw, data)
+    if reply.error:
+        return Outcome(reply, answer, reply.error, reply.error_kind or "provider_error")
+    if answer is not None and answer.error:
+        return Outcome(reply, answer, answer.error, answer.error_kind or "invalid_answer")
+    return Outcome(reply, answer)
+
+
+def item_writer():
+    """A connection that stores items (``add_item``), taking the write lock at the start of each."""
+    return store.engine().execution_options(sqlite_begin="IMMEDIATE").connect()
+
+
+def add_item(
+    db, run_id: int, task_id: int, request: calls.Request | None, outcome: Outcome, *, cost: float | None, from_cache: bool = False, truth: Any = None, written: bool = False
+) -> None:
+    """Store one task's item and add it to its run's tokens, cost and counts, in one short
+    transaction (statements compiled once): a crash loses no finished task. ``cost`` is what the
+    call costs at its price; an answer from the store adds nothing to the run's cost."""
+    reply, answer, error = outcome.reply, outcome.answer, outcome.error
+    paid = reply is not None and not from_cache
+    row = {
+        "run_id": run_id,
+        "task_id": task_id,
+        "status": "failed" if error else "ok",
+        "call_hash": request.hash if request else "",
+        "messages_hash": request.messages_hash if request else "",
+        "raw_output": reply.raw if reply else None,
+        "parsed": answer.parsed if answer else None,
+        "regions": answer.regions if answer and answer.ok else None,
+        "input_tokens": reply.input_tokens if reply else None,
+        "output_tokens": reply.output_tokens if reply else None,
+        "cost_usd": cost,
+        "latency_ms": reply.latency_ms if reply else None,
+        "score": reply.confidence if reply else None,
+        "confidences": reply.confidences if reply else None,
+        "samples": list(reply.samples) if reply and reply.samples else None,
+        "error": error,
+        "error_kind": outcome.kind if error else None,
+        "from_cache": from_cache,
+        "written_to_labelstudio": written,
+        "ground_truth": truth,
+        "created_at": store.utcnow(),
+    }
+    counts = {
+        "run": run_id,
+        "add_done": 0 if error else 1,
+        "add_failed": 1 if error else 0,
+        "add_cached": 1 if from_cache else 0,
+        "add_input": reply.input_tokens if paid else 0,
+        "add_output": reply.output_tokens if paid else 0,
+        # an answer from the store costs nothing now (when it had a price at all)
+        "add_cost": (0.0 if cost is not None else None) if from_cache else (cost if paid else None),
+    }
+    with db.begin():
+        db.execute(_INSERT_ITEM, row)
+        db.execute(_COUNT_ITEM, counts)
 
 
 def _set_status(run_id: int, status: str, reason: str | None, *, only_if_worker: str | None = None) -> None:

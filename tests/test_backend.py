@@ -135,6 +135,7 @@ def test_opening_a_task_prelabels_it_once_with_the_models_answer(served, standin
     (latest, first) = runs.runs(project_id=project.id, kind="backend", limit=2)
     assert (first.done, first.cached, latest.done, latest.cached) == (1, 0, 1, 1)
     assert first.cost_usd == pytest.approx(_cost(1000, 10)) and latest.cost_usd == 0.0
+    assert runs.cache_note(latest) == "1 of 1 answers from earlier calls: $0.00 (saved $0.000156)."  # what the first call cost, 1000 x $0.15/M + 10 x $0.60/M
 
 
 def _cost(input_tokens: int, output_tokens: int) -> float:

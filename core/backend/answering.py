@@ -21,12 +21,11 @@ from typing import Any, Sequence
 from sqlalchemy import func
 from sqlmodel import select
 
-from core import budgets, calls, confidence, connection, deployment, failures, fewshot, identity, keys, labeling, messages, pricing, prompts, providers, runs, store, tokens
+from core import budgets, calls, connection, deployment, failures, identity, keys, labeling, messages, pricing, prompts, providers, runs, store, tokens
 from core.backend.publications import Publication
 from core.formatting import usd
 from core.labelstudio import LabelStudioError
 from core.prompts import PromptError, Version
-from core.rendering import MissingField, RenderError
 
 log = logging.getLogger("prompter.backend")
 
@@ -77,7 +76,7 @@ def instructed(version: Version, instruction: str, targets: labeling.Targets) ->
         raise PromptError("The instruction is empty: type what the model should do, then press Shift+Enter.")
     named = {name for name, _ in prompts.variables(text)}
     if not named & set(targets.fields):
-        shown = "\n\n".join(f"{i.name.replace('_', ' ').capitalize()}:\n{{{i.field}}}" for i in targets.inputs)
+        shown = prompts.inputs_shown(targets)
         text = f"{text}\n\n{shown}" if shown else text
     prompts.check_template(text, targets, version.controls, list(targets.fields), version.system_message)
     return dataclasses.replace(version, template=text, examples=None)
@@ -92,9 +91,7 @@ async def _answer(publication: Publication, version: Version, tasks: Sequence[di
     try:
         answers = await _calls(publication, version, tasks, labeling.read(label_config), run_id)
     except NotServing as error:
-        answers = [Answer(i, None, error=str(error)) for i in ids]
-        for task_id in ids:
-            _store(run_id, task_id, None, None, None, error=str(error), kind="not_serving")
+        answers = [_store(run_id, task_id, None, runs.failed(str(error), "not_serving")) for task_id in ids]
     _close_run(run_id)
     for answer in answers:
         if not answer.ok:
@@ -111,68 +108,42 @@ async def _calls(publication: Publication, version: Version, tasks: Sequence[dic
     schema = labeling.schema(targets, version.controls)
     outputs = [targets.output(name) for name in version.controls]
     images = _images(user)
-    prepared = [_prepare(version, key, targets, task, images, schema) for task in tasks]
-    cached = runs.cached_answers({r.hash for r, _ in prepared if r is not None}) if runs.reuses_answers(version, "auto") else {}
+    prepared = [runs.prepare_call(version, key, targets, schema, int(task["id"]), task.get("data") or {}, images) for task in tasks]
+    cached = runs.cached_answers({p.request.hash for p in prepared if p.request is not None}) if runs.reuses_answers(version, "auto") else {}
     slots = asyncio.Semaphore(publication.concurrency)
     answer_tokens = tokens.typical_answer_tokens(targets, version.controls) * (version.samples or 1)
 
-    async def one(task: dict[str, Any], request: calls.Request | None, render_error: tuple[str, str] | None, client) -> Answer:
+    async def one(task: dict[str, Any], call: runs.Prepared, client) -> Answer:
         try:
-            return await answer(task, request, render_error, client)
+            return await answer(task, call, client)
         except Exception as error:  # noqa: BLE001 - one task's surprise must not fail the others
-            said = f"Unexpected error on this task: {type(error).__name__}: {error}"
-            _store(run_id, int(task["id"]), request, None, None, error=said, kind="unexpected")
-            return Answer(int(task["id"]), None, error=said)
+            return _store(run_id, int(task["id"]), call.request, runs.failed(f"Unexpected error on this task: {type(error).__name__}: {error}", "unexpected"))
 
-    async def answer(task: dict[str, Any], request: calls.Request | None, render_error: tuple[str, str] | None, client) -> Answer:
-        task_id = int(task["id"])
-        if render_error:
-            _store(run_id, task_id, request, None, None, error=render_error[0], kind=render_error[1])
-            return Answer(task_id, None, error=render_error[0])
+    async def answer(task: dict[str, Any], call: runs.Prepared, client) -> Answer:
+        task_id, request = int(task["id"]), call.request
+        if call.error:
+            return _store(run_id, task_id, request, runs.failed(call.error, call.kind))
         if request.hash in cached:
-            reply = runs.reply_from(cached[request.hash])
-            return _stored_answer(run_id, task, request, reply, version, targets, outputs, from_cache=True)
+            return _stored_reply(run_id, task, request, runs.reply_from(cached[request.hash]), version, targets, outputs, from_cache=True)
         async with slots:
             estimate = pricing.cost(version.model, tokens.prompt_tokens(request.body["messages"]), answer_tokens)
             refusal, held = await _SPENDING.reserve(publication, version, user.email, estimate)
             if refusal:
-                _store(run_id, task_id, request, None, None, error=refusal, kind="over_budget")
-                return Answer(task_id, None, error=refusal)
+                return _store(run_id, task_id, request, runs.failed(refusal, "over_budget"))
             try:
                 reply = await calls.ask_async(client, request)
-                return _stored_answer(run_id, task, request, reply, version, targets, outputs)  # stored before the next call reads what was spent
+                return _stored_reply(run_id, task, request, reply, version, targets, outputs)  # stored before the next call reads what was spent
             finally:
                 await _SPENDING.release(held)
 
     async with providers.async_client(key, timeout=CALL_TIMEOUT, max_retries=CALL_RETRIES) as client:
-        return list(await asyncio.gather(*(one(task, request, error, client) for task, (request, error) in zip(tasks, prepared))))
+        return list(await asyncio.gather(*(one(task, call, client) for task, call in zip(tasks, prepared))))
 
 
-def _prepare(version, key, targets, task, images, schema) -> tuple[calls.Request | None, tuple[str, str] | None]:
-    try:
-        sent = messages.build(version, targets, task.get("data") or {}, images, int(task["id"]))
-    except (RenderError, LabelStudioError) as error:
-        return None, (str(error), "missing_field" if isinstance(error, MissingField) else "task_data")
-    except fewshot.FewShotError as error:
-        return None, (str(error), "examples")
-    return calls.request(version, key, sent, schema), None
-
-
-def _stored_answer(run_id, task, request, reply: calls.Reply, version, targets, outputs, *, from_cache: bool = False) -> Answer:
-    task_id = int(task["id"])
-    answer = None
-    if reply.ok:
-        reply = confidence.measure(reply, outputs)
-        answer = labeling.to_regions(targets, version.controls, reply.raw, task.get("data") or {})
-    error, kind = None, None
-    if reply.error:
-        error, kind = reply.error, reply.error_kind or "provider_error"
-    elif answer is not None and answer.error:
-        error, kind = answer.error, answer.error_kind or "invalid_answer"
-    _store(run_id, task_id, request, reply, answer, error=error, kind=kind, from_cache=from_cache, model=version.model)
-    if error:
-        return Answer(task_id, None, error=error)
-    return Answer(task_id, answer.regions, reply.confidence, from_cache=from_cache)
+def _stored_reply(run_id, task, request, reply: calls.Reply, version, targets, outputs, *, from_cache: bool = False) -> Answer:
+    outcome = runs.read_reply(reply, version, targets, outputs, task.get("data") or {})
+    cost = pricing.cost(version.model, reply.input_tokens, reply.output_tokens)
+    return _store(run_id, int(task["id"]), request, outcome, cost=cost, from_cache=from_cache)
 
 
 # -- who pays, and how much may be spent ---------------------------------------------------------
@@ -294,42 +265,13 @@ def _open_run(publication: Publication, task_ids: list[int], label_config: str, 
         return int(row.id)
 
 
-def _store(run_id, task_id, request, reply, answer, *, error=None, kind=None, from_cache=False, model: str | None = None) -> None:
-    cost = pricing.cost(model, reply.input_tokens, reply.output_tokens) if reply is not None and model else None
-    paid = reply is not None and not from_cache
-    item = store.RunItem(
-        run_id=run_id,
-        task_id=task_id,
-        status="failed" if error else "ok",
-        call_hash=request.hash if request else "",
-        messages_hash=request.messages_hash if request else "",
-        raw_output=reply.raw if reply else None,
-        parsed=answer.parsed if answer else None,
-        regions=answer.regions if answer is not None and answer.ok else None,
-        input_tokens=reply.input_tokens if reply else None,
-        output_tokens=reply.output_tokens if reply else None,
-        cost_usd=(0.0 if cost is not None else None) if from_cache else cost,
-        latency_ms=reply.latency_ms if reply else None,
-        score=reply.confidence if reply else None,
-        confidences=reply.confidences if reply else None,
-        samples=list(reply.samples) if reply is not None and reply.samples else None,
-        error=error,
-        error_kind=kind if error else None,
-        from_cache=from_cache,
-        written_to_labelstudio=not error,  # Label Studio saves what the backend returns
-    )
-    with store.writing() as s:
-        s.add(item)
-        run = s.get(store.Run, run_id)
-        run.done += 0 if error else 1
-        run.failed += 1 if error else 0
-        run.cached += 1 if from_cache else 0
-        if paid:
-            run.input_tokens += reply.input_tokens
-            run.output_tokens += reply.output_tokens
-        if cost is not None:  # an answer from the store costs nothing now (when it had a price at all)
-            run.cost_usd = (run.cost_usd or 0.0) + (0.0 if from_cache else cost)
-        s.add(run)
+def _store(run_id: int, task_id: int, request: calls.Request | None, outcome: runs.Outcome, *, cost: float | None = None, from_cache: bool = False) -> Answer:
+    """Keep one call as an item of the backend's run, and say what Label Studio gets for its task."""
+    with runs.item_writer() as db:
+        runs.add_item(db, run_id, task_id, request, outcome, cost=cost, from_cache=from_cache, written=not outcome.error)  # Label Studio saves what the backend returns
+    if outcome.error:
+        return Answer(task_id, None, error=outcome.error)
+    return Answer(task_id, outcome.answer.regions, outcome.reply.confidence, from_cache=from_cache)
 
 
 def _close_run(run_id: int) -> None:
