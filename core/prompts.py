@@ -54,6 +54,11 @@ EDITABLE = ("template", "system_message", "controls", "provider_key", "model", "
 MAX_SAMPLES = 20
 
 
+def inputs_shown(targets: labeling.Targets) -> str:
+    """The task's inputs laid out for a template: each under its name, as ``{field}``."""
+    return "\n\n".join(f"{i.name.replace('_', ' ').capitalize()}:\n{{{i.field}}}" for i in targets.inputs)
+
+
 def variables(template: str) -> list[tuple[str, str | None]]:
     """The ``{name}`` / ``{labels:NAME}`` variables of a template, in order."""
     return [(name, argument) for _, name, argument in pieces(template) if name is not None]

@@ -81,8 +81,7 @@ class Workbench:
 
     def starter_template(self) -> str:
         """A first template that works for this project, for the user to improve."""
-        shown = "\n\n".join(f"{i.name.replace('_', ' ').capitalize()}:\n{{{i.field}}}" for i in self.targets.inputs)
-        return f"Label the task below.\n\n{shown}\n\nAnswer for each of these:\n{{labels}}"
+        return f"Label the task below.\n\n{prompts.inputs_shown(self.targets)}\n\nAnswer for each of these:\n{{labels}}"
 
     def draft(self, name: str = DRAFT_NAME, **settings: Any) -> Version:
         """An unsaved version (number 0); outputs default to every one the config lets Prompter fill."""
