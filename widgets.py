@@ -251,33 +251,67 @@ def next_step(step: "guide.Step | None") -> None:
         st.page_link(step.page, label=step.label, icon=":material/arrow_forward:")
 
 
-def select_run(key: str, run_id: int) -> None:
-    """Have the run picker ``key`` show this run on the page's next draw (call it from the callback
-    that started the run)."""
-    st.session_state[f"{key}__select"] = run_id
+_UNSET = object()
+
+
+def show_next(key: str, value) -> None:
+    """Have the picker ``key`` (made by ``select``) show ``value`` on the page's next draw: a run just
+    started, a version just saved."""
+    st.session_state[f"{key}__next"] = value
+
+
+def select(where, label: str, options: list, key: str, *, default=None, format_func: Callable = str, **kwargs):
+    """A selectbox the page may point at a value (``show_next``); else it keeps what was picked,
+    else ``default``, else the first option.
+
+    A value the page chose goes to a new widget (a new key): the browser sends back every widget's
+    value with each event, and one it sent before it drew the chosen value (typing on right after
+    Save) would otherwise set the picker back to what it showed before, and with it what the page
+    shows below it. The widget's default is always the value the server holds, so a browser that
+    draws the widget before it hears of the value still shows the right one."""
+    state = st.session_state
+    chosen = state.pop(f"{key}__next", _UNSET)
+    if chosen is not _UNSET:
+        state[f"{key}__generation"] = state.get(f"{key}__generation", 0) + 1
+    widget = _generation(key)
+    current = chosen if chosen is not _UNSET else state.get(widget, default)
+    if current in options:
+        show_fresh_label(widget, format_func(current))
+    index = options.index(current) if current in options else 0
+    return where.selectbox(label, options, index=index, format_func=format_func, key=widget, **kwargs)
+
+
+def send_again_next_draw(keys) -> None:
+    """Mark widget values the page has just set (the editor opening a version) to be sent to the
+    browser once more on the next draw (``send_again``)."""
+    st.session_state["_send_again"] = set(keys)
+
+
+def send_again() -> None:
+    """Send the browser once more the widget values the page set on the draw before, as they are
+    now. An edit the browser sent before it had those values (typing on right after Save) is what
+    they are now; without this, the values set on the earlier draw, reaching the browser after
+    the edit, would replace what the user typed."""
+    state = st.session_state
+    for key in state.pop("_send_again", ()):
+        if key in state:
+            state[key] = state[key]
+
+
+def forget_pick(key: str) -> None:
+    """Let the picker ``key`` fall back to its default on the next draw."""
+    st.session_state.pop(_generation(key), None)
+
+
+def _generation(key: str) -> str:
+    generation = st.session_state.get(f"{key}__generation", 0)
+    return f"{key}_{generation}" if generation else key
 
 
 def pick_run(label: str, choices: dict[int, RunView], format_func: Callable[[int], str], key: str) -> int:
-    """A run picker that shows the run chosen by ``select_run``, else the one picked before, else the
-    newest (the first of ``choices``).
-
-    A chosen run gets a new widget: the browser sends back every widget's value with each click, and
-    a click sent before it had drawn the chosen run (a change of concurrency right after Start)
-    would otherwise set the picker back to the run it showed before."""
-    state = st.session_state
-    if f"{key}__select" in state:
-        state[f"{key}__generation"] = state.get(f"{key}__generation", 0) + 1
-        state[_run_widget(key)] = state.pop(f"{key}__select")
-    widget = _run_widget(key)
-    if state.get(widget) not in choices:
-        state[widget] = next(iter(choices))
-    show_fresh_label(widget, format_func(state[widget]))
-    return st.selectbox(label, list(choices), format_func=format_func, key=widget)
-
-
-def _run_widget(key: str) -> str:
-    generation = st.session_state.get(f"{key}__generation", 0)
-    return f"{key}_{generation}" if generation else key
+    """A run picker showing the run the page chose (``show_next``), else the one picked before,
+    else the newest (the first of ``choices``)."""
+    return select(st, label, list(choices), key, format_func=format_func)
 
 
 def show_fresh_label(key: str, label: str | None) -> None:

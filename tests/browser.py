@@ -62,6 +62,7 @@ class HeldMessages:
         self.holding = False
         self.held: list[bytes] = []
         self.browser_side = None
+        page.held_messages = self
         page.route_web_socket(re.compile(r"/_stcore/stream$"), self._route)
 
     def _route(self, socket) -> None:

@@ -33,10 +33,15 @@ def open_page(page: str, *, project_key: str | None = None, project_id: int | No
     return app
 
 
+def picker(app: AppTest, label: str):
+    """The page's selectbox with this label (a picker's key changes when the page points it at a
+    run it started or a version it saved: widgets.select)."""
+    (found,) = [box for box in app.selectbox if box.label == label]
+    return found
+
+
 def run_picker(app: AppTest):
-    """The page's Run picker, found by its label (its key changes when the page picks a run it started)."""
-    (picker,) = [box for box in app.selectbox if box.label == "Run"]
-    return picker
+    return picker(app, "Run")
 
 
 def table(app: AppTest, *columns: str):

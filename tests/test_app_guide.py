@@ -9,7 +9,7 @@ import pytest
 from core import keys, prompts, runs
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
-from tests.helpers import open_page, table
+from tests.helpers import open_page, picker, table
 from tests.standin import Reply
 
 TEMPLATE = "Sentiment of: {text}\nAnswer with {labels}"
@@ -33,7 +33,7 @@ def test_each_step_points_to_the_next(use_labelstudio, make_project, standin):
 
     version = prompts.create(project.id, "sentiment", template=TEMPLATE, controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
     prompts_page = open_page("views/2_Prompts.py", project_key="project", project_id=project.id)
-    assert prompts_page.selectbox(key="prompt").value == "sentiment"  # the prompt last worked on is open
+    assert picker(prompts_page, "Prompt").value == "sentiment"  # the prompt last worked on is open
     assert "Next, measure sentiment@v1 against the project's ground truth." in captions(prompts_page)
 
     standin.respond_with(lambda r: Reply.json({"sentiment": "Positive"}))
@@ -59,7 +59,7 @@ def test_pages_start_from_the_project_prompt_and_key_last_worked_on(use_labelstu
 
     app = open_page("views/2_Prompts.py")
     assert app.selectbox(key="project").value == worked_on.id
-    app.selectbox(key="prompt").set_value("(new prompt)").run()
+    picker(app, "Prompt").set_value("(new prompt)").run()
     assert app.selectbox(key="ed_key").value == "team"  # the key last used, not the first by name
 
 
@@ -71,19 +71,19 @@ def test_a_prompt_is_archived_restored_and_deleted_only_without_runs(use_labelst
     runs.execute(runs.create(ran, ids, kind="evaluate", label_config=CHOICES_CONFIG).id)
 
     app = open_page("views/2_Prompts.py", project_key="project", project_id=project.id)
-    app.selectbox(key="prompt").set_value("ran").run()
+    picker(app, "Prompt").set_value("ran").run()
     app.button(key="delete").click().run()
     app.button(key="delete_confirm").click().run()
     assert "Not deleted: prompt: 'ran' has runs, which are the record of what it cost and scored; archive it instead." in [e.value for e in app.error]
     app.button(key="archive").click().run()
     assert [v.prompt for v in prompts.latest_versions(project.id)] == ["draft"]
-    assert app.selectbox(key="prompt").options == ["(new prompt)", "draft"]  # hidden from the picker
+    assert picker(app, "Prompt").options == ["(new prompt)", "draft"]  # hidden from the picker
     assert len(runs.runs(prompt="ran")) == 1  # its runs are kept
 
     app.button(key="restore_ran").click().run()
-    assert app.selectbox(key="prompt").value == "ran" and [v.prompt for v in prompts.latest_versions(project.id)] == ["draft", "ran"]
+    assert picker(app, "Prompt").value == "ran" and [v.prompt for v in prompts.latest_versions(project.id)] == ["draft", "ran"]
 
-    app.selectbox(key="prompt").set_value("draft").run()
+    picker(app, "Prompt").set_value("draft").run()
     app.button(key="delete").click().run()
     app.button(key="delete_confirm").click().run()
     assert [v.prompt for v in prompts.latest_versions(project.id)] == ["ran"] and "Deleted draft." in [s.value for s in app.success]

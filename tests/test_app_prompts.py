@@ -8,7 +8,7 @@ import pytest
 from core import keys, prompts
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
-from tests.helpers import open_page, table
+from tests.helpers import open_page, picker, table
 from tests.standin import Reply
 
 TEMPLATE = "Review: {text}\nAnswer with {labels}"
@@ -72,7 +72,7 @@ def test_write_try_save_and_compare_versions(project, standin):
     app.button(key="save").click().run()
     assert not app.exception, app.exception
     assert "Saved sentiment v1 (sentiment@v1)." in [s.value for s in app.success]
-    assert app.selectbox(key="prompt").value == "sentiment"
+    assert picker(app, "Prompt").value == "sentiment"
     assert prompts.version("sentiment", 1, proj.id).template == TEMPLATE
 
     # the next ground-truth task; a wrong answer says where it differs

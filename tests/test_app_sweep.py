@@ -11,7 +11,7 @@ from core import connection, keys, prompts, store, vault
 from core.labelstudio import NewTask
 from core.local_labelstudio import free_port
 from tests.conftest import CHOICES_CONFIG, choice
-from tests.helpers import APP
+from tests.helpers import APP, picker
 
 HOME, KEYS, PROMPTS, EVALUATE, PREDICT = "views/home.py", "views/1_Keys.py", "views/2_Prompts.py", "views/3_Evaluate.py", "views/4_Predict.py"
 PROJECT_PICKER = {PROMPTS: "project", EVALUATE: "ev_project", PREDICT: "pr_project"}
@@ -26,8 +26,8 @@ def visit(page: str, project_id: int | None = None) -> AppTest:
         app.switch_page(page).run()
     if project_id is not None and page in PROJECT_PICKER and has(app, PROJECT_PICKER[page]):
         app.selectbox(key=PROJECT_PICKER[page]).set_value(project_id).run()
-        if page == PROMPTS and has(app, "prompt") and "sentiment" in app.selectbox(key="prompt").options:
-            app.selectbox(key="prompt").set_value("sentiment").run()
+        if page == PROMPTS and has(app, "prompt") and "sentiment" in picker(app, "Prompt").options:
+            picker(app, "Prompt").set_value("sentiment").run()
     return app
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from core import keys, prompts
 from core.labelstudio import NewTask
-from tests.browser import choose, click, fill, open_page, settle, shown_value
+from tests.browser import HeldMessages, choose, click, fill, open_page, settle, shown_value
 from tests.conftest import CHOICES_CONFIG, choice
 
 TEMPLATE = "Review: {text}\nAnswer with {labels}"
@@ -14,6 +14,7 @@ TEMPLATE = "Review: {text}\nAnswer with {labels}"
 
 @pytest.fixture
 def new_prompt(browser_page, make_project, standin):
+    HeldMessages(browser_page)  # only passes the dashboard's messages on, until a test holds them
     """The Prompts page open on a new prompt named 'sentiment', for a project of one task, with a
     key on the stand-in (which lists gpt-4o-mini and gpt-4o); the page and the project."""
     keys.add("team", "openai-compatible", base_url=standin.base_url)
@@ -21,6 +22,37 @@ def new_prompt(browser_page, make_project, standin):
     open_page(browser_page, browser_page.base_url, "Prompts")
     fill(browser_page, "Name of the new prompt", "sentiment")
     return browser_page, project
+
+
+def test_an_edit_typed_before_the_page_showed_a_save_is_kept(new_prompt):
+    """Typing on right after "Save as new version", before the page had drawn the saved version,
+    carried "Start from version: v1" back to the server: the editor opened v1 again and the typing
+    was replaced by v1's template. The dashboard's messages are held here so the two cross."""
+    page, project = new_prompt
+    messages = page.held_messages
+    choose(page, "Model", "gpt-4o-mini")
+    fill(page, "Template", f"{TEMPLATE}\nedit 1")
+    click(page, "Create prompt (v1)")
+    fill(page, "Template", f"{TEMPLATE}\nedit 2")
+
+    messages.hold()
+    page.get_by_role("button", name="Save as new version (v2)", exact=True).click()
+    messages.wait_for_script_runs(1)  # v2 is saved and the page drawn, but the browser has not seen it
+    fill_without_waiting(page, "Template", f"{TEMPLATE}\nedit 3, typed at once")
+    messages.wait_for_script_runs(2)
+    messages.release()
+    settle(page)
+
+    assert page.get_by_label("Template", exact=True).input_value() == f"{TEMPLATE}\nedit 3, typed at once"
+    assert [v.template for v in prompts.versions("sentiment", project.id)] == [f"{TEMPLATE}\nedit 1", f"{TEMPLATE}\nedit 2"]
+    click(page, "Save as new version (v3)")
+    assert prompts.version("sentiment", 3, project.id).template == f"{TEMPLATE}\nedit 3, typed at once"
+
+
+def fill_without_waiting(page, label: str, text: str) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(text)
+    box.press("Tab")
 
 
 def test_each_save_keeps_the_edit_just_made_three_versions_in_a_row(new_prompt):

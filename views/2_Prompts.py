@@ -55,19 +55,20 @@ if not bench.targets.outputs:
 # -- prompt and version to start from ----------------------------------------------------------------
 
 saved = {v.prompt: v for v in prompts.latest_versions(project_id)}
-if "select_version" in state:  # set after saving, applied before the widgets exist
-    # Set the pickers' values outright: the browser keeps what a widget showed, so merely
-    # forgetting the old value would let its next event bring the old version back.
-    chosen_prompt, chosen_number = state.pop("select_version")
-    state["prompt"] = chosen_prompt
-    state[f"start_version_{chosen_prompt}"] = chosen_number
+
+
+def open_version(name: str, number: int) -> None:
+    """Have the pickers, and so the editor, hold this version on the next draw (a version just saved)."""
+    widgets.show_next("prompt", name)
+    widgets.show_next(f"start_version_{name}", number)
+
+
 left, right = st.columns(2)
-if "prompt" not in state and recent.prompt(project_id) in saved:
-    state["prompt"] = recent.prompt(project_id)  # open the prompt last worked on
-prompt_name = left.selectbox("Prompt", [NEW, *saved], key="prompt")
+last_worked_on = recent.prompt(project_id)
+prompt_name = widgets.select(left, "Prompt", [NEW, *saved], "prompt", default=last_worked_on if last_worked_on in saved else None)
 history = prompts.versions(prompt_name, project_id) if prompt_name != NEW else []
-start_number = right.selectbox(
-    "Start from version", [v.number for v in reversed(history)], format_func=lambda n: f"v{n}", key=f"start_version_{prompt_name}", disabled=not history
+start_number = widgets.select(
+    right, "Start from version", [v.number for v in reversed(history)], f"start_version_{prompt_name}", format_func=lambda n: f"v{n}", disabled=not history
 )
 start = next((v for v in history if v.number == start_number), None)
 
@@ -79,6 +80,7 @@ def examples_choice(controls) -> tuple:
 
 
 source = (project_id, prompt_name, start.number if start else None)
+widgets.send_again()
 if state.get("editor_source") != source:
     state["editor_source"] = source
     origin = start or bench.draft(template=bench.starter_template())  # a new prompt starts from core's defaults
@@ -106,6 +108,7 @@ if state.get("editor_source") != source:
     state["examples_for"] = examples_choice(origin.controls) if shots else None
     state["examples"] = origin.examples
     state.pop("trial", None)
+    widgets.send_again_next_draw(key for key in state if key.startswith("ed_"))
 
 # -- editor ---------------------------------------------------------------------------------------
 
@@ -244,7 +247,7 @@ if st.button(label, key="save", type="primary", disabled=not may_change):
         st.error(f"Not saved: {error}")
     else:
         widgets.flash("ok", f"Saved {saved_version.prompt} v{saved_version.number} ({saved_version.model_version}).")
-        state["select_version"] = (saved_version.prompt, saved_version.number)  # the editor holds what was just saved
+        open_version(saved_version.prompt, saved_version.number)  # the editor holds what was just saved
         st.rerun()
 
 if history:
@@ -359,10 +362,11 @@ if history:
         if state.get("diff_for") != (project_id, prompt_name, numbers[-1]):
             # a new version (or another prompt): compare the latest with the one before it
             state["diff_for"] = (project_id, prompt_name, numbers[-1])
-            state["diff_a"], state["diff_b"] = numbers[-2], numbers[-1]
+            widgets.show_next("diff_a", numbers[-2])
+            widgets.show_next("diff_b", numbers[-1])
         d1, d2 = st.columns(2)
-        a = d1.selectbox("Compare", numbers, format_func=lambda n: f"v{n}", key="diff_a")
-        b = d2.selectbox("with", numbers, format_func=lambda n: f"v{n}", key="diff_b")
+        a = widgets.select(d1, "Compare", numbers, "diff_a", format_func=lambda n: f"v{n}")
+        b = widgets.select(d2, "with", numbers, "diff_b", format_func=lambda n: f"v{n}")
         shown = prompts.diff(history[numbers.index(a)], history[numbers.index(b)])
         if shown.same:
             st.caption("These versions are the same.")
@@ -383,7 +387,7 @@ if history:
         if a1.button("Archive", key="archive", disabled=not may_change):
             prompts.archive(prompt_name, project_id)
             widgets.flash("ok", f"Archived {prompt_name}; restore it below whenever you need it.")
-            state.pop("prompt", None)
+            widgets.forget_pick("prompt")
             st.rerun()
         if a2.button("Delete", key="delete", disabled=not may_change):
             state["confirm_delete"] = (project_id, prompt_name)
@@ -397,7 +401,7 @@ if history:
                     st.error(f"Not deleted: {error}")
                 else:
                     widgets.flash("ok", f"Deleted {prompt_name}.")
-                    state.pop("prompt", None)
+                    widgets.forget_pick("prompt")
                     st.rerun()
 
 archived = prompts.latest_versions(project_id, archived=True)
@@ -409,5 +413,5 @@ if archived:
             if r2.button("Restore", key=f"restore_{v.prompt}", disabled=not may_change):
                 prompts.restore(v.prompt, project_id)
                 widgets.flash("ok", f"Restored {v.prompt}.")
-                state["select_version"] = (v.prompt, v.number)
+                open_version(v.prompt, v.number)
                 st.rerun()

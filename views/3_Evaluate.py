@@ -140,7 +140,7 @@ def start_evaluating() -> None:
         widgets.flash("error", f"Not started: {error}")
     else:
         widgets.flash("ok", f"Started run {run.id}: {chosen_version.model_version} on {subset.description}.")
-        widgets.select_run("ev_run", run.id)
+        widgets.show_next("ev_run", run.id)
 
 
 st.button("Run evaluation", key="ev_start", type="primary", disabled=isinstance(preview, Exception) or bool(unusable) or not may_change, on_click=start_evaluating)

@@ -278,7 +278,7 @@ def start_predicting() -> None:
         widgets.flash("error", f"Not started: {error}")
     else:
         widgets.flash("ok", f"Started run {run.id}: {chosen_version.model_version} on {chosen.description}.")
-        widgets.select_run("pr_run", run.id)
+        widgets.show_next("pr_run", run.id)
 
 
 may_change = widgets.may_change()
