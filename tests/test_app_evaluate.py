@@ -12,7 +12,7 @@ from core import connection, keys, prompts, runs, store
 from core.evaluation import charts, evaluate, split, subsets
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
-from tests.helpers import chart_rows, open_page, run_picker, table, wait_for_run, wait_until, wilson_by_hand
+from tests.helpers import chart_rows, open_page, picker, run_picker, table, wait_for_run, wait_until, wilson_by_hand
 from tests.standin import Reply
 
 V1 = "Sentiment of: {text}\nAnswer with {labels}"
@@ -123,7 +123,7 @@ def test_a_finished_runs_figures_and_chart_data_are_the_stored_ones(project):
     assert list(table(app, *TASK_COLUMNS)["task"]) == sorted([ids["meh"], ids["fine"]])
 
     comparison = evaluate.compare_runs(first.id, second.id)
-    assert (app.selectbox(key="ev_compare_a").value, app.selectbox(key="ev_compare_b").value) == (first.id, second.id)
+    assert (picker(app, "Compare").value, picker(app, "with").value) == (first.id, second.id)
     assert comparison.verdict() in [i.value for i in app.info]
     assert comparison.wrong_to_right == [ids["meh"]] and comparison.right_to_wrong == []
     difference = {m.label: m for m in app.metric}["Accuracy difference"]

@@ -272,7 +272,7 @@ def start_optimize() -> None:
         widgets.flash("error", f"Optimize not started: {error}")
     else:
         widgets.flash("ok", f"Started Optimize {found.id} from {chosen_version.model_version}: at most {found.max_calls} calls.")
-        state["ev_opt_pick"] = found.id
+        widgets.show_next("ev_opt_pick", found.id)
 
 
 def cancel_optimize(optimization_id: int) -> None:
@@ -371,13 +371,10 @@ with st.expander(f"Optimize: search for a better prompt than {version.model_vers
         o4.number_input("Max cost (US$, 0 for none)", min_value=0.0, value=0.0, step=0.5, key="ev_opt_cost")
         st.button("Optimize", key="ev_optimize", on_click=start_optimize, disabled=not may_change or not key_names or bool(unusable))
     if searches:
-        if state.get("ev_opt_pick") not in searches:
-            state["ev_opt_pick"] = next(iter(searches))
         def search_label(i: int) -> str:
             return f"Optimize {i} · from v{searches[i].seed_version} · {searches[i].shown_status} · {searches[i].calls_used}/{searches[i].max_calls} calls"
 
-        widgets.show_fresh_label("ev_opt_pick", search_label(state["ev_opt_pick"]))
-        search_id = st.selectbox("Search", list(searches), format_func=search_label, key="ev_opt_pick")
+        search_id = widgets.select(st, "Search", list(searches), "ev_opt_pick", format_func=search_label)
         if searches[search_id].live:
             follow_search(search_id)
         else:
@@ -565,15 +562,12 @@ if len(evaluations) > 1:
     st.subheader("Compare two runs")
     run_ids = list(evaluations)
     if state.get("ev_compare_for") != run.id:  # by default: this run against the one before it
-        state["ev_compare_b"] = run.id
-        state["ev_compare_a"] = before.id if before and before.id in evaluations else next(i for i in run_ids if i != run.id)
+        widgets.show_next("ev_compare_b", run.id)
+        widgets.show_next("ev_compare_a", before.id if before and before.id in evaluations else next(i for i in run_ids if i != run.id))
         state["ev_compare_for"] = run.id
     c1, c2 = st.columns(2)
-    for side in ("ev_compare_a", "ev_compare_b"):  # a run that ended since shows as it is now
-        if state.get(side) in evaluations:
-            widgets.show_fresh_label(side, run_label(state[side]))
-    a = c1.selectbox("Compare", run_ids, format_func=run_label, key="ev_compare_a")
-    b = c2.selectbox("with", run_ids, format_func=run_label, key="ev_compare_b")
+    a = widgets.select(c1, "Compare", run_ids, "ev_compare_a", format_func=run_label)
+    b = widgets.select(c2, "with", run_ids, "ev_compare_b", format_func=run_label)
     comparison = evaluate.compare_runs(a, b)
     if comparison.tasks:
         st.info(comparison.verdict())
