@@ -45,7 +45,7 @@ class Request:
 @dataclass(frozen=True)
 class Reply:
     raw: str | None
-    input_tokens: int = 0
+    input_tokens: int = 0  # every input token, the cached ones included
     output_tokens: int = 0
     latency_ms: float = 0.0
     error: str | None = None
@@ -55,6 +55,7 @@ class Reply:
     confidences: dict[str, float] | None = None  # per output, once measured
     tokens: tuple[tuple[bytes, float], ...] | None = None  # the answer's tokens and their log-probabilities
     samples: tuple[str | None, ...] | None = None  # a version measuring agreement: every answer (None: one that failed)
+    cached_input_tokens: int = 0  # input tokens the provider read from its prompt cache, at their lower price
 
     @property
     def ok(self) -> bool:
@@ -209,6 +210,7 @@ def _reply(completions: list[Any], latency_ms: float) -> Reply:
     tokens = dict(
         input_tokens=sum(int(getattr(u, "prompt_tokens", 0) or 0) for u in usages),
         output_tokens=sum(int(getattr(u, "completion_tokens", 0) or 0) for u in usages),
+        cached_input_tokens=sum(int(getattr(getattr(u, "prompt_tokens_details", None), "cached_tokens", 0) or 0) for u in usages),
     )
     choices = [choice for c in completions for choice in c.choices]
     if not choices:

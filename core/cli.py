@@ -1167,14 +1167,17 @@ def _prices_commands(commands) -> None:
 
 
 def _prices_list(args: argparse.Namespace) -> int:
-    prices, own = pricing.table(), pricing.saved_models()
-    rows = [{"model": m, "input_per_million": p.input_per_million, "output_per_million": p.output_per_million, "source": "yours" if m in own else "list price"} for m, p in sorted(prices.items())]
+    rows = [
+        {"model": m, "input_per_million": p.input_per_million, "cached_input_per_million": p.cached_input_per_million, "output_per_million": p.output_per_million, "source": p.source}
+        for m, p in sorted(pricing.listed().items())
+    ]
     if args.json:
         print(json.dumps({"prices": rows}))
         return 0
-    print(f"{'model':<32} {'input $/M':>10} {'output $/M':>11}  source")
+    print(f"{'model':<32} {'input $/M':>10} {'cached $/M':>10} {'output $/M':>11}  source")
     for row in rows:
-        print(f"{row['model']:<32} {row['input_per_million']:>10.3f} {row['output_per_million']:>11.3f}  {row['source']}")
+        cached = "as input" if row["cached_input_per_million"] is None else f"{row['cached_input_per_million']:.3f}"
+        print(f"{row['model']:<32} {row['input_per_million']:>10.3f} {cached:>10} {row['output_per_million']:>11.3f}  {row['source']}")
     return 0
 
 

@@ -127,7 +127,7 @@ def propose(
             f"Run {run_id} has no wrong answer on the development part to learn from: evaluate {version.model_version} on the "
             "development part (or on tasks that include it) first."
         )
-    shown, left_out = _capped(errors, max_error_tokens)
+    shown, left_out = _capped(errors, max_error_tokens, teacher_model)
     targets = labeling.read(runs.label_config(run_id))
     sent = [
         {"role": "system", "content": INSTRUCTIONS},
@@ -136,7 +136,7 @@ def propose(
     key = keys.get(teacher_key)
     teacher = Version(version.prompt, version.project_id, 0, "", None, (), teacher_key, teacher_model)
     reply = calls.ask(providers.client(key), calls.request(teacher, key, sent, SCHEMA))
-    cost = pricing.cost(teacher_model, reply.input_tokens, reply.output_tokens)
+    cost = pricing.cost(teacher_model, reply.input_tokens, reply.output_tokens, cached_input_tokens=reply.cached_input_tokens)
     audit.record(
         "prompt enhanced",
         target=version.model_version,
@@ -188,10 +188,10 @@ def gain(base_run: int, proposal_run: int):
     return evaluate.compare_runs(base_run, proposal_run, label_a=f"v{base.version}", label_b="the proposal")
 
 
-def _capped(errors: list[Error], budget: int) -> tuple[list[Error], int]:
+def _capped(errors: list[Error], budget: int, model: str) -> tuple[list[Error], int]:
     kept, used = [], 0
     for error in errors:
-        size = tokens.count(json.dumps(error.__dict__, ensure_ascii=False))
+        size = tokens.count(json.dumps(error.__dict__, ensure_ascii=False), model)
         if kept and used + size > budget:
             break
         kept.append(error)

@@ -370,6 +370,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX ix_instructions_project_id ON instructions (project_id)",
         ),
     ),
+    Migration(
+        19,
+        "input tokens served from the provider's prompt cache, priced as such",
+        ("ALTER TABLE run_items ADD COLUMN cached_input_tokens INTEGER",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

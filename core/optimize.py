@@ -414,7 +414,7 @@ class _Search:
 
     def reflect(self, prompt) -> str:
         messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-        estimate = pricing.cost(self.row.reflection_model, tokens.prompt_tokens(messages), REFLECTION_ANSWER_TOKENS) or 0.0
+        estimate = pricing.cost(self.row.reflection_model, tokens.prompt_tokens(messages, self.row.reflection_model), REFLECTION_ANSWER_TOKENS) or 0.0
         self._spend(1, estimate)
         key = keys.get(self.row.reflection_key)
         try:
@@ -426,7 +426,8 @@ class _Search:
             self.errors_in_a_row += 1
             raise
         usage = reply.usage
-        self._count_reflection(usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
+        cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0
+        self._count_reflection(usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0, cached)
         return reply.choices[0].message.content or ""
 
     def __call__(self, gepa_state) -> bool:
@@ -561,8 +562,8 @@ class _Search:
                 self.texts[-task.id] = "; ".join(answers.shown(o, reference.result) for o in self.outputs) if reference else ""
         return {"task": self.texts.get(task_id, ""), "answer": answer, "correct": correct, "truth": self.texts.get(-task_id, "")}
 
-    def _count_reflection(self, input_tokens: int, output_tokens: int) -> None:
-        cost = pricing.cost(self.row.reflection_model, input_tokens, output_tokens)
+    def _count_reflection(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> None:
+        cost = pricing.cost(self.row.reflection_model, input_tokens, output_tokens, cached_input_tokens=cached_input_tokens)
         with store.writing() as s:
             found = s.get(store.Optimization, self.id)
             found.reflection_calls += 1

@@ -117,7 +117,7 @@ def estimate(version: Version, chosen: Scope, client: LabelStudioClient, *, samp
         if reuse and _answered_before(calls.request(version, key, sent, schema).hash):
             cached += 1  # the store answers it: nothing to pay
         else:
-            counts.append(tokens.prompt_tokens(sent))
+            counts.append(tokens.prompt_tokens(sent, version.model))
     per_input = sum(counts) / len(counts) if counts else 0.0
     per_answer, basis = _answer_length(version, targets)
     per_output = per_answer * (version.samples or 1)
@@ -250,7 +250,7 @@ def _answer_length(version: Version, targets: labeling.Targets) -> tuple[float, 
         found = _past_output_tokens(version, numbers)
         if found:
             return sum(found) / len(found), label
-    return float(tokens.typical_answer_tokens(targets, version.controls)), "the length of a typical answer"
+    return float(tokens.typical_answer_tokens(targets, version.controls, version.model)), "the length of a typical answer"
 
 
 def _past_output_tokens(version: Version, numbers: list[int] | None) -> list[float]:

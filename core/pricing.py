@@ -1,64 +1,66 @@
-"""What a call costs: tokens times a price per million tokens for its model.
+"""What a call costs: its tokens at its model's prices per million tokens.
 
-The defaults are OpenAI's list prices (USD per million input and output tokens) for common models.
-A team sets prices of its own (``save``) for other models, such as an Azure deployment's name or a
-local model at 0, and to correct a default. A dated snapshot (``gpt-4o-mini-2024-07-18``) is priced
-as its model. A model with no price has an unknown cost, not a zero one.
+List prices come from ``genai-prices`` (maintained price data: OpenAI's models, their dated
+snapshots, cached input and Batch API prices), as OpenAI lists them. A team sets prices of its own
+(``save``) over them: for other models, such as an Azure deployment's name or a local model at 0,
+and to correct a list price. A team's price applies whatever the processing (live or batch) and to
+cached input tokens alike. A model with no price has an unknown cost, not a zero one.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
 
 from sqlmodel import select
 
 from core import audit, identity, store
+
+PROVIDER = "openai"  # whose list prices apply to a model name: an OpenAI-compatible server is priced as OpenAI
+# Shown on the Keys page and offered for a model matrix; any model genai-prices knows is priced.
+COMMON_MODELS = (
+    "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
+    "o4-mini", "o3", "o3-mini", "gpt-4-turbo", "gpt-3.5-turbo",
+)  # fmt: skip
+EMBEDDING_MODELS = ("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002")
+MILLION = 1_000_000
+
+_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
 class Price:
     input_per_million: float
     output_per_million: float
+    cached_input_per_million: float | None = None  # None: cached input tokens cost as much as the others
+    source: str = "list price"  # or "yours"
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input_per_million + output_tokens * self.output_per_million) / 1_000_000
-
-
-DEFAULT_PRICES: dict[str, Price] = {
-    "gpt-5": Price(1.25, 10.00),
-    "gpt-5-mini": Price(0.25, 2.00),
-    "gpt-5-nano": Price(0.05, 0.40),
-    "gpt-4.1": Price(2.00, 8.00),
-    "gpt-4.1-mini": Price(0.40, 1.60),
-    "gpt-4.1-nano": Price(0.10, 0.40),
-    "gpt-4o": Price(2.50, 10.00),
-    "gpt-4o-mini": Price(0.15, 0.60),
-    "o4-mini": Price(1.10, 4.40),
-    "o3": Price(2.00, 8.00),
-    "o3-mini": Price(1.10, 4.40),
-    "gpt-4-turbo": Price(10.00, 30.00),
-    "gpt-3.5-turbo": Price(0.50, 1.50),
-    # embeddings models (few-shot similarity): input only
-    "text-embedding-3-small": Price(0.02, 0.0),
-    "text-embedding-3-large": Price(0.13, 0.0),
-    "text-embedding-ada-002": Price(0.10, 0.0),
-}
-EMBEDDING_MODELS = ("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002")
-
-_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
+        """USD for a call; ``input_tokens`` counts every input token, the cached ones included (as
+        the providers report them)."""
+        cached = min(cached_input_tokens or 0, input_tokens)
+        cached_rate = self.input_per_million if self.cached_input_per_million is None else self.cached_input_per_million
+        return ((input_tokens - cached) * self.input_per_million + cached * cached_rate + output_tokens * self.output_per_million) / MILLION
 
 
-def table() -> dict[str, Price]:
-    """The prices in force: the defaults, with the team's own over them."""
+def own_prices() -> dict[str, Price]:
+    """The prices the team set, by model."""
     with store.session() as s:
-        saved = {row.model: Price(row.input_per_million, row.output_per_million) for row in s.exec(select(store.ModelPrice)).all()}
-    return DEFAULT_PRICES | saved
+        rows = s.exec(select(store.ModelPrice)).all()
+    return {row.model: Price(row.input_per_million, row.output_per_million, source="yours") for row in rows}
 
 
 def saved_models() -> set[str]:
     with store.session() as s:
         return set(s.exec(select(store.ModelPrice.model)).all())
+
+
+def listed() -> dict[str, Price]:
+    """The prices to show: the common models' list prices, with the team's own over them and beside them."""
+    shown = {model: found for model in (*COMMON_MODELS, *EMBEDDING_MODELS) if (found := list_price(model)) is not None}
+    return shown | own_prices()
 
 
 def save(model: str, input_per_million: float, output_per_million: float) -> Price:
@@ -74,11 +76,11 @@ def save(model: str, input_per_million: float, output_per_million: float) -> Pri
         row.input_per_million, row.output_per_million, row.updated_at = float(input_per_million), float(output_per_million), store.utcnow()
         s.add(row)
     audit.record("price set", target=model, by=user, detail={"input_per_million": float(input_per_million), "output_per_million": float(output_per_million)})
-    return Price(float(input_per_million), float(output_per_million))
+    return Price(float(input_per_million), float(output_per_million), source="yours")
 
 
 def remove(model: str) -> None:
-    """Forget the team's price for a model (a default price applies again); admins only."""
+    """Forget the team's price for a model (a list price applies again); admins only."""
     user = identity.require_role("admin", "remove prices")
     with store.writing() as s:
         row = s.get(store.ModelPrice, model)
@@ -88,13 +90,40 @@ def remove(model: str) -> None:
     audit.record("price removed", target=model, by=user)
 
 
-def price(model: str, prices: dict[str, Price] | None = None) -> Price | None:
-    prices = table() if prices is None else prices
+def price(model: str, own: dict[str, Price] | None = None, *, batch: bool = False) -> Price | None:
+    """The price of a call to ``model``: the team's (``own``, read from the store when not given),
+    else the list price (the Batch API's with ``batch``), else None."""
+    own = own_prices() if own is None else own
     model = (model or "").strip()
-    return prices.get(model) or prices.get(_SNAPSHOT.sub("", model))
+    return own.get(model) or own.get(_SNAPSHOT.sub("", model)) or list_price(model, batch=batch)
 
 
-def cost(model: str, input_tokens: int, output_tokens: int, prices: dict[str, Price] | None = None) -> float | None:
+def cost(
+    model: str, input_tokens: int, output_tokens: int, own: dict[str, Price] | None = None, *, cached_input_tokens: int = 0, batch: bool = False
+) -> float | None:
     """USD for the tokens, or None when the model has no price."""
-    found = price(model, prices)
-    return found.cost(input_tokens, output_tokens) if found else None
+    found = price(model, own, batch=batch)
+    return found.cost(input_tokens, output_tokens, cached_input_tokens) if found else None
+
+
+@lru_cache(maxsize=512)
+def list_price(model: str, *, batch: bool = False) -> Price | None:
+    """``model``'s list price per million tokens, as genai-prices has it today; None when it has none.
+
+    Read by pricing a million tokens of each kind, so that genai-prices' own rules (its model name
+    matching, dated prices, the batch variant) decide."""
+    from genai_prices import Usage, calc_price  # its price data takes a moment to load: only when a price is asked
+
+    context = {"processing": "batch"} if batch else None
+    now = datetime.now(timezone.utc)
+
+    def per_million(**usage: int) -> float:
+        return float(calc_price(Usage(**usage), model, provider_id=PROVIDER, genai_request_timestamp=now, price_context=context).total_price)
+
+    try:
+        input_rate = per_million(input_tokens=MILLION)
+    except LookupError:
+        return None
+    output_rate = per_million(output_tokens=MILLION)
+    cached_rate = per_million(input_tokens=MILLION, cache_read_tokens=MILLION)
+    return Price(input_rate, output_rate, cached_rate if cached_rate != input_rate else None)

@@ -676,7 +676,7 @@ class _Engine:
         self.outputs = [self.targets.output(name) for name in self.version.controls]
         self.key = keys.get(self.version.provider_key)
         self.images = messages.ImageLinks(client.url, client.file)
-        self.prices = pricing.table()
+        self.prices = pricing.own_prices()
         self.reuse = reuses_answers(self.version, self.run.cache)
         self.stopping: str | None = None  # why no new calls go out: cancelled, the budget, another worker
         self.lost = False  # another worker took the run over: leave its state to that worker
@@ -691,7 +691,7 @@ class _Engine:
         self.over_budget: budgets.Budget | None = None
         self.cost_known = asyncio.Event()  # set as each call ends, for the calls waiting on a first real cost
         # what a call's answers are assumed to cost until one is paid: n of them for a version measuring agreement
-        self.answer_tokens = tokens.typical_answer_tokens(self.targets, self.version.controls) * (self.version.samples or 1)
+        self.answer_tokens = tokens.typical_answer_tokens(self.targets, self.version.controls, self.version.model) * (self.version.samples or 1)
         self.existing: dict[int, list[Prediction]] | None = None  # this version's predictions in Label Studio
         self.writing = threading.Lock()  # one writer at a time, so no item is imported twice
         self.unwritten = 0  # answers stored but not yet in Label Studio (an estimate, for pacing writes)
@@ -804,7 +804,7 @@ class _Engine:
         if self.paid_calls:
             per_call = self.spent / self.paid_calls
         else:
-            per_call = pricing.cost(self.version.model, tokens.prompt_tokens(job.call.request.body["messages"]), self.answer_tokens, self.prices) or 0.0
+            per_call = pricing.cost(self.version.model, tokens.prompt_tokens(job.call.request.body["messages"], self.version.model), self.answer_tokens, self.prices) or 0.0
         if limit is not None and self.spent + self.reserved + per_call > limit:
             self.stopping = OVER_BUDGET
             return False
@@ -831,7 +831,7 @@ class _Engine:
             outcome = Outcome(reply, None, error, kind)
         else:
             outcome = read_reply(reply, self.version, self.targets, self.outputs, task.data)
-        cost = pricing.cost(self.version.model, reply.input_tokens, reply.output_tokens, self.prices) if reply else None
+        cost = pricing.cost(self.version.model, reply.input_tokens, reply.output_tokens, self.prices, cached_input_tokens=reply.cached_input_tokens) if reply else None
         if reply is not None and not from_cache and (reply.input_tokens or reply.output_tokens):  # a call that used tokens tells what calls cost
             self.paid_calls += 1
             self.spent += cost or 0.0
@@ -1051,7 +1051,14 @@ def _items_by_id(ids: Iterable[int]) -> list[store.RunItem]:
 def reply_from(item: store.RunItem) -> calls.Reply:
     samples = tuple(item.samples) if item.samples else None  # n answers stay n: voted on again as when they came
     return calls.Reply(
-        item.raw_output, item.input_tokens or 0, item.output_tokens or 0, item.latency_ms or 0.0, confidence=item.score, confidences=item.confidences, samples=samples
+        item.raw_output,
+        item.input_tokens or 0,
+        item.output_tokens or 0,
+        item.latency_ms or 0.0,
+        confidence=item.score,
+        confidences=item.confidences,
+        samples=samples,
+        cached_input_tokens=item.cached_input_tokens or 0,
     )
 
 
@@ -1139,6 +1146,7 @@ def add_item(
         "regions": answer.regions if answer and answer.ok else None,
         "input_tokens": reply.input_tokens if reply else None,
         "output_tokens": reply.output_tokens if reply else None,
+        "cached_input_tokens": reply.cached_input_tokens if reply else None,
         "cost_usd": cost,
         "latency_ms": reply.latency_ms if reply else None,
         "score": reply.confidence if reply else None,

@@ -181,6 +181,7 @@ class RunItem(SQLModel, table=True):
     regions: Optional[Any] = Field(default=None, sa_column=Column(JSON))
     input_tokens: Optional[int] = None
     output_tokens: Optional[int] = None
+    cached_input_tokens: Optional[int] = None  # of input_tokens, those the provider's prompt cache served
     cost_usd: Optional[float] = None
     latency_ms: Optional[float] = None
     score: Optional[float] = None  # the answer's confidence (the lowest of its outputs'), None when unmeasured

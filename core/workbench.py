@@ -192,7 +192,7 @@ class Workbench:
             return Trial(task.id, sent, request.body, None, None, [], str(error), truth, None)
         if reply.ok:
             reply = confidence.measure(reply, outputs)
-        cost = pricing.cost(draft.model, reply.input_tokens, reply.output_tokens)
+        cost = pricing.cost(draft.model, reply.input_tokens, reply.output_tokens, cached_input_tokens=reply.cached_input_tokens)
         audit.record("model tried", target=draft.model_version, by=user, detail={"task": task.id, "key": key.name, "model": draft.model, "cost_usd": cost})
         answer = labeling.to_regions(self.targets, draft.controls, reply.raw, task.data) if reply.ok else None
         error = reply.error or (answer.error if answer else None)

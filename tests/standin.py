@@ -20,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import parse_qs
 
+from tests.standin_batches import Batches
+
 __all__ = ["StandIn", "Reply", "Request", "sample_from_schema"]
 
 _AZURE_DEPLOYMENT = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
@@ -441,6 +443,14 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and path.endswith("/embeddings"):
             self._embeddings(raw)
             return
+        routed = standin.batches.route(method, path, self.headers, raw)
+        if routed is not None:
+            status, body = routed
+            if isinstance(body, bytes):
+                self._send(status, body, content_type="application/octet-stream")
+            else:
+                self._send_json(status, body)
+            return
         if method == "GET" and path.endswith("/models"):
             scripted = standin._next_models_reply()
             if scripted is not None and scripted.kind in ("error", "hang"):
@@ -479,11 +489,7 @@ class _Handler(BaseHTTPRequestHandler):
         if failing:
             self._send_json(500, _error_body(500, "The embeddings server had an error.", None))
             return
-        texts = body.get("input")
-        texts = [texts] if isinstance(texts, str) else list(texts or [])
-        data = [{"object": "embedding", "index": i, "embedding": embed_words(t)} for i, t in enumerate(texts)]
-        words = sum(len(_WORD.findall(t)) for t in texts)
-        self._send_json(200, {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": words, "total_tokens": words}})
+        self._send_json(200, standin.embeddings_body(body))
 
     def _chat(self, path: str, qs: str, raw: bytes) -> None:
         standin = self.server.standin
@@ -652,6 +658,7 @@ class StandIn:
         self._completion_n = 0
         self._request_n = 0
         self._stop_event = threading.Event()
+        self.batches = Batches(self)  # the Files and Batches endpoints (tests/standin_batches.py)
         self._httpd: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
 
@@ -730,6 +737,7 @@ class StandIn:
             self._requests.clear()
             self._counts.clear()
             self.embedding_requests.clear()
+            self.batches.reset()
             self.gives_logprobs = True
             self.honours_n = True
             self._completion_n = 0
@@ -787,6 +795,15 @@ class StandIn:
         return reply
 
     @staticmethod
+    def embeddings_body(body: dict) -> dict:
+        """The answer to an embeddings request: each input text's vector (embed_words)."""
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        data = [{"object": "embedding", "index": i, "embedding": embed_words(t)} for i, t in enumerate(texts)]
+        words = sum(len(_WORD.findall(t)) for t in texts)
+        return {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": words, "total_tokens": words}}
+
+    @staticmethod
     def default_reply(req: Request) -> Reply:
         """Built-in answer: a schema-valid sample for json_schema requests, else {}."""
         schema = req.schema
@@ -797,12 +814,13 @@ class StandIn:
         with self._lock:
             self._completion_n += 1
             n = self._completion_n
-        choices, prompt_tokens, completion_tokens = [], None, 0
+        choices, prompt_tokens, completion_tokens, cached_tokens = [], None, 0, 0
         for index, reply in enumerate(replies):
             choice, used = self._choice(reply, req, index)
             choices.append(choice)
             if prompt_tokens is None:  # the prompt is read, and billed, once for all the answers
                 prompt_tokens = int(reply.usage[0]) if reply.usage is not None else len(req.all_text) // 4 + 1
+                cached_tokens = int(reply.usage[2]) if reply.usage is not None and len(reply.usage) > 2 else 0  # (prompt, completion, cached)
             completion_tokens += used
         return {
             "id": f"chatcmpl-standin-{n}",
@@ -814,7 +832,7 @@ class StandIn:
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
                 "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
                                               "accepted_prediction_tokens": 0,
                                               "rejected_prediction_tokens": 0},

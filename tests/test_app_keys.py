@@ -200,8 +200,10 @@ def test_a_team_sets_and_removes_a_model_price():
     assert pricing.cost("my-azure-gpt4o", 1_000_000, 100_000) == pytest.approx(3.5)
     prices = app.dataframe[0].value
     assert prices[prices["model"] == "my-azure-gpt4o"].to_dict("records") == [
-        {"model": "my-azure-gpt4o", "input $/M": 2.5, "output $/M": 10.0, "source": "yours"}
+        {"model": "my-azure-gpt4o", "input $/M": 2.5, "cached input $/M": "as input", "output $/M": 10.0, "source": "yours"}
     ]
+    listed = prices[prices["model"] == "gpt-4o-mini"].to_dict("records")  # genai-prices' figures for OpenAI's model
+    assert listed == [{"model": "gpt-4o-mini", "input $/M": 0.15, "cached input $/M": "0.075", "output $/M": 0.6, "source": "list price"}]
     app.text_input(key="price_model").input("my-azure-gpt4o").run()
     app.button(key="price_remove").click().run()
     assert pricing.price("my-azure-gpt4o") is None

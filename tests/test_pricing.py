@@ -1,8 +1,10 @@
-"""core.pricing: list prices per model; unknown models cost 'unknown', not zero."""
+"""core.pricing: list prices per model from genai-prices, the team's over them; unknown models cost
+'unknown', not zero."""
 
 from __future__ import annotations
 
 import pytest
+from genai_prices import Usage, calc_price
 
 from core import pricing
 
@@ -33,3 +35,25 @@ def test_a_team_sets_prices_for_other_models_and_corrects_defaults():
 def test_bad_prices_are_refused(args, message):
     with pytest.raises(ValueError, match=message):
         pricing.save(*args)
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "gpt-4o-2024-08-06", "gpt-4.1", "gpt-5-mini", "o3", "gpt-3.5-turbo"])
+@pytest.mark.parametrize("batch", [False, True])
+def test_list_prices_are_genai_prices_own_cached_input_and_batch_included(model, batch):
+    usage = dict(input_tokens=12_000, output_tokens=800, cache_read_tokens=5_000)
+    theirs = calc_price(Usage(**usage), model, provider_id="openai", price_context={"processing": "batch"} if batch else None).total_price
+    ours = pricing.cost(model, 12_000, 800, cached_input_tokens=5_000, batch=batch)
+    assert ours == pytest.approx(float(theirs), rel=1e-9)
+
+
+def test_cached_input_tokens_cost_less_by_hand():
+    # gpt-4o-mini: $0.15 per million input tokens, $0.075 cached, $0.60 output; the Batch API halves each
+    assert pricing.cost("gpt-4o-mini", 1_000_000, 0, cached_input_tokens=400_000) == pytest.approx(0.6 * 0.15 + 0.4 * 0.075)
+    assert pricing.cost("gpt-4o-mini", 1_000_000, 1_000_000, batch=True) == pytest.approx(0.075 + 0.30)
+
+
+def test_a_teams_price_applies_to_cached_input_and_batch_alike():
+    pricing.save("gpt-4o-mini", 1.0, 2.0)
+    assert pricing.cost("gpt-4o-mini", 1_000_000, 1_000_000, cached_input_tokens=500_000) == pytest.approx(3.0)
+    assert pricing.cost("gpt-4o-mini", 1_000_000, 1_000_000, batch=True) == pytest.approx(3.0)
+    assert pricing.listed()["gpt-4o-mini"].source == "yours"

@@ -96,6 +96,19 @@ def test_a_second_run_is_answered_from_the_cache_and_replaces_only_its_own_predi
     assert [(p.task_id, p.result) for p in others] == [(ids[0], choice("Neutral"))]
 
 
+def test_input_the_provider_served_from_its_prompt_cache_is_paid_at_the_cached_price(setup, standin):
+    project, ids, version, new_run = setup
+    standin.respond_with(lambda request: Reply.json({"sentiment": LABELS[number_of(request) % 3]}, usage=(1000, 10, 600)))
+    run = runs.execute(new_run(ids[:4]).id)
+    # gpt-4o-mini: 400 input tokens at $0.15 per million, 600 cached at $0.075, 10 output at $0.60
+    per_call = (400 * 0.15 + 600 * 0.075 + 10 * 0.60) / 1e6
+    assert run.cost_usd == pytest.approx(4 * per_call) and run.input_tokens == 4000
+    assert [(i.cached_input_tokens, i.cost_usd) for i in runs.items(run.id)] == [(600, pytest.approx(per_call))] * 4
+
+    again = runs.execute(new_run(ids[:4]).id)  # answered from the store: nothing paid, the first price is what was saved
+    assert again.cost_usd == 0.0 and runs.saved_by_cache(again.id) == pytest.approx(4 * per_call)
+
+
 def test_rate_limits_and_server_errors_are_retried(setup, standin):
     project, ids, version, new_run = setup
     seen = collections.Counter()

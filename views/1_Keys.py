@@ -186,15 +186,16 @@ if is_admin:
 
 st.subheader("Model prices")
 st.caption(
-    "Costs are tokens times these prices (USD per million tokens). Set a price for a model that has none "
+    "Costs are tokens times these prices (USD per million tokens). List prices are OpenAI's, from genai-prices, for every "
+    "model it knows (the common ones are shown), with cached input tokens at their own price. Set a price for a model that has none "
     "(an Azure deployment's name, a local model at 0), or correct a list price. Models without a price show tokens and \"no price\"."
 )
 own = pricing.saved_models()
 st.dataframe(
     pd.DataFrame(
         [
-            {"model": m, "input $/M": p.input_per_million, "output $/M": p.output_per_million, "source": "yours" if m in own else "list price"}
-            for m, p in sorted(pricing.table().items())
+            {"model": m, "input $/M": p.input_per_million, "cached input $/M": f"{p.cached_input_per_million:g}" if p.cached_input_per_million is not None else "as input", "output $/M": p.output_per_million, "source": p.source}
+            for m, p in sorted(pricing.listed().items())
         ]
     ),
     hide_index=True,

@@ -225,7 +225,7 @@ with st.expander("Model matrix: this version on several models", expanded=bool(s
         f"Runs {version.model_version}'s prompt unchanged on each model, on the tasks chosen above, side by side. "
         "The answers are not written to Label Studio and do not count as the version's figures."
     )
-    model_names = sorted((set(pricing.table()) - set(pricing.EMBEDDING_MODELS)) | {version.model})
+    model_names = sorted((set(pricing.listed()) - set(pricing.EMBEDDING_MODELS)) | {version.model})
     key_names = [k.name for k in keys.all_keys()]
     options = list(dict.fromkeys([f"{version.provider_key}:{version.model}"] + [f"{k}:{m}" for k in key_names for m in model_names]))
     st.multiselect(

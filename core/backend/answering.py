@@ -111,7 +111,7 @@ async def _calls(publication: Publication, version: Version, tasks: Sequence[dic
     prepared = [runs.prepare_call(version, key, targets, schema, int(task["id"]), task.get("data") or {}, images) for task in tasks]
     cached = runs.cached_answers({p.request.hash for p in prepared if p.request is not None}) if runs.reuses_answers(version, "auto") else {}
     slots = asyncio.Semaphore(publication.concurrency)
-    answer_tokens = tokens.typical_answer_tokens(targets, version.controls) * (version.samples or 1)
+    answer_tokens = tokens.typical_answer_tokens(targets, version.controls, version.model) * (version.samples or 1)
 
     async def one(task: dict[str, Any], call: runs.Prepared, client) -> Answer:
         try:
@@ -126,7 +126,7 @@ async def _calls(publication: Publication, version: Version, tasks: Sequence[dic
         if request.hash in cached:
             return _stored_reply(run_id, task, request, runs.reply_from(cached[request.hash]), version, targets, outputs, from_cache=True)
         async with slots:
-            estimate = pricing.cost(version.model, tokens.prompt_tokens(request.body["messages"]), answer_tokens)
+            estimate = pricing.cost(version.model, tokens.prompt_tokens(request.body["messages"], version.model), answer_tokens)
             refusal, held = await _SPENDING.reserve(publication, version, user.email, estimate)
             if refusal:
                 return _store(run_id, task_id, request, runs.failed(refusal, "over_budget"))
@@ -142,7 +142,7 @@ async def _calls(publication: Publication, version: Version, tasks: Sequence[dic
 
 def _stored_reply(run_id, task, request, reply: calls.Reply, version, targets, outputs, *, from_cache: bool = False) -> Answer:
     outcome = runs.read_reply(reply, version, targets, outputs, task.get("data") or {})
-    cost = pricing.cost(version.model, reply.input_tokens, reply.output_tokens)
+    cost = pricing.cost(version.model, reply.input_tokens, reply.output_tokens, cached_input_tokens=reply.cached_input_tokens)
     return _store(run_id, int(task["id"]), request, outcome, cost=cost, from_cache=from_cache)
 
 
