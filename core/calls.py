@@ -47,7 +47,7 @@ class Reply:
     raw: str | None
     input_tokens: int = 0  # every input token, the cached ones included
     output_tokens: int = 0
-    latency_ms: float = 0.0
+    latency_ms: float | None = 0.0  # None: not measured (an answer from a batch)
     error: str | None = None
     finish_reason: str | None = None
     confidence: float | None = None  # the answer's, once measured (core.confidence): its lowest output's
@@ -205,7 +205,12 @@ def _cause(error: BaseException) -> str:
     return "no connection"
 
 
-def _reply(completions: list[Any], latency_ms: float) -> Reply:
+def read_completions(completions: list[Any], latency_ms: float | None) -> Reply:
+    """A reply from the completions a call brought (live, or read from a batch's output file)."""
+    return _reply(completions, latency_ms)
+
+
+def _reply(completions: list[Any], latency_ms: float | None) -> Reply:
     usages = [c.usage for c in completions]
     tokens = dict(
         input_tokens=sum(int(getattr(u, "prompt_tokens", 0) or 0) for u in usages),

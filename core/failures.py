@@ -24,6 +24,7 @@ KINDS = {
     "task_gone": "task no longer in Label Studio",
     "examples": "few-shot examples not found",
     "over_budget": "spending limit or budget reached",
+    "batch_expired": "batch expired before the answer",
     "not_serving": "the published version cannot answer",
     "unexpected": "unexpected error",
 }
