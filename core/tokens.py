@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 import threading
-from importlib import resources
+from importlib import util
 from typing import Any
 
 import tiktoken
@@ -96,13 +96,23 @@ _SOURCE = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"  # 
 def _ship_ranks() -> None:
     """Put the ranks bpe-openai ships where tiktoken looks before fetching them (its cache, keyed by
     the address it would fetch), once per process. tiktoken checks each file's hash when it reads it."""
-    folder = os.environ.setdefault("TIKTOKEN_CACHE_DIR", os.path.join(tempfile.gettempdir(), "prompter-tiktoken"))
+    folder = os.environ.get("TIKTOKEN_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "prompter-tiktoken")
+    os.environ["TIKTOKEN_CACHE_DIR"] = folder  # an empty one would have tiktoken fetch them
     os.makedirs(folder, exist_ok=True)
     for name in _SHIPPED:
         cached = os.path.join(folder, hashlib.sha1(_SOURCE.format(name).encode()).hexdigest())
         if not os.path.exists(cached):
-            data = gzip.decompress(resources.files("bpe_openai.data").joinpath(f"{name}.tiktoken.gz").read_bytes())
+            with open(os.path.join(_shipped_folder(), f"{name}.tiktoken.gz"), "rb") as packed:
+                data = gzip.decompress(packed.read())
             partial = f"{cached}.{os.getpid()}.partial"
             with open(partial, "wb") as out:
                 out.write(data)
             os.replace(partial, cached)
+
+
+def _shipped_folder() -> str:
+    """bpe-openai's data folder, found without importing the package (its tokenizer is a large library we do not use)."""
+    spec = util.find_spec("bpe_openai")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("bpe-openai is not installed: run `make setup` (token counts need the ranks it ships).")
+    return os.path.join(list(spec.submodule_search_locations)[0], "data")

@@ -51,3 +51,12 @@ def test_a_prompt_is_counted_in_the_models_encoding():
 
 def test_text_that_looks_like_a_special_token_is_counted_as_text():
     assert tokens.count("a task that says <|endoftext|>", "gpt-4o") > 3
+
+
+def test_ranks_are_found_with_no_internet_wherever_tiktoken_is_told_to_cache(monkeypatch, tmp_path):
+    monkeypatch.setattr(tokens, "_encodings", {})
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # tiktoken's way of saying "do not cache": it would fetch
+    assert tokens.encoding("gpt-4o").encode("tiktoken is great!") == COOKBOOK["tiktoken is great!"]["o200k_base"]
+    monkeypatch.setattr(tokens, "_encodings", {})
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert tokens.count("tiktoken is great!", "gpt-4") == 6 and len(list((tmp_path / "elsewhere").iterdir())) == 2
