@@ -40,16 +40,17 @@ bench-first-result: setup chromium
 bench-backend: setup
 	$(VENV)/bin/python -m bench.backend $(BACKEND_ARGS)
 
-# Reinstall only when the requirements change.
-$(VENV)/.installed: requirements.txt
+# Reinstall only when the requirements change. The constraints hold every package, the indirect ones
+# included, at the versions the suite passed with.
+$(VENV)/.installed: requirements.txt constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Prompter needs Python 3.11 or newer"'
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements.txt
+	$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements.txt -c constraints.txt
 	touch $@
 
-$(LS_VENV)/.installed: requirements-labelstudio.txt
+$(LS_VENV)/.installed: requirements-labelstudio.txt constraints-labelstudio.txt
 	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
-	$(LS_VENV)/bin/pip install $(PIP_FLAGS) -r requirements-labelstudio.txt
+	$(LS_VENV)/bin/pip install $(PIP_FLAGS) -r requirements-labelstudio.txt -c constraints-labelstudio.txt
 	touch $@
 
 # The browser tests drive the distribution's Chromium (Playwright cannot download its own browser here).
