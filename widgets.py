@@ -308,12 +308,6 @@ def _generation(key: str) -> str:
     return f"{key}_{generation}" if generation else key
 
 
-def pick_run(label: str, choices: dict[int, RunView], format_func: Callable[[int], str], key: str) -> int:
-    """A run picker showing the run the page chose (``show_next``), else the one picked before,
-    else the newest (the first of ``choices``)."""
-    return select(st, label, list(choices), key, format_func=format_func)
-
-
 def show_fresh_label(key: str, label: str | None) -> None:
     """Call before creating a selectbox whose chosen option's label can change between runs (a run's
     status, a project's counts). The browser keeps showing the label it drew when the value itself

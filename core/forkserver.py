@@ -159,18 +159,20 @@ def serve() -> int:
 
 def _warm_up() -> None:
     """Go once through the first steps of a worker, so that what they load on first use (tiktoken's
-    encoding, the OpenAI client's resources, the HTTP transports) is loaded here, once: a call to a
-    closed loopback port with each client, which fails at once. Leaves no thread or loop behind."""
+    encoding, genai-prices' price data, the OpenAI client's resources, the HTTP transports) is loaded
+    here, once: a call to a closed loopback port with each client, which fails at once. Leaves no
+    thread or loop behind."""
     import asyncio
     import contextlib
 
     import openai
 
-    from core import tokens
+    from core import pricing, tokens
     from core.labelstudio import LabelStudioClient, LabelStudioError
 
     closed = "http://127.0.0.1:9"  # the discard port: nothing listens on loopback
     tokens.count("")
+    pricing.list_price("gpt-4o-mini")  # about 50 ms the first time in a process: the price data loaded
     with contextlib.suppress(LabelStudioError):
         LabelStudioClient(closed, "warm-up").check()
 

@@ -395,7 +395,7 @@ def run_label(i: int) -> str:
     return f"run {i} · v{r.version} · {runs.status_of(r)} · {r.subset.get('description', '')}{r.started_by_label}"
 
 
-run_id = widgets.pick_run("Run", evaluations, run_label, "ev_run")
+run_id = widgets.select(st, "Run", list(evaluations), "ev_run", format_func=run_label)  # the newest first
 run = runs.get(run_id)
 
 

@@ -300,7 +300,7 @@ def run_label(i: int) -> str:
     return f"run {i} · v{r.version} · {runs.status_of(r)} · {r.subset.get('description', '')}{r.started_by_label}"
 
 
-run_id = widgets.pick_run("Run", by_run, run_label, "pr_run")
+run_id = widgets.select(st, "Run", list(by_run), "pr_run", format_func=run_label)  # the newest first
 run = runs.get(run_id)
 
 
