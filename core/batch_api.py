@@ -68,12 +68,43 @@ class Submitted:
 
 def submit(client: openai.OpenAI, part: list[bytes], *, endpoint: str = OPENAI_ENDPOINT, metadata: dict[str, str] | None = None) -> Submitted:
     """Upload one part and create its batch."""
+    input_file_id = upload(client, part)
+    return Submitted(create(client, input_file_id, endpoint=endpoint, metadata=metadata), input_file_id, len(part))
+
+
+def upload(client: openai.OpenAI, part: list[bytes]) -> str:
+    """Upload a part's lines as a batch input file; return the file's id."""
     try:
-        uploaded = client.files.create(file=("requests.jsonl", b"".join(part)), purpose="batch")
-        batch = client.batches.create(input_file_id=uploaded.id, endpoint=endpoint, completion_window="24h", metadata=metadata)
+        return client.files.create(file=("requests.jsonl", b"".join(part)), purpose="batch").id
+    except openai.APIError as error:
+        raise BatchError(f"The provider refused the batch's file: {calls.explain(error)}") from error
+
+
+def create(client: openai.OpenAI, input_file_id: str, *, endpoint: str = OPENAI_ENDPOINT, metadata: dict[str, str] | None = None) -> str:
+    """Create the batch of an uploaded file, sent once: when the answer is lost, ``find`` tells whether
+    the provider made it (a retry could make a second batch, paid twice). Return its id."""
+    try:
+        return client.with_options(max_retries=0).batches.create(
+            input_file_id=input_file_id, endpoint=endpoint, completion_window="24h", metadata=metadata
+        ).id
+    except openai.APIConnectionError:
+        found = find(client, input_file_id)
+        if found is None:
+            raise BatchError("The provider could not be reached to create the batch; nothing was created.") from None
+        return found
     except openai.APIError as error:
         raise BatchError(f"The provider refused the batch: {calls.explain(error)}") from error
-    return Submitted(batch.id, uploaded.id, len(part))
+
+
+def find(client: openai.OpenAI, input_file_id: str) -> str | None:
+    """The id of the batch made of this input file, when the provider made one."""
+    try:
+        for batch in client.batches.list(limit=100):
+            if batch.input_file_id == input_file_id:
+                return batch.id
+    except openai.APIError as error:
+        raise BatchError(f"Could not list the provider's batches: {calls.explain(error)}") from error
+    return None
 
 
 @dataclass(frozen=True)
@@ -141,7 +172,7 @@ def _reply(result: dict[str, Any]) -> calls.Reply:
     response, error = result.get("response"), result.get("error")
     if error and not response:
         if error.get("code") == "batch_expired":
-            return calls.Reply(None, latency_ms=None, error="The batch expired before this task was answered; send it again.", error_kind="batch_expired")
+            return calls.Reply(None, latency_ms=None, error="The batch expired before this task was answered; retry the run's failed tasks to send it again.", error_kind="batch_expired")
         return calls.Reply(None, latency_ms=None, error=f"The batch could not send this request: {error.get('message') or error.get('code')}.", error_kind="provider_error")
     status, body = response["status_code"], response.get("body") or {}
     if status >= 400:

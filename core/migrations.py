@@ -375,6 +375,31 @@ MIGRATIONS: tuple[Migration, ...] = (
         "input tokens served from the provider's prompt cache, priced as such",
         ("ALTER TABLE run_items ADD COLUMN cached_input_tokens INTEGER",),
     ),
+    Migration(
+        20,
+        "batch runs: a run sent through the provider's Batch API, and each of its parts' batch",
+        (
+            "ALTER TABLE runs ADD COLUMN mode VARCHAR NOT NULL DEFAULT 'live'",
+            """
+            CREATE TABLE run_batches (
+                id INTEGER NOT NULL PRIMARY KEY,
+                run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+                task_ids JSON NOT NULL,
+                status VARCHAR NOT NULL,
+                input_file_id VARCHAR,
+                batch_id VARCHAR UNIQUE,
+                requests INTEGER NOT NULL,
+                answered INTEGER NOT NULL,
+                reserved_usd FLOAT NOT NULL,
+                collected BOOLEAN NOT NULL,
+                error TEXT,
+                created_at DATETIME NOT NULL,
+                ended_at DATETIME
+            )
+            """,
+            "CREATE INDEX ix_run_batches_run_id ON run_batches (run_id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

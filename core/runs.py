@@ -56,6 +56,7 @@ ACTIVE = ("pending", "running")
 KINDS = ("evaluate", "predict")  # what a worker runs; the ML backend records its calls as runs of kind "backend"
 OVER_BUDGET = "the spending limit"
 OVER_MONTHLY_BUDGET = "a monthly budget"  # why a run stops sending calls; the end of the run says how much was spent
+MODES = ("live", "batch")
 CACHE_POLICIES = {
     "auto": "reuse earlier answers when the version's temperature is 0",
     "reuse": "reuse earlier answers, even at a temperature above 0",
@@ -115,6 +116,7 @@ class RunView:
     finished_at: datetime | None
     started_by: str | None = None  # an email, or "local" in personal mode
     variant: dict[str, Any] | None = None  # settings this run changed on its version (see ``create``)
+    mode: str = "live"  # live, or batch: sent through the provider's Batch API (``core.batch_runs``)
 
     @property
     def model_version(self) -> str:
@@ -159,6 +161,7 @@ class RunView:
             "model_version": self.model_version,
             "started_by": self.started_by,
             "variant": self.variant,
+            "mode": self.mode,
             "subset": {k: v for k, v in self.subset.items() if k != "task_ids"},
             "tasks": self.total,
             "completed": self.done,
@@ -177,7 +180,7 @@ class RunView:
     def eta_seconds(self) -> float | None:
         """Seconds left at the pace so far; None before there is a pace."""
         elapsed = self.elapsed_seconds
-        if self.status != "running" or not elapsed or not self.finished:
+        if self.status != "running" or not elapsed or not self.finished or self.mode == "batch":  # a batch's answers come in lumps
             return None
         return elapsed / self.finished * (self.total - self.finished)
 
@@ -197,6 +200,7 @@ def create(
     cache: str = "auto",
     estimated_cost_usd: float | None = None,
     variant: dict[str, Any] | None = None,
+    mode: str = "live",
 ) -> RunView:
     """Record a run of ``version`` over ``task_ids``, started by the acting user (a member or an
     admin); refused while another run of the version is going, or when its estimate would pass a
@@ -205,7 +209,10 @@ def create(
     A ``variant`` evaluation tries the version with some settings changed (``VARIANT_FIELDS``: another
     key and model for a model matrix, another prompt for an Optimize candidate). It is scored like any
     evaluation and paid under the same limits, but never written to Label Studio (its answers are not
-    the version's) and never counted as the version's figure; it may run beside other variants."""
+    the version's) and never counted as the version's figure; it may run beside other variants.
+
+    A ``mode="batch"`` run sends its calls through the provider's Batch API (``core.batch_runs``): at
+    the batch price, answered within the provider's window instead of at once."""
     user = identity.require_role("member", "start runs")
     if kind not in KINDS:
         raise RunError(f"kind: {kind!r} is not a run kind (evaluate or predict).")
@@ -219,6 +226,10 @@ def create(
         raise RunError(f"concurrency: {concurrency} is outside 1 to 256.")
     if cache not in CACHE_POLICIES:
         raise RunError(f"cache: {cache!r} is not one of {', '.join(CACHE_POLICIES)}.")
+    if mode not in MODES:
+        raise RunError(f"mode: {mode!r} is not one of {', '.join(MODES)}.")
+    if mode == "batch" and variant:
+        raise RunError("A run trying other settings (a model matrix, Optimize) runs live; only a version's own evaluation or prediction may use the Batch API.")
     check_spending_limit(version, max_cost_usd)
     unusable = prompts.why_unusable(version)
     if unusable:
@@ -238,6 +249,7 @@ def create(
         cache=cache,
         started_by=user.email,
         variant=dict(variant) if variant else None,
+        mode=mode,
     )
     with store.writing() as s:  # the check and the insert in one transaction: two clicks make one run
         going = _live_runs_of(s, row.prompt_version_id, row.variant)
@@ -250,7 +262,7 @@ def create(
         "run started",
         target=f"run {run_id}",
         by=user,
-        detail={"kind": kind, "prompt": version.prompt, "version": version.number, "tasks": len(ids), "estimated_cost_usd": estimated_cost_usd}
+        detail={"kind": kind, "mode": mode, "prompt": version.prompt, "version": version.number, "tasks": len(ids), "estimated_cost_usd": estimated_cost_usd}
         | ({"variant": _audited(variant)} if variant else {}),
     )
     return get(run_id)
@@ -446,6 +458,10 @@ def cancel(run_id: int) -> RunView:
         if row.status == "pending" or run.interrupted:
             _finish(row, "cancelled", "Cancelled before it finished; what finished is kept.")
         s.add(row)
+    if run.mode == "batch" and (run.status == "pending" or run.interrupted):
+        from core import batch_runs  # no worker will: cancel its batches at the provider now
+
+        batch_runs.cancel_batches(run_id)
     audit.record("run cancelled", target=f"run {run_id}", by=user, detail={"cost_usd": run.cost_usd, "finished": run.finished, "tasks": run.total})
     return get(run_id)
 
@@ -542,13 +558,21 @@ def execute(run_id: int, *, progress: Callable[[RunView], None] | None = None, c
     """
     me = _claim(run_id)
     try:
-        engine = _Engine(run_id, me, client or connection.client(), progress)
+        engine = _engine_for(get(run_id).mode)(run_id, me, client or connection.client(), progress)
         asyncio.run(engine.go())
     except BaseException as error:  # noqa: BLE001 - record why, then let it propagate
         reason = "Stopped by the user (interrupt); resume to continue." if isinstance(error, KeyboardInterrupt) else f"The run stopped: {error}"
         _set_status(run_id, "failed", reason, only_if_worker=me)
         raise
     return get(run_id)
+
+
+def _engine_for(mode: str) -> type["_Engine"]:
+    if mode == "batch":
+        from core.batch_runs import BatchEngine  # it builds on the live engine below
+
+        return BatchEngine
+    return _Engine
 
 
 def _claim(run_id: int) -> str:
@@ -679,6 +703,8 @@ class _Engine:
         self.prices = pricing.own_prices()
         self.reuse = reuses_answers(self.version, self.run.cache)
         self.stopping: str | None = None  # why no new calls go out: cancelled, the budget, another worker
+        self.cancelled = False  # someone asked the run to stop
+        self.batch = False  # calls paid at the Batch API's price (core.batch_runs)
         self.lost = False  # another worker took the run over: leave its state to that worker
         self.spent, self.paid_calls = _spent_so_far(run_id)  # a resumed run counts what it paid before
         self.reserved = 0.0
@@ -725,18 +751,26 @@ class _Engine:
         for batch in [todo[:first]] + [todo[start : start + TASK_BATCH] for start in range(first, len(todo), TASK_BATCH)]:
             if self.stopping or not batch:
                 break
-            tasks = await self._fetch(batch)
-            missing = set(batch) - {t.id for t in tasks}
-            for task_id in sorted(missing):
-                self._save(task_id, None, None, error=f"Task {task_id} is no longer in the Label Studio project.", kind="task_gone")
-            prepared = await self._prepared(tasks)
-            cached = cached_answers({job.call.request.hash for job in prepared if job.call.request}) if self.reuse else {}
-            for job in prepared:
-                job.cached = cached.get(job.call.request.hash) if job.call.request else None
+            for job in await self._jobs(batch):
                 await jobs.put(job)
             await asyncio.sleep(0)  # let the workers send these before the next batch is fetched
         for _ in range(self.run.concurrency):
             await jobs.put(None)
+
+    async def _jobs(self, ids: list[int], *, from_store: bool = True) -> list[_Job]:
+        """The tasks' jobs: fetched from Label Studio, their calls prepared, and (``from_store``)
+        matched with an earlier identical answer where the cache policy allows. A task no longer in
+        the project fails here."""
+        tasks = await self._fetch(ids)
+        missing = set(ids) - {t.id for t in tasks}
+        for task_id in sorted(missing):
+            self._save(task_id, None, None, error=f"Task {task_id} is no longer in the Label Studio project.", kind="task_gone")
+        prepared = await self._prepared(tasks)
+        if from_store and self.reuse:
+            cached = cached_answers({job.call.request.hash for job in prepared if job.call.request})
+            for job in prepared:
+                job.cached = cached.get(job.call.request.hash) if job.call.request else None
+        return prepared
 
     async def _fetch(self, ids: list[int]) -> list[Task]:
         return await _patiently(lambda: list(self.client.tasks(self.version.project_id, ids=ids)), self)
@@ -801,10 +835,22 @@ class _Engine:
             self.cost_known.clear()
         if self.stopping:
             return False
-        if self.paid_calls:
-            per_call = self.spent / self.paid_calls
-        else:
-            per_call = pricing.cost(self.version.model, tokens.prompt_tokens(job.call.request.body["messages"], self.version.model), self.answer_tokens, self.prices) or 0.0
+        per_call = self.spent / self.paid_calls if self.paid_calls else self._estimated_cost(job)
+        if not self._fits(per_call):
+            return False
+        job.reserved = per_call
+        self.reserved += per_call
+        return True
+
+    def _estimated_cost(self, job: _Job) -> float:
+        """A call's cost before it is paid: its prompt counted with tiktoken, a typical answer."""
+        sent = tokens.prompt_tokens(job.call.request.body["messages"], self.version.model)
+        return pricing.cost(self.version.model, sent, self.answer_tokens, self.prices, batch=self.batch) or 0.0
+
+    def _fits(self, per_call: float) -> bool:
+        """Whether one more call of this cost keeps the run under its spending limit and every monthly
+        budget, counting what is already held; if not, the run stops sending, saying why."""
+        limit = self.run.max_cost_usd
         if limit is not None and self.spent + self.reserved + per_call > limit:
             self.stopping = OVER_BUDGET
             return False
@@ -813,8 +859,6 @@ class _Engine:
             if budget.spent_usd + this_month > budget.amount_usd:
                 self.stopping, self.over_budget = OVER_MONTHLY_BUDGET, budget
                 return False
-        job.reserved = per_call
-        self.reserved += per_call
         return True
 
     def _release(self, job: _Job) -> None:
@@ -831,7 +875,11 @@ class _Engine:
             outcome = Outcome(reply, None, error, kind)
         else:
             outcome = read_reply(reply, self.version, self.targets, self.outputs, task.data)
-        cost = pricing.cost(self.version.model, reply.input_tokens, reply.output_tokens, self.prices, cached_input_tokens=reply.cached_input_tokens) if reply else None
+        cost = (
+            pricing.cost(self.version.model, reply.input_tokens, reply.output_tokens, self.prices, cached_input_tokens=reply.cached_input_tokens, batch=self.batch)
+            if reply
+            else None
+        )
         if reply is not None and not from_cache and (reply.input_tokens or reply.output_tokens):  # a call that used tokens tells what calls cost
             self.paid_calls += 1
             self.spent += cost or 0.0
@@ -856,7 +904,7 @@ class _Engine:
                 row.heartbeat_at = store.utcnow()
                 s.add(row)
                 if row.cancel_requested and not self.stopping:
-                    self.stopping = "Cancelled; what finished is kept."
+                    self.stopping, self.cancelled = "Cancelled; what finished is kept.", True
             # other runs on the same key spend too, and a budget may have been set since the last beat
             self.budgets = budgets.applying(self.version, self.run.started_by, excluding_run=self.run_id)
             if self.progress:
@@ -1237,6 +1285,7 @@ def _view(row: store.Run, version: Version) -> RunView:
         finished_at=row.finished_at,
         started_by=row.started_by,
         variant=row.variant or None,
+        mode=row.mode,
     )
 
 

@@ -23,6 +23,9 @@ class Settings:
     backend_port: int = 9090
     backend_host: str = "127.0.0.1"
     backend_public_url: str | None = None  # where Label Studio reaches the backend, when not on this machine's loopback
+    batch_poll_seconds: float = 30.0  # the longest wait between two looks at a batch run's batches
+    batch_max_requests: int = 50_000  # requests per batch (the provider's limit; smaller parts come back sooner)
+    batch_offer_from: int = 1000  # the pages offer the Batch API for runs of at least this many tasks
 
     @property
     def backend_url(self) -> str:
@@ -60,7 +63,23 @@ def load() -> Settings:
         backend_port=_port("PROMPTER_BACKEND_PORT", 9090),
         backend_host=(os.environ.get("PROMPTER_BACKEND_HOST") or "").strip() or "127.0.0.1",
         backend_public_url=(os.environ.get("PROMPTER_BACKEND_URL") or "").strip().rstrip("/") or None,
+        batch_poll_seconds=_positive("PROMPTER_BATCH_POLL_SECONDS", 30.0, float),
+        batch_max_requests=_positive("PROMPTER_BATCH_MAX_REQUESTS", 50_000, int),
+        batch_offer_from=_positive("PROMPTER_BATCH_OFFER_FROM", 1000, int),
     )
+
+
+def _positive(name: str, default, kind):
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive {'number' if kind is float else 'whole number'}, not {raw!r}.")
+    return value
 
 
 def _port(name: str, default: int) -> int:

@@ -118,6 +118,28 @@ class Run(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
+    mode: str = "live"  # live (calls as it goes) | batch (the provider's Batch API; see core.batch_runs)
+
+
+class RunBatch(SQLModel, table=True):
+    """One part of a batch run: its tasks, the file and batch the provider holds them in, and how far
+    it got. The row is written before anything is sent, and each id as soon as the provider gives it,
+    so a worker that dies at any point leaves what the next one needs to follow, not resend."""
+
+    __tablename__ = "run_batches"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", ondelete="CASCADE", index=True)
+    task_ids: list[int] = Field(sa_column=Column(JSON, nullable=False))
+    status: str  # "preparing" until submitted, then the provider's: validating ... completed | failed | expired | cancelled
+    input_file_id: Optional[str] = None
+    batch_id: Optional[str] = Field(default=None, unique=True)
+    requests: int = 0
+    answered: int = 0  # requests the provider reports done (completed or failed)
+    reserved_usd: float = 0.0  # its calls' estimated cost, held against the limits until its answers are in
+    collected: bool = False  # its answers (or reasons) are stored as items
+    error: Optional[str] = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow)
+    ended_at: Optional[datetime] = None
 
 
 class Optimization(SQLModel, table=True):
