@@ -11,7 +11,7 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
-from core import budgets, connection, guide, identity, prompts, recent, runs, settings, vault
+from core import batch_runs, budgets, connection, guide, identity, prompts, recent, runs, settings, vault
 from core.formatting import duration, usd
 from core.labelstudio import LabelStudioClient, LabelStudioError, Project
 from core.prompts import Version
@@ -150,6 +150,14 @@ def _follow(run_id: int, cancel_key: str) -> None:
     _run_progress(run_id, cancel_key)
 
 
+MODE_LABELS = {"live": "Live: answers as they come", "batch": "Batch API: cheaper, within 24 hours"}
+
+
+def mode_label(run: RunView) -> str:
+    """' · batch' in a run picker for a Batch API run; nothing for a live one."""
+    return " · batch" if run.mode == "batch" else ""
+
+
 def _run_progress(run_id: int, cancel_key: str) -> RunView:
     run = runs.get(run_id)
     if not runs.live(run):
@@ -159,7 +167,11 @@ def _run_progress(run_id: int, cancel_key: str) -> RunView:
     st.progress(run.finished / run.total if run.total else 0.0, text=f"{run.done} done, {run.failed} failed of {run.total} tasks")
     c1, c2, c3 = st.columns([1, 1, 2])
     c1.metric("Cost so far", usd(run.cost_usd) if run.finished else "—")
-    c2.metric("Time left", duration(run.eta_seconds))
+    if run.mode == "batch":
+        c2.metric("Batches ended", "{} of {}".format(*batch_runs.ended(run.id)))
+        st.caption(batch_runs.summary(run))
+    else:
+        c2.metric("Time left", duration(run.eta_seconds))
     if run.cancel_requested:
         c3.caption("Stopping: no new calls go out; calls already sent finish.")
     else:

@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from core import audit, budgets, connection, demo, enhance, fewshot, identity, keys, launcher, messages, predict, pricing, prompts, providers, runs
+from core import audit, batch_runs, budgets, connection, demo, enhance, fewshot, identity, keys, launcher, messages, predict, pricing, prompts, providers, runs
 from core.backend import commands as backend_commands
 from core.evaluation import split, subsets
 from core.checks import Check
@@ -732,6 +732,7 @@ def _evaluate_command(commands) -> None:
         help="a model matrix: the version on each of these saved keys and models (its prompt unchanged), side by side; not written to Label Studio",
     )
     _cache_option(parser)
+    _batch_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(action=_evaluate)
 
@@ -864,6 +865,15 @@ def _cache_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", choices=list(runs.CACHE_POLICIES), default="auto", help=f"earlier identical calls' answers ({choices}; default auto)")
 
 
+def _batch_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the calls through the provider's Batch API: at its price (half OpenAI's live price), answered within 24 hours. "
+        "The command waits and shows the batches; Ctrl-C stops waiting, the batches go on, and `runs resume ID` collects them",
+    )
+
+
 def _runs_commands(commands) -> None:
     group = commands.add_parser("runs", help="evaluation and prediction runs").add_subparsers(title="runs")
     listing = group.add_parser("list", help="runs, newest first")
@@ -912,8 +922,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     if subset.note:
         print(f"note: {subset.note}", file=sys.stderr)
     if args.models:
+        if args.batch:
+            print("error: a model matrix runs live; leave out --batch.", file=sys.stderr)
+            return 2
         return _evaluate_matrix(args, version, subset, client)
-    run = evaluate.start(version, subset, client.label_config(version.project_id), concurrency=args.concurrency, cache=args.cache, client=client)
+    mode = "batch" if args.batch else "live"
+    run = evaluate.start(version, subset, client.label_config(version.project_id), concurrency=args.concurrency, cache=args.cache, client=client, mode=mode)
     print(f"Run {run.id}: {version.model_version} on {subset.description}.", file=sys.stderr)
     run = runs.execute(run.id, progress=_progress_bar, client=client)
     print(file=sys.stderr)  # end the progress line
@@ -1101,6 +1115,8 @@ def _run_text(run: runs.RunView, document: dict[str, Any]) -> str:
         f"Run {run.id}: {run.kind} of {run.model_version}, {run.status}" + (f" ({run.status_reason})" if run.status_reason else ""),
         f"tasks: {run.total}, completed {run.done}, failed {run.failed}; tokens {run.input_tokens} in, {run.output_tokens} out; cost {cost}",
     ]
+    if run.mode == "batch":
+        lines.append(batch_runs.summary(run))
     if run.cached:
         saved = f" (saved {usd(document['saved_usd'])})" if document.get("saved_usd") is not None else ""
         lines.append(f"{run.cached} of {run.finished} answers from earlier identical calls, not paid again{saved}")
@@ -1144,6 +1160,8 @@ def _progress_bar(run: runs.RunView) -> None:
     filled = int(width * run.finished / run.total) if run.total else width
     cost = usd(run.cost_usd)
     left = f", {run.eta_seconds:.0f} s left" if run.eta_seconds is not None else ""
+    if run.mode == "batch":
+        left = ", {} of {} batches ended".format(*batch_runs.ended(run.id))
     line = f"\r[{'#' * filled}{'.' * (width - filled)}] {run.finished}/{run.total} ({run.failed} failed), {cost}{left}   "
     print(line, end="", file=sys.stderr, flush=True)
 
@@ -1205,6 +1223,7 @@ def _predict_commands(commands) -> None:
     parser.add_argument("--concurrency", type=int, default=runs.DEFAULT_CONCURRENCY, metavar="C", help="calls at once (default %(default)s)")
     parser.add_argument("--max-cost", type=float, metavar="USD", help="stop before the run's cost would pass this")
     _cache_option(parser)
+    _batch_option(parser)
     parser.add_argument("--estimate", action="store_true", help="print the estimate (tasks, tokens, cost) and stop")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(action=_predict)
@@ -1290,8 +1309,10 @@ def _predict(args: argparse.Namespace) -> int:
     chosen = predict.scope(version, client, only_missing=args.only_missing)
     runs.check_spending_limit(version, args.max_cost)  # before the estimate reads the tasks
     guess = predict.estimate(version, chosen, client, cache=args.cache)
-    cost = f"${guess.cost_usd:.4f}" if guess.cost_usd is not None else "no price"
-    print(f"Estimate: {guess.tasks} tasks, about {guess.input_tokens} input and {guess.output_tokens} output tokens to pay for, {cost}. {guess.describe()}", file=sys.stderr)
+    mode = "batch" if args.batch else "live"
+    cost = f"${guess.cost_for(mode):.4f}" if guess.cost_for(mode) is not None else "no price"
+    at = " at the Batch API's price" if args.batch else ""
+    print(f"Estimate: {guess.tasks} tasks, about {guess.input_tokens} input and {guess.output_tokens} output tokens to pay for, {cost}{at}. {guess.describe()}", file=sys.stderr)
     if args.estimate:
         if args.json:
             print(json.dumps({"prompt": version.prompt, "version": version.number, **dataclasses.asdict(guess)}))
@@ -1300,7 +1321,9 @@ def _predict(args: argparse.Namespace) -> int:
         document = {"prompt": version.prompt, "version": version.number, "model_version": version.model_version, "tasks": 0, "completed": 0, "failed": 0, "written": 0, "cost_usd": None, "tokens": {"input": 0, "output": 0}}
         print(json.dumps(document) if args.json else f"Every task already has a prediction of {version.model_version}.")
         return 0
-    run = predict.start(version, chosen, client, concurrency=args.concurrency, max_cost_usd=args.max_cost, cache=args.cache, estimated_cost_usd=guess.cost_usd)
+    run = predict.start(
+        version, chosen, client, concurrency=args.concurrency, max_cost_usd=args.max_cost, cache=args.cache, estimated_cost_usd=guess.cost_for(mode), mode=mode
+    )
     print(f"Run {run.id}: {version.model_version} on {chosen.description}.", file=sys.stderr)
     run = runs.execute(run.id, progress=_progress_bar, client=client)
     print(file=sys.stderr)  # end the progress line

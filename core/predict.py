@@ -44,6 +44,11 @@ class Estimate:
     cached: int  # sampled tasks whose identical call already succeeded (answered from the store, unpaid)
     answer_basis: str  # where the answer length came from
     answers_per_task: int = 1  # a version measuring agreement asks for n answers to each call
+    batch_cost_usd: float | None = None  # the same calls at the Batch API's price
+
+    def cost_for(self, mode: str) -> float | None:
+        """The estimated cost when sent live or through the Batch API."""
+        return self.batch_cost_usd if mode == "batch" else self.cost_usd
 
     @property
     def tokens(self) -> int:
@@ -128,6 +133,7 @@ def estimate(version: Version, chosen: Scope, client: LabelStudioClient, *, samp
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cost_usd=pricing.cost(version.model, input_tokens, output_tokens),
+        batch_cost_usd=pricing.cost(version.model, input_tokens, output_tokens, batch=True),
         sampled=len(picked),
         unrenderable=unrenderable,
         cached=cached,
@@ -146,11 +152,12 @@ def start(
     cache: str = "auto",
     label_config: str | None = None,
     estimated_cost_usd: float | None = None,
+    mode: str = "live",
 ) -> RunView:
     """Record a prediction run over ``chosen``. Under a monthly budget, a run without an estimate is
     estimated here first, so that one that would pass the budget is refused before it starts."""
     if estimated_cost_usd is None and budgets.applying(version, identity.current().email):
-        estimated_cost_usd = estimate(version, chosen, client, cache=cache).cost_usd
+        estimated_cost_usd = estimate(version, chosen, client, cache=cache).cost_for(mode)
     run = runs.create(
         version,
         chosen.task_ids,
@@ -161,6 +168,7 @@ def start(
         max_cost_usd=max_cost_usd,
         cache=cache,
         estimated_cost_usd=estimated_cost_usd,
+        mode=mode,
     )
     recent.remember(project_id=version.project_id, prompt=version.prompt)
     return run
@@ -174,6 +182,7 @@ def start_now(
     concurrency: int = runs.DEFAULT_CONCURRENCY,
     max_cost_usd: float | None = None,
     cache: str = "auto",
+    mode: str = "live",
 ) -> tuple[RunView, Scope]:
     """Choose the tasks afresh (they may have changed since the estimate), start the run and hand it
     to a worker; the two reads from Label Studio go out together, so the first call is sent sooner."""
@@ -181,7 +190,7 @@ def start_now(
         config = pool.submit(client.label_config, version.project_id)
         chosen = scope(version, client, only_missing=only_missing)
         label_config = config.result()
-    run = start(version, chosen, client, concurrency=concurrency, max_cost_usd=max_cost_usd, cache=cache, label_config=label_config)
+    run = start(version, chosen, client, concurrency=concurrency, max_cost_usd=max_cost_usd, cache=cache, label_config=label_config, mode=mode)
     runs.launch(run.id)
     return run, chosen
 

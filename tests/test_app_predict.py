@@ -216,3 +216,36 @@ def test_the_model_version_picker_starts_on_the_version_just_predicted(project):
     app.selectbox(key="pr_model_version").set_value("sentiment@v1").run()
     app.run()
     assert app.selectbox(key="pr_model_version").value == "sentiment@v1"
+
+
+def test_a_large_run_is_offered_the_batch_api_with_its_saving_and_wait_and_runs_through_it(project, standin, monkeypatch):
+    monkeypatch.setenv("PROMPTER_BATCH_OFFER_FROM", "8")  # the eight tasks are "large" here
+    monkeypatch.setenv("PROMPTER_BATCH_POLL_SECONDS", "0.05")
+    proj, ids, v1 = project
+    client = connection.client()
+    guess = predict.estimate(v1, predict.scope(v1, client), client)
+    app = open_page("views/4_Predict.py", project_key="pr_project", project_id=proj.id)
+    assert app.radio(key="pr_mode").value == "live"  # offered, not chosen for the user
+    # gpt-4o-mini's Batch API list price is half its live price, input and output alike
+    offered = next(c.value for c in app.caption if c.value.startswith("Batch API:"))
+    assert f"an estimated {usd(guess.cost_usd / 2)} instead of {usd(guess.cost_usd)} live (saves about {usd(guess.cost_usd / 2)}, 50%)" in offered
+    assert "within 24 hours (no batch of this key has finished yet" in offered
+
+    app.radio(key="pr_mode").set_value("batch").run()
+    assert _metrics(app)["Estimated cost (Batch API)"] == usd(guess.cost_usd / 2)
+    app.checkbox(key="pr_confirm_unevaluated_1").check().run()
+    app.button(key="pr_start").click().run()
+    assert not app.exception, app.exception
+    (run,) = runs.runs(prompt="sentiment", project_id=proj.id, kind="predict")
+    assert run.mode == "batch"
+
+    finished = wait_for_run(run.id)
+    assert (finished.status, finished.done) == ("completed", 8)
+    assert standin.request_count == 0 and [len(b.lines) for b in standin.batches.batches.values()] == [8]
+    assert finished.cost_usd == pytest.approx(8 * (100 * 0.075 + 5 * 0.30) / 1e6)
+    app.run()
+    assert not app.exception, app.exception
+    assert run_picker(app).options[0].startswith(f"run {run.id} · v1 · completed · batch · ")
+    assert _metrics(app)["Cost"] == usd(finished.cost_usd) and _metrics(app)["Written to Label Studio"] == "8"
+    # the next offer says how long this key's batch took
+    assert any("this key's last finished batch took" in c.value for c in app.caption)

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import enhance, guide, identity, keys, optimize, pricing, prompts, runs
+from core import batch_runs, enhance, guide, identity, keys, optimize, pricing, prompts, runs
 from core.evaluation import calibration, charts, evaluate, matrix, split, subsets
 from core.evaluation.subsets import SubsetError
 from core.formatting import interval, milliseconds, percent, percent_with_interval, usd, with_intervals
@@ -122,6 +122,21 @@ else:
     st.caption(f"{version.model_version} ({version.model}) on {preview.description}.")
     if preview.note:
         st.info(preview.note)
+    # The Batch API is offered for a large subset, with its saving estimated (which reads tasks: once per choice)
+    asked = (choice, cache, version.model_version)
+    if state.get("ev_offer_for") != asked:
+        try:
+            state["ev_offer"] = batch_runs.offer_for(version, preview.task_ids, client, cache)
+        except (LabelStudioError, ValueError) as error:
+            state["ev_offer"] = error
+        state["ev_offer_for"] = asked
+    offer = state["ev_offer"]
+    state["ev_batch_offered"] = isinstance(offer, batch_runs.Offer)
+    if isinstance(offer, batch_runs.Offer):
+        st.radio("Send the calls", runs.MODES, format_func=widgets.MODE_LABELS.get, horizontal=True, key="ev_mode")
+        st.caption(offer.sentence())
+    elif offer is not None:
+        st.caption(f"The Batch API's saving could not be estimated: {offer}")
 
 
 
@@ -133,7 +148,13 @@ def start_evaluating() -> None:
     try:
         subset = choose_subset(state["ev_subset"], state.get("ev_sample_size") if sampled else None, state.get("ev_seed", 0) if sampled else 0, state.get("ev_task_ids", ""))
         run = evaluate.start(
-            chosen_version, subset, client.label_config(project_id), concurrency=int(state["ev_concurrency"]), cache=state["ev_cache"], client=client
+            chosen_version,
+            subset,
+            client.label_config(project_id),
+            concurrency=int(state["ev_concurrency"]),
+            cache=state["ev_cache"],
+            client=client,
+            mode=state.get("ev_mode", "live") if state.get("ev_batch_offered") else "live",
         )
         runs.launch(run.id)
     except (SubsetError, RunError, LabelStudioError, identity.NotAllowed) as error:
@@ -392,7 +413,7 @@ st.subheader("Results")
 
 def run_label(i: int) -> str:
     r = evaluations[i]
-    return f"run {i} · v{r.version} · {runs.status_of(r)} · {r.subset.get('description', '')}{r.started_by_label}"
+    return f"run {i} · v{r.version} · {runs.status_of(r)}{widgets.mode_label(r)} · {r.subset.get('description', '')}{r.started_by_label}"
 
 
 run_id = widgets.select(st, "Run", list(evaluations), "ev_run", format_func=run_label)  # the newest first

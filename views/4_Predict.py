@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import acceptance, guide, identity, predict, prompts, runs
+from core import acceptance, batch_runs, guide, identity, predict, prompts, runs
 from core.evaluation import calibration
 from core.formatting import percent, usd
 from core.labelstudio import LabelStudioError
@@ -238,10 +238,20 @@ if isinstance(estimated, Exception):
 elif estimated is not None:
     chosen, guess = estimated
     nothing_to_do = not chosen.task_ids
+    offer = batch_runs.offer(guess.tasks, guess.cost_usd, guess.batch_cost_usd, version.provider_key)
+    state["pr_batch_offered"] = offer is not None
+    mode = state.get("pr_mode", "live") if offer else "live"
     m1, m2, m3 = st.columns(3)
     m1.metric("Tasks", f"{guess.tasks:,}")
     m2.metric("Tokens to pay for (in / out)", f"{guess.input_tokens:,} / {guess.output_tokens:,}", help="An estimate; answers from earlier calls are not paid for.")
-    m3.metric("Estimated cost", usd(guess.cost_usd), help="An estimate. No price: the model has none; set one on the Keys page.")
+    m3.metric(
+        "Estimated cost" + (" (Batch API)" if mode == "batch" else ""),
+        usd(guess.cost_for(mode)),
+        help="An estimate. No price: the model has none; set one on the Keys page.",
+    )
+    if offer:
+        st.radio("Send the calls", runs.MODES, format_func=widgets.MODE_LABELS.get, horizontal=True, key="pr_mode")
+        st.caption(offer.sentence())
     notes = [f"{version.model_version} ({version.model}) on {chosen.description}."]
     if chosen.already_predicted:
         notes.append(f"{chosen.already_predicted} tasks already have a prediction of this version.")
@@ -273,6 +283,7 @@ def start_predicting() -> None:
             concurrency=int(state["pr_concurrency"]),
             max_cost_usd=float(limit) if limit is not None else None,
             cache=state["pr_cache"],
+            mode=state.get("pr_mode", "live") if state.get("pr_batch_offered") else "live",
         )
     except (RunError, LabelStudioError, identity.NotAllowed) as error:
         widgets.flash("error", f"Not started: {error}")
@@ -297,7 +308,7 @@ by_run = {r.id: r for r in predictions}
 
 def run_label(i: int) -> str:
     r = by_run[i]
-    return f"run {i} · v{r.version} · {runs.status_of(r)} · {r.subset.get('description', '')}{r.started_by_label}"
+    return f"run {i} · v{r.version} · {runs.status_of(r)}{widgets.mode_label(r)} · {r.subset.get('description', '')}{r.started_by_label}"
 
 
 run_id = widgets.select(st, "Run", list(by_run), "pr_run", format_func=run_label)  # the newest first

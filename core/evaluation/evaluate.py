@@ -29,10 +29,11 @@ def start(
     concurrency: int = runs.DEFAULT_CONCURRENCY,
     cache: str = "auto",
     client: LabelStudioClient | None = None,
+    mode: str = "live",
 ) -> RunView:
     """Record an evaluation run. Under a monthly budget it is estimated first (with ``client``, or the
     current connection), so that one that would pass the budget is refused before it starts."""
-    estimated = estimate_under_budget(version, subset, cache, client)
+    estimated = estimate_under_budget(version, subset, cache, client, mode)
     run = runs.create(
         version,
         subset.task_ids,
@@ -42,19 +43,20 @@ def start(
         concurrency=concurrency,
         cache=cache,
         estimated_cost_usd=estimated,
+        mode=mode,
     )
     recent.remember(project_id=version.project_id, prompt=version.prompt)
     return run
 
 
-def estimate_under_budget(version: Version, subset: Subset, cache: str, client: LabelStudioClient | None) -> float | None:
+def estimate_under_budget(version: Version, subset: Subset, cache: str, client: LabelStudioClient | None, mode: str = "live") -> float | None:
     """What the run would cost, when a monthly budget applies to it (else None: no need to know)."""
     if not budgets.applying(version, identity.current().email):
         return None
     from core import connection, predict  # predict's estimate samples the tasks the way a run sends them
 
     chosen = predict.Scope(subset.task_ids, subset.description)
-    return predict.estimate(version, chosen, client or connection.client(), cache=cache).cost_usd
+    return predict.estimate(version, chosen, client or connection.client(), cache=cache).cost_for(mode)
 
 
 def outputs(run_id: int) -> list[labeling.Output]:
