@@ -220,3 +220,32 @@ def test_the_ground_truth_is_split_on_the_page_and_its_test_part_evaluated(proje
     app.run()
     assert list(table(app, *HISTORY_COLUMNS)["subset"]) == ["the test part: 2 ground-truth tasks"]
     assert [o for o in run_picker(app).options if o.startswith(f"run {done.id} ")][0].endswith("the test part: 2 ground-truth tasks")
+
+
+def test_a_large_evaluation_is_offered_the_batch_api_and_scored_the_same(project, standin, monkeypatch):
+    monkeypatch.setenv("PROMPTER_BATCH_OFFER_FROM", "6")
+    monkeypatch.setenv("PROMPTER_BATCH_POLL_SECONDS", "0.05")
+    proj, ids, v1, v2 = project
+    app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
+    offered = [c.value for c in app.caption if c.value.startswith("Batch API:")]
+    assert len(offered) == 1 and "(saves about" in offered[0] and "50%)" in offered[0]
+    app.radio(key="ev_mode").set_value("batch").run()
+    app.button(key="ev_start").click().run()
+    assert not app.exception, app.exception
+    (run,) = runs.runs(prompt="sentiment", project_id=proj.id)
+    assert run.mode == "batch"
+
+    finished = wait_for_run(run.id)
+    assert (finished.status, finished.done, finished.failed) == ("completed", 5, 1)  # as a live run of v2 scores
+    assert standin.request_count == 0 and len(standin.batches.batches) == 1
+    app.run()
+    assert not app.exception, app.exception
+    assert {m.label: m.value for m in app.metric}["Accuracy"] == "66.7%"
+    assert run_picker(app).options[0].startswith(f"run {run.id} · v2 · completed · batch · ")
+
+
+def test_a_small_evaluation_is_not_offered_the_batch_api(project):
+    proj, ids, v1, v2 = project
+    app = open_page("views/3_Evaluate.py", project_key="ev_project", project_id=proj.id)
+    assert not [c for c in app.caption if c.value.startswith("Batch API:")]
+    assert "ev_mode" not in [r.key for r in app.radio]  # six tasks are below the default 1,000
