@@ -249,14 +249,14 @@ elif estimated is not None:
         usd(guess.cost_for(mode)),
         help="An estimate. No price: the model has none; set one on the Keys page.",
     )
-    if offer:
-        st.radio("Send the calls", runs.MODES, format_func=widgets.MODE_LABELS.get, horizontal=True, key="pr_mode")
-        st.caption(offer.sentence())
     notes = [f"{version.model_version} ({version.model}) on {chosen.description}."]
     if chosen.already_predicted:
         notes.append(f"{chosen.already_predicted} tasks already have a prediction of this version.")
     notes.append(guess.describe())
     st.caption(" ".join(notes))
+    if offer:
+        st.radio("Send the calls", runs.MODES, format_func=widgets.MODE_LABELS.get, horizontal=True, key="pr_mode")
+        st.caption(offer.sentence())
     if nothing_to_do:
         st.info(f"Nothing to do: every task already has a prediction of {version.model_version}.")
 
