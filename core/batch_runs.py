@@ -268,7 +268,7 @@ class BatchEngine(_Engine):
         return per_call
 
     async def _submit(self, waiting: list[tuple[int, bytes, float]]) -> None:
-        for part in batch_api.parts(line for _, line, _ in waiting):
+        for part in batch_api.parts((line for _, line, _ in waiting), max_requests=self.max_requests):
             taken, waiting = waiting[: len(part)], waiting[len(part) :]
             row = store.RunBatch(
                 run_id=self.run_id, task_ids=[task_id for task_id, _, _ in taken], status="preparing", requests=len(part), reserved_usd=sum(h for _, _, h in taken)
