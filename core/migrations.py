@@ -10,6 +10,17 @@ spells it for PostgreSQL: ``id INTEGER NOT NULL PRIMARY KEY`` (SQLite numbers su
 becomes an identity column, ``DATETIME`` a ``TIMESTAMP WITH TIME ZONE`` (the tables' datetimes are
 aware, in UTC; SQLite keeps them as UTC text), and a boolean's ``DEFAULT 0`` or ``1`` ``FALSE`` or
 ``TRUE``; everything else is standard SQL both read alike. A statement the two cannot share (a trigger) is a ``PerDialect``, spelled for each.
+
+Writing the next migration, so that it runs on both:
+
+- Write plain statements as before, in the types the tables already use (``INTEGER``, ``VARCHAR``,
+  ``TEXT``, ``FLOAT``, ``BOOLEAN``, ``JSON``, ``DATETIME``); a new table's key is
+  ``id INTEGER NOT NULL PRIMARY KEY``; a column added to a table with rows needs ``NOT NULL DEFAULT ...``
+  (``DEFAULT 'live'``, ``DEFAULT 0``; a boolean's ``DEFAULT 0``/``1`` is spelled for PostgreSQL).
+- No SQLite-only SQL: no table rebuilds, ``PRAGMA``, ``datetime('now')`` (``CURRENT_TIMESTAMP`` is
+  standard), ``INSERT OR ...`` or ``AUTOINCREMENT``. Where the two must differ, give a ``PerDialect``.
+- Describe the result in ``core.store``'s SQLModel classes; tests/test_store.py checks both agree on
+  SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations

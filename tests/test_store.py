@@ -80,6 +80,8 @@ def test_the_store_is_on_the_database_asked_for(database_backend):
             assert connection.exec_driver_sql("SELECT current_setting('TimeZone', false)").scalar() == "UTC"
         assert "never-shown-anywhere" not in store.shown(settings.load().database_url)
         assert "never-shown-anywhere" not in repr(engine) and "***" in store.shown(settings.load().database_url)
+        plain = store.engine(settings.load().database_url.replace("postgresql+psycopg://", "postgresql://"))
+        assert plain.dialect.driver == "psycopg"  # not SQLAlchemy's default, psycopg2, which Prompter does not ship
 
 
 def test_a_database_neither_sqlite_nor_postgresql_is_refused_without_showing_its_password():
