@@ -172,7 +172,8 @@ def test_a_killed_worker_is_resumed_without_sending_a_finished_task_again(setup,
 
     resumed = runs.execute(run.id)
     assert (resumed.status, resumed.done) == ("completed", 12)
-    sent = collections.Counter(number_of(r) for r in standin.requests)
+    # a request the kill cut short reaches the stand-in without its body: not a call that was sent
+    sent = collections.Counter(number_of(r) for r in standin.requests if r.messages)
     assert all(sent[ids.index(t)] == 1 for t in before)  # finished before the kill: never sent again
     assert max(sent.values()) <= 2  # only calls in flight at the kill went twice
     mine = collections.Counter(p.task_id for p in ls_client.predictions(project.id))
