@@ -4,7 +4,7 @@ VENV := .venv
 LS_VENV := .venv-labelstudio
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: run test setup chromium bench bench-predict bench-replace bench-first-result bench-backend clean
+.PHONY: run test setup chromium postgresql bench bench-predict bench-replace bench-first-result bench-backend clean
 
 run: setup
 	$(VENV)/bin/python -m core run
@@ -14,7 +14,7 @@ run: setup
 # and contention, and varied from 13 to 16 minutes). PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 2
 
-test: setup chromium
+test: setup chromium postgresql
 	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 setup: $(VENV)/.installed $(LS_VENV)/.installed
@@ -57,6 +57,13 @@ $(LS_VENV)/.installed: requirements-labelstudio.txt constraints-labelstudio.txt
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
 		|| { echo "Install Chromium (Debian: apt-get install chromium) for the browser tests"; exit 1; }
+
+# The store's and the run engine's tests run on PostgreSQL too, against a server they start themselves
+# from the distribution's binaries (tests/postgres.py); `make run` needs none.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } \
+		|| { echo "Install PostgreSQL's server (Debian: apt-get install postgresql) for the store's tests"; exit 1; }
 
 clean:
 	rm -rf $(VENV) $(LS_VENV)

@@ -166,13 +166,16 @@ def _warm_up() -> None:
     import contextlib
 
     import openai
+    from sqlalchemy.engine import make_url
 
-    from core import pricing, tokens
+    from core import pricing, settings, tokens
     from core.labelstudio import LabelStudioClient, LabelStudioError
 
     closed = "http://127.0.0.1:9"  # the discard port: nothing listens on loopback
     tokens.count("")
     pricing.list_price("gpt-4o-mini")  # about 50 ms the first time in a process: the price data loaded
+    if make_url(settings.load().database_url).get_backend_name() == "postgresql":
+        import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401 - psycopg and its dialect: about 75 ms otherwise
     with contextlib.suppress(LabelStudioError):
         LabelStudioClient(closed, "warm-up").check()
 

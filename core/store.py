@@ -1,9 +1,11 @@
 """Prompter's database: the SQLModel tables and the engine that opens them.
 
-The file lives in ``PROMPTER_HOME`` (``./data/prompter.db`` by default), readable by its owner only
+By default a SQLite file in ``PROMPTER_HOME`` (``./data/prompter.db``), readable by its owner only
 (mode 0600, as its -wal and -shm files; see ``core.private``). SQLite runs in WAL mode with
 a busy timeout, so the dashboard can read while a run's worker writes, from another thread or
-process. The schema is created and upgraded by the numbered migrations in ``core.migrations``.
+process. A team may keep it in PostgreSQL instead (``PROMPTER_DATABASE_URL=postgresql+psycopg://...``):
+the same tables, built by the same numbered migrations in ``core.migrations``, which run on first
+connect to either.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from sqlalchemy import JSON, Column, Engine, Text, UniqueConstraint, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import JSON, Column, Engine, Text, UniqueConstraint, event, text
+from sqlalchemy.engine import URL, make_url
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from core import migrations, private, settings
@@ -328,17 +330,32 @@ def engine(url: str | None = None) -> Engine:
 
 def _open(url: str) -> Engine:
     parsed = make_url(url)
-    is_sqlite = parsed.get_backend_name() == "sqlite"
+    backend = parsed.get_backend_name()
+    if backend not in migrations.DIALECTS:
+        raise RuntimeError(
+            f"PROMPTER_DATABASE_URL names a {backend} database ({shown(parsed)}); Prompter keeps its data in SQLite "
+            "(the default) or PostgreSQL (postgresql+psycopg://user:password@host/database)."
+        )
+    is_sqlite = backend == "sqlite"
     if is_sqlite and parsed.database and parsed.database != ":memory:":
         _private_database_file(Path(parsed.database))
-    new = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": 30} if is_sqlite else {}
-    )
     if is_sqlite:
+        new = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
         _use_sqlite_pragmas(new)
+    else:
+        if parsed.drivername == "postgresql":  # SQLAlchemy's default driver for it is psycopg2; Prompter ships psycopg 3
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        # READ COMMITTED (whatever the server's default): `writing` reads after its lock what was committed before it
+        new = create_engine(parsed, pool_pre_ping=True, isolation_level="READ COMMITTED")  # pre-ping: a server may restart under a dashboard
+        _use_postgresql_settings(new)
     with new.begin() as connection:
         migrations.upgrade(connection)
     return new
+
+
+def shown(url: str | URL) -> str:
+    """The database URL as it may be shown or logged: its password masked."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _private_database_file(path: Path) -> None:
@@ -374,6 +391,24 @@ def _use_sqlite_pragmas(new: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+# The advisory lock ``writing`` takes on PostgreSQL (core.migrations.MIGRATION_LOCK is 1).
+WRITE_LOCK = 0x70726F6D02  # "prom", 2
+LOCK_TIMEOUT = "30s"  # as SQLite's busy timeout: a lock awaited longer fails rather than hangs
+
+
+def _use_postgresql_settings(new: Engine) -> None:
+    # The columns hold moments (TIMESTAMP WITH TIME ZONE), written and read as aware datetimes in UTC
+    # whatever the session's zone; a session in UTC also reads a bare literal ('2026-01-01 00:00') as
+    # UTC, as SQLite does, and shows UTC to whoever looks with psql.
+    @event.listens_for(new, "connect")
+    def _on_connect(dbapi_connection, _record):
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET TIME ZONE 'UTC'; SET lock_timeout = '{LOCK_TIMEOUT}'")
+        dbapi_connection.autocommit = autocommit
+
+
 @contextmanager
 def session(url: str | None = None) -> Iterator[Session]:
     """A session for reading, or for writes that do not read first."""
@@ -386,11 +421,16 @@ def writing(url: str | None = None) -> Iterator[Session]:
     """A session that takes the write lock up front and commits at the end.
 
     Use it for read-then-write changes: a deferred transaction that reads and then writes can fail
-    at once when another process wrote in between, where this one waits its turn instead.
+    at once when another process wrote in between, where this one waits its turn instead. On SQLite
+    the lock is the database's (BEGIN IMMEDIATE); on PostgreSQL, whose transactions would both read
+    and then both write, it is an advisory lock every ``writing`` takes, held until the commit: what
+    one read is still true when it writes, as on SQLite.
     """
     bind = engine(url).execution_options(sqlite_begin="IMMEDIATE")
     with Session(bind, expire_on_commit=False) as s:
         with s.begin():
+            if bind.dialect.name == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK})
             yield s
 
 

@@ -1,5 +1,6 @@
-"""Shared fixtures: a real Label Studio for the whole run, projects in it, the LLM stand-in, and
-a fresh PROMPTER_HOME for every test."""
+"""Shared fixtures: a real Label Studio for the whole run, projects in it, the LLM stand-in, a
+fresh PROMPTER_HOME for every test, and a real PostgreSQL server for the tests that run on both
+databases (``database_backend``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from core import forkserver, settings, store
 from core.labelstudio import LabelStudioClient, NewTask, Project
 from core.local_labelstudio import LocalLabelStudio, free_port
 from tests.backend import BackendServer
+from tests.postgres import PostgresServer, PostgresUnavailable
 from tests.standin import StandIn
 
 CHOICES_CONFIG = """
@@ -46,6 +48,43 @@ def prompter_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     yield home
     store.forget_engines()
     forkserver.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server per test process, started on first use (tests/postgres.py). Never
+    skipped: a machine that cannot start it fails the tests that need it, saying why."""
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        server.start()
+    except PostgresUnavailable as error:
+        server.stop()
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_backend(request: pytest.FixtureRequest, prompter_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Run the test once on SQLite (the default: the file in PROMPTER_HOME) and once on a fresh,
+    migrated PostgreSQL database, named by PROMPTER_DATABASE_URL as a team would; yields which."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = server.create_database()
+    monkeypatch.setenv("PROMPTER_DATABASE_URL", server.url(name))
+    store.forget_engines()
+    try:
+        yield "postgresql"
+    finally:
+        store.forget_engines()
+        server.drop_database(name)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The rules every run obeys, enforced in core/ whoever starts the run (page, command, script): one
 run per version at a time, a spending limit that holds (also across a resume and in the first wave
-of calls), and a cache that never answers what it should not. Real Label Studio, stand-in over HTTP."""
+of calls), and a cache that never answers what it should not. Real Label Studio, stand-in over HTTP;
+each test on SQLite and on PostgreSQL (``database_backend``)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def right_answers(request):
 
 
 @pytest.fixture
-def setup(use_labelstudio, make_project, standin, ls_client):
+def setup(database_backend, use_labelstudio, make_project, standin, ls_client):
     """A project of 40 tasks (review number 0..39) with ground truth, and v1 of a prompt."""
     keys.add("team", "openai-compatible", base_url=standin.base_url)
     tasks = [NewTask({"text": f"review number {n}"}, [(choice(LABELS[n % 3]), True)]) for n in range(40)]

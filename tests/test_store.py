@@ -1,4 +1,6 @@
-"""core.store and core.migrations: every table round-trips, old databases upgrade in place."""
+"""core.store and core.migrations: every table round-trips, old databases upgrade in place, the
+database keeps its constraints and ``writing`` serializes read-then-write changes. Most tests run
+twice (``database_backend``): on SQLite, and on a real PostgreSQL server the tests start."""
 
 from __future__ import annotations
 
@@ -7,12 +9,37 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from core import migrations, settings, store
+from core import budgets, keys, migrations, prompts, runs, settings, store
+
+
+def _empty_database(database_backend: str, request: pytest.FixtureRequest) -> str:
+    """The URL of a database with nothing in it, which Prompter will be pointed at (the SQLite file in
+    PROMPTER_HOME, or a new PostgreSQL database in PROMPTER_DATABASE_URL)."""
+    if database_backend == "sqlite":
+        settings.load().home.mkdir(parents=True, exist_ok=True)
+        return settings.load().database_url
+    server = request.getfixturevalue("postgres")
+    name = server.create_database(migrated=False)
+    url = server.url(name)
+    request.getfixturevalue("monkeypatch").setenv("PROMPTER_DATABASE_URL", url)
+    request.addfinalizer(lambda: (store.forget_engines(), server.drop_database(name)))
+    return url
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
 
 
 def _every_row():
@@ -42,7 +69,29 @@ def _every_row():
     ]
 
 
-def test_every_table_round_trips():
+def test_the_store_is_on_the_database_asked_for(database_backend):
+    """So that a PostgreSQL variant never passes by quietly running on SQLite."""
+    engine = store.engine()
+    assert engine.dialect.name == database_backend
+    assert store.schema_version() == migrations.LATEST_VERSION
+    if database_backend == "postgresql":
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW TimeZone").scalar() == "UTC"  # the server's own zone is not
+            assert connection.exec_driver_sql("SELECT current_setting('TimeZone', false)").scalar() == "UTC"
+        assert "never-shown-anywhere" not in store.shown(settings.load().database_url)
+        assert "never-shown-anywhere" not in repr(engine) and "***" in store.shown(settings.load().database_url)
+        plain = store.engine(settings.load().database_url.replace("postgresql+psycopg://", "postgresql://"))
+        assert plain.dialect.driver == "psycopg"  # not SQLAlchemy's default, psycopg2, which Prompter does not ship
+
+
+def test_a_database_neither_sqlite_nor_postgresql_is_refused_without_showing_its_password():
+    with pytest.raises(RuntimeError) as refused:
+        store.engine("mysql+pymysql://team:s3cret-pw@db.example.com/prompter")
+    assert "SQLite" in str(refused.value) and "PostgreSQL" in str(refused.value)
+    assert "s3cret-pw" not in str(refused.value) and "team:***@db.example.com" in str(refused.value)
+
+
+def test_every_table_round_trips(database_backend):
     rows = _every_row()
     with store.writing() as s:
         for row in rows:
@@ -64,26 +113,36 @@ def test_database_lives_in_prompter_home_in_wal_mode(prompter_home):
     assert store.schema_version() == migrations.LATEST_VERSION
 
 
-def test_tables_match_what_the_migrations_build(tmp_path):
+def test_tables_match_what_the_migrations_build(database_backend, request, tmp_path):
     """The SQLModel classes and the migrated schema must describe the same columns."""
-    migrated = create_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
-    with migrated.begin() as connection:
-        migrations.upgrade(connection)
-    declared = create_engine(f"sqlite:///{tmp_path / 'declared.db'}")
+    if database_backend == "sqlite":
+        migrated = create_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+        with migrated.begin() as connection:
+            migrations.upgrade(connection)
+        declared = create_engine(f"sqlite:///{tmp_path / 'declared.db'}")
+    else:
+        migrated = store.engine()  # the migrated template's copy
+        declared = create_engine(_empty_database(database_backend, request))
     store.SQLModel.metadata.create_all(declared)
     for table in store.SQLModel.metadata.tables:
-        columns = {c["name"]: (str(c["type"]), c["nullable"]) for c in inspect(migrated).get_columns(table)}
-        expected = {c["name"]: (str(c["type"]), c["nullable"]) for c in inspect(declared).get_columns(table)}
+        columns = {c["name"]: _described(c) for c in inspect(migrated).get_columns(table)}
+        expected = {c["name"]: _described(c) for c in inspect(declared).get_columns(table)}
         assert columns.keys() == expected.keys(), table
-        for name, (kind, nullable) in expected.items():
+        for name, (kind, nullable, zoned) in expected.items():
             assert nullable == columns[name][1], f"{table}.{name} nullability"
             assert kind.split("(")[0] == columns[name][0].split("(")[0], f"{table}.{name} type"
+            assert zoned == columns[name][2], f"{table}.{name} time zone"
+    declared.dispose()
 
 
-def test_a_database_at_the_previous_version_upgrades_without_losing_data(prompter_home):
-    path = prompter_home / "prompter.db"
-    path.parent.mkdir(parents=True)
-    previous = create_engine(f"sqlite:///{path}")
+def _described(column: dict) -> tuple[str, bool, bool | None]:
+    """A reflected column's type, nullability, and whether its timestamps keep their zone."""
+    return str(column["type"]), column["nullable"], getattr(column["type"], "timezone", None)
+
+
+def test_a_database_at_the_previous_version_upgrades_without_losing_data(database_backend, request):
+    url = _empty_database(database_backend, request)
+    previous = create_engine(url)
     with previous.begin() as connection:
         assert migrations.upgrade(connection, target=migrations.LATEST_VERSION - 1)
         connection.exec_driver_sql(
@@ -107,26 +166,50 @@ def test_a_database_at_the_previous_version_upgrades_without_losing_data(prompte
         assert s.exec(select(store.Run)).one().status == "pending"
 
 
-def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path, monkeypatch):
+def test_a_failing_migration_leaves_the_database_as_it_was(database_backend, request, monkeypatch):
+    url = _empty_database(database_backend, request)
     broken = migrations.Migration(99, "broken", ("CREATE TABLE half_done (id INTEGER)", "NOT SQL AT ALL"))
     monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS + (broken,))
     with pytest.raises(Exception, match="NOT SQL"):
-        store._open(f"sqlite:///{tmp_path / 'x.db'}")
-    with sqlite3.connect(tmp_path / "x.db") as raw:
-        tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert "half_done" not in tables and "prompts" not in tables
+        store._open(url)
+    assert _tables(url) == set()  # not half_done, not prompts, not even schema_migrations
 
 
-def test_a_newer_database_is_refused_with_a_clear_message(prompter_home):
+def test_a_newer_database_is_refused_with_a_clear_message(database_backend):
     store.engine()
     store.forget_engines()
-    with sqlite3.connect(prompter_home / "prompter.db") as raw:
-        raw.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', '2030-01-01')")
+    raw = create_engine(settings.load().database_url)
+    with raw.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO schema_migrations VALUES (999, 'from the future', '2030-01-01')")
+    raw.dispose()
     with pytest.raises(RuntimeError, match="newer than this Prompter"):
         store.engine()
 
 
-def test_a_page_and_a_worker_process_write_at_once(prompter_home):
+def test_two_processes_opening_a_new_database_at_once_migrate_it_once(database_backend, request):
+    url = _empty_database(database_backend, request)
+    opened, errors = [], []
+
+    def open_it():
+        try:
+            opened.append(store._open(url))
+        except Exception as error:  # noqa: BLE001 - the assertion below reports it
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_it) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with opened[0].connect() as connection:
+        versions = connection.exec_driver_sql("SELECT version FROM schema_migrations ORDER BY version").scalars().all()
+    assert versions == [m.version for m in migrations.MIGRATIONS]
+    for engine in opened:
+        engine.dispose()
+
+
+def test_a_page_and_a_worker_process_write_at_once(database_backend):
     """A worker in another process writes run items while this process writes and reads."""
     with store.writing() as s:
         s.add(store.Prompt(id=1, project_id=1, name="p"))
@@ -165,3 +248,132 @@ def test_a_page_and_a_worker_process_write_at_once(prompter_home):
     with store.session() as s:
         assert s.get(store.Run, 1).done == 400
         assert len(s.exec(select(store.RunItem)).all()) == 400
+
+
+# -- what the database guarantees, on both ----------------------------------------------------------
+
+
+def _a_version() -> prompts.Version:
+    keys.add("team", "openai-compatible", base_url="http://127.0.0.1:9")  # never called here
+    return prompts.create(7, "sentiment", template="Sentiment of: {text}", controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
+
+
+def test_two_runs_of_a_version_created_at_once_make_one(database_backend, monkeypatch):
+    """runs.create checks that no run of the version is going, then inserts one; two at once must not
+    both pass the check. Each create is held between its check and its insert long enough for the
+    other to check too, were it not kept waiting by ``writing``."""
+    version = _a_version()
+    checked = runs._live_runs_of
+
+    def slow_check(*args, **kwargs):
+        found = checked(*args, **kwargs)
+        time.sleep(0.3)
+        return found
+
+    monkeypatch.setattr(runs, "_live_runs_of", slow_check)
+    made, refused = [], []
+
+    def create():
+        try:
+            made.append(runs.create(version, [1, 2, 3], kind="evaluate", label_config="<View/>").id)
+        except runs.RunError as error:
+            refused.append(str(error))
+
+    threads = [threading.Thread(target=create) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1 and len(refused) == 1, (made, refused)
+    assert f"already has a run going: run {made[0]}" in refused[0]
+    with store.session() as s:
+        assert [r.id for r in s.exec(select(store.Run)).all()] == made
+
+
+@pytest.mark.parametrize("database_backend", ["postgresql"], indirect=True)
+def test_items_are_stored_while_another_change_holds_the_write_lock_on_postgresql(database_backend):
+    """On PostgreSQL a run's items are written beside ``writing`` transactions (the counters' row lock
+    keeps them right); on SQLite the database's one write lock makes them wait their turn."""
+    assert store.engine().dialect.name == "postgresql"
+    version = _a_version()
+    run = runs.create(version, [1, 2], kind="evaluate", label_config="<View/>")
+    other = runs.create(prompts.new_version("sentiment", 7, note="v2"), [3], kind="evaluate", label_config="<View/>")
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():
+        with store.writing() as s:
+            s.get(store.Run, other.id).status_reason = "held"
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert held.wait(30)
+        db = runs.item_writer()
+        started = time.monotonic()
+        runs.add_item(db, run.id, 1, None, runs.failed("no call", "unexpected"), cost=None)
+        db.close()
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+        holder.join()
+    assert (runs.get(run.id).failed, len(runs.items(run.id))) == (1, 1)
+
+
+def test_the_database_keeps_its_constraints(database_backend):
+    version = _a_version()
+    with pytest.raises(IntegrityError, match="cannot change"):  # a saved version is immutable
+        with store.writing() as s:
+            s.get(store.PromptVersion, prompts.row_id(version)).template = "changed"
+    with pytest.raises(IntegrityError):  # one prompt of a name per project
+        with store.writing() as s:
+            s.add(store.Prompt(project_id=7, name="sentiment"))
+    with pytest.raises(IntegrityError):  # a run of a version that does not exist
+        with store.writing() as s:
+            s.add(store.Run(prompt_version_id=999, kind="evaluate", subset={}))
+    runs.create(version, [1], kind="evaluate", label_config="<View/>")
+    with store.session() as s:
+        events = s.exec(select(store.AuditEvent)).all()
+    assert events, "prompt saved, run started"
+    for change in ("UPDATE audit_events SET actor = 'someone-else'", "DELETE FROM audit_events"):
+        with pytest.raises(IntegrityError, match="append-only"):
+            with store.writing() as s:
+                s.execute(text(change))
+    if database_backend == "postgresql":
+        with pytest.raises(IntegrityError, match="append-only"):
+            with store.writing() as s:
+                s.execute(text("TRUNCATE audit_events"))
+    with store.writing() as s:  # deleting a prompt deletes its versions and their runs
+        s.delete(s.exec(select(store.Prompt)).one())
+    with store.session() as s:
+        assert s.exec(select(store.PromptVersion)).all() == [] and s.exec(select(store.Run)).all() == []
+        assert len(s.exec(select(store.AuditEvent)).all()) == len(events)
+
+
+def test_times_come_back_as_stored_and_compare_in_utc(database_backend):
+    version = _a_version()
+    run = runs.create(version, [1], kind="evaluate", label_config="<View/>")
+    moment = datetime(2026, 3, 31, 23, 59, 59, 123456, tzinfo=timezone.utc)  # 12:44 on April 1st in Chatham
+    with store.writing() as s:
+        s.get(store.Run, run.id).heartbeat_at = moment
+        for task, at in ((1, moment), (2, moment + timedelta(seconds=1))):
+            s.add(store.RunItem(run_id=run.id, task_id=task, status="ok", call_hash="h", messages_hash="m", cost_usd=1.0, created_at=at))
+    store.forget_engines()
+    with store.session() as s:
+        stored = s.get(store.Run, run.id).heartbeat_at
+        assert stored == moment and stored.utcoffset() == timedelta(0)  # aware, in UTC, to the microsecond
+        in_april = s.exec(select(store.RunItem.task_id).where(store.RunItem.created_at >= budgets.month_start(moment + timedelta(seconds=1)))).all()
+    assert in_april == [2]  # an aware bound compares in UTC, whatever the server's zone
+    assert budgets.key_spend("team") == 0.0  # both are in months gone by
+
+
+def test_runs_are_found_by_the_group_their_subset_names(database_backend):
+    version = _a_version()
+    with store.writing() as s:
+        for group in ("matrix:3", "matrix:4", None):
+            subset = {"task_ids": [1]} | ({"group": group} if group else {})
+            s.add(store.Run(prompt_version_id=prompts.row_id(version), kind="evaluate", subset=subset, status="completed", variant={"model": "gpt-4o"}))
+    assert [r.subset["group"] for r in runs.in_group("matrix:3")] == ["matrix:3"]
+    assert runs.runs(prompt="sentiment") == []  # variants only when asked: a JSON null is no variant
+    assert len(runs.runs(prompt="sentiment", variants=True)) == 3
