@@ -4,7 +4,7 @@ VENV := .venv
 LS_VENV := .venv-labelstudio
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: run test setup chromium postgresql bench bench-predict bench-replace bench-first-result bench-backend clean
+.PHONY: run test setup chromium postgresql bench bench-predict bench-replace bench-first-result bench-backend bench-batch clean
 
 run: setup
 	$(VENV)/bin/python -m core run
@@ -27,6 +27,7 @@ bench: setup chromium
 	$(VENV)/bin/python -m bench.replace $(REPLACE_ARGS)
 	$(VENV)/bin/python -m bench.first_result $(FIRST_RESULT_ARGS)
 	$(VENV)/bin/python -m bench.backend $(BACKEND_ARGS)
+	$(VENV)/bin/python -m bench.batch $(BATCH_ARGS)
 
 bench-predict: setup
 	$(VENV)/bin/python -m bench.predict $(PREDICT_ARGS)
@@ -39,6 +40,9 @@ bench-first-result: setup chromium
 
 bench-backend: setup
 	$(VENV)/bin/python -m bench.backend $(BACKEND_ARGS)
+
+bench-batch: setup
+	$(VENV)/bin/python -m bench.batch $(BATCH_ARGS)
 
 # Reinstall only when the requirements change. The constraints hold every package, the indirect ones
 # included, at the versions the suite passed with.

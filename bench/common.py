@@ -5,6 +5,7 @@ from /proc, and the result table."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -54,16 +55,19 @@ def import_texts(ls, project_id: int, texts: list[str]) -> list[int]:
 
 @dataclass
 class StandInProcess:
-    """bench.standin_process in a child process (see there why)."""
+    """bench.standin_process in a child process (see there why); ``complete_after``: its batches'
+    simulated completion delay in seconds (None: they move on each time they are looked at)."""
 
     latency: float
+    complete_after: float | None = None
     process: subprocess.Popen | None = None
     base_url: str = ""
 
     def __enter__(self) -> "StandInProcess":
         repo = Path(__file__).resolve().parent.parent
+        clock = [] if self.complete_after is None else ["--complete-after", str(self.complete_after)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.standin_process", str(self.latency)],
+            [sys.executable, "-m", "bench.standin_process", str(self.latency), *clock],
             cwd=repo,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -78,6 +82,12 @@ class StandInProcess:
         self.process.stdin.write("count\n")
         self.process.stdin.flush()
         return int(self.process.stdout.readline())
+
+    def batches(self) -> dict:
+        """The Batch API's side: batches created, their lines, lines answered, their statuses."""
+        self.process.stdin.write("batches\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
 
     def choose(self, n: int) -> None:
         """Make every later answer pick the n-th allowed value instead of the first (see there)."""

@@ -12,6 +12,11 @@ answers that many lines per retrieval while in progress (else all at once); ``ex
 batch expire after answering that many lines; ``fail_validation`` refuses the next batches' input
 with a reason.
 
+``complete_after`` (seconds, None by default) adds a clock for benchmarks: a batch then stays in
+progress until that long after it was created, and the first retrieval after that answers its lines
+and takes it through to its end at once, as a provider's batch ends in its own time however often it
+is looked at.
+
 Test-only code: the product never ships a fake model.
 """
 
@@ -62,6 +67,7 @@ class Batch:
     error_file_id: Optional[str] = None
     times: dict = field(default_factory=dict)  # status -> when it was reached
     retrievals: int = 0
+    began: float = field(default_factory=time.monotonic)  # when it was created, for complete_after
 
     def as_object(self) -> dict:
         failed = sum(1 for line in self.answered if line["response"]["status_code"] >= 400) + len(self.failed_lines)
@@ -89,6 +95,7 @@ class Batches:
         self.expire_after: Optional[int] = None  # lines answered before a batch expires
         self.lines_per_step: Optional[int] = None  # lines answered each time an in-progress batch is retrieved (None: all)
         self.fail_validation: Optional[str] = None  # why the next batches' input is refused
+        self.complete_after: Optional[float] = None  # seconds from creation before a batch may leave in_progress (None: no clock)
         self.answered_lines = 0  # every line answered, by every batch
         self._released: set = set()
         self._lock = threading.RLock()
@@ -104,7 +111,7 @@ class Batches:
             self.files.clear()
             self.batches.clear()
             self._released.clear()
-            self.hold_at = self.expire_after = self.fail_validation = None
+            self.hold_at = self.expire_after = self.fail_validation = self.complete_after = None
             self.answered_lines = 0
 
     # -- the HTTP side: each returns (status, body) where body is a dict or bytes ----------------
@@ -190,6 +197,11 @@ class Batches:
                 return _not_found("batch", batch_id)
             batch.retrievals += 1
             self._step(batch)
+            while self._due(batch) and batch.status not in ENDED:  # its time has come: on to its end at this look
+                before = (batch.status, len(batch.answered))
+                self._step(batch)
+                if (batch.status, len(batch.answered)) == before:
+                    break  # held (hold_at)
             return 200, batch.as_object()
 
     def _cancel(self, batch_id: str) -> tuple[int, Any]:
@@ -210,6 +222,8 @@ class Batches:
         if batch.status == self.hold_at and batch.id not in self._released:
             return
         if batch.status == "in_progress":
+            if self.complete_after is not None and not self._due(batch):
+                return  # not its time yet
             self._answer(batch)
             if len(batch.answered) < len(batch.lines):
                 if self.expire_after is not None and len(batch.answered) >= self.expire_after:
@@ -223,6 +237,10 @@ class Batches:
             self._finish(batch, "completed")
         else:
             self._reach(batch, following)
+
+    def _due(self, batch: Batch) -> bool:
+        """Whether ``complete_after`` is set and has passed since the batch was created."""
+        return self.complete_after is not None and time.monotonic() - batch.began >= self.complete_after
 
     def _answer(self, batch: Batch) -> None:
         limit = len(batch.lines) if self.expire_after is None else min(len(batch.lines), self.expire_after)
