@@ -323,6 +323,8 @@ class BatchEngine(_Engine):
                 _update(row.id, status=state.status, answered=state.completed + state.failed, error=None)
                 if state.ended:
                     await self._collect(row, state)
+            if not any(row.batch_id for row in _open_rows(self.run_id)):
+                return  # the last one just ended: no wait for a look that would find nothing
             await self._pause(wait, cancel_sent)
             wait = min(wait * 2, self.longest_wait)
 

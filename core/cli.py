@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     _prices_commands(commands)
     _predict_commands(commands)
     _runs_commands(commands)
+    _worker_command(commands)
     _team_commands(commands)
     _activity_commands(commands)
     backend_commands.add(commands)
@@ -929,7 +930,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     mode = "batch" if args.batch else "live"
     run = evaluate.start(version, subset, client.label_config(version.project_id), concurrency=args.concurrency, cache=args.cache, client=client, mode=mode)
     print(f"Run {run.id}: {version.model_version} on {subset.description}.", file=sys.stderr)
-    run = runs.execute(run.id, progress=_progress_bar, client=client)
+    run = _execute(run.id)
     print(file=sys.stderr)  # end the progress line
     return _print_run(run, args.json)
 
@@ -1053,7 +1054,7 @@ def _runs_show(args: argparse.Namespace) -> int:
 
 
 def _runs_resume(args: argparse.Namespace) -> int:
-    run = runs.execute(args.run_id, progress=_progress_bar)
+    run = _execute(args.run_id)
     print(file=sys.stderr)  # end the progress line
     return _print_run(run, args.json)
 
@@ -1153,6 +1154,34 @@ def _scores_text(scores: dict[str, Any]) -> str:
 
 def _figure(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _execute(run_id: int) -> runs.RunView:
+    """Run it to its end: here, or on the workers where the store spreads runs over them."""
+    from core import workers
+
+    return workers.execute(run_id, progress=_progress_bar, say=lambda note: print(f"note: {note}", file=sys.stderr))
+
+
+def _worker_command(commands) -> None:
+    parser = commands.add_parser(
+        "worker",
+        help="work the chunks of runs (a PostgreSQL store spreads runs over workers: start one on each machine, with the team's PROMPTER_SECRET_KEY)",
+    )
+    parser.add_argument("--run", type=int, metavar="ID", help="only this run's chunks, until none is left (what a machine does when no worker is alive)")
+    parser.add_argument("--concurrency", type=int, default=1, metavar="N", help="chunks worked at once by this worker (default 1; each sends its run's concurrency of calls)")
+    parser.set_defaults(action=_worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from core import workers
+
+    try:
+        workers.serve(args.run, concurrency=args.concurrency)
+    except workers.WorkerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _progress_bar(run: runs.RunView) -> None:
@@ -1325,7 +1354,7 @@ def _predict(args: argparse.Namespace) -> int:
         version, chosen, client, concurrency=args.concurrency, max_cost_usd=args.max_cost, cache=args.cache, estimated_cost_usd=guess.cost_for(mode), mode=mode
     )
     print(f"Run {run.id}: {version.model_version} on {chosen.description}.", file=sys.stderr)
-    run = runs.execute(run.id, progress=_progress_bar, client=client)
+    run = _execute(run.id)
     print(file=sys.stderr)  # end the progress line
     return _print_run(run, args.json)
 

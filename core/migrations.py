@@ -500,6 +500,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX ix_run_batches_run_id ON run_batches (run_id)",
         ),
     ),
+    Migration(
+        21,
+        "runs spread over workers: a run's chunks, and what its calls in flight hold against its limit",
+        (
+            "ALTER TABLE runs ADD COLUMN reserved_usd FLOAT NOT NULL DEFAULT 0",
+            """
+            CREATE TABLE run_chunks (
+                id INTEGER NOT NULL PRIMARY KEY,
+                run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+                number INTEGER NOT NULL,
+                task_ids JSON NOT NULL,
+                status VARCHAR NOT NULL,
+                job_id INTEGER,
+                worker VARCHAR,
+                heartbeat_at DATETIME,
+                reserved_usd FLOAT NOT NULL,
+                outcome TEXT,
+                created_at DATETIME NOT NULL,
+                started_at DATETIME,
+                finished_at DATETIME,
+                UNIQUE (run_id, number)
+            )
+            """,
+            "CREATE INDEX ix_run_chunks_run_id ON run_chunks (run_id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -466,9 +466,15 @@ def cancel(run_id: int) -> RunView:
     return get(run_id)
 
 
-def launch(run_id: int) -> int:
-    """Start a worker process for the run (it outlives the page that started it); return its pid."""
+def launch(run_id: int) -> int | None:
+    """Start a worker process for the run (it outlives the page that started it); return its pid.
+    With a PostgreSQL store, a live run goes to the workers instead (``core.workers``): None, unless
+    none was alive and this machine started one for the run."""
     get(run_id)
+    from core import workers  # it builds on this module
+
+    if workers.spread(run_id):
+        return workers.dispatch(run_id).pid
     log = private.in_home("logs") / f"run-{run_id}.log"  # logs hold task text and model answers: 0700/0600
     forked = forkserver.start_worker(run_id, log)  # at once, where a warm server is ready
     if forked is not None:
@@ -534,7 +540,7 @@ def resume_in_background(run_id: int, *, wait: float = 15.0) -> RunView:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         run = get(run_id)
-        if run.status != before.status or run.heartbeat_at != before.heartbeat_at or _exited(pid):
+        if run.status != before.status or run.heartbeat_at != before.heartbeat_at or (pid is not None and _exited(pid)):
             return get(run_id)
         time.sleep(0.2)
     return get(run_id)
@@ -745,7 +751,7 @@ class _Engine:
 
     async def _produce(self, jobs: asyncio.Queue) -> None:
         finished = self._finished_task_ids()
-        todo = [t for t in self.run.subset["task_ids"] if t not in finished]
+        todo = [t for t in self._task_ids() if t not in finished]
         # A first batch just big enough to fill every slot, so the first calls go out at once
         first = min(TASK_BATCH, self.run.concurrency)
         for batch in [todo[:first]] + [todo[start : start + TASK_BATCH] for start in range(first, len(todo), TASK_BATCH)]:
@@ -816,9 +822,9 @@ class _Engine:
         elif await self._reserve(job):
             try:
                 reply = await calls.ask_async(client, job.call.request)
+                self._save(job.task.id, job, reply)
             finally:
-                self._release(job)
-            self._save(job.task.id, job, reply)
+                self._release(job)  # after its cost is counted: the limit never sees neither
 
     async def _reserve(self, job: _Job) -> bool:
         """Hold a call's cost against the spending limit before sending it, so the calls out at once
@@ -931,7 +937,7 @@ class _Engine:
 
     def _write_pending(self) -> int:
         with self.writing:
-            written = self._write_chunks(_unwritten_ids(self.run_id))
+            written = self._write_chunks(self._unwritten())
             self.unwritten = max(0, self.unwritten - written)
             return written
 
@@ -1017,33 +1023,18 @@ class _Engine:
     # the end
 
     def _conclude(self) -> None:
-        run = get(self.run_id)
-        unwritten = len(_unwritten_ids(self.run_id))
-        if unwritten:
-            status, reason = "failed", (
-                f"Label Studio could not be reached to write {unwritten} results; they are kept, and "
-                f"`python -m core runs resume {self.run_id}` writes them."
-            )
-        elif self.stopping == OVER_BUDGET and run.finished < run.total:
-            status, reason = "stopped", f"Stopped before passing the spending limit of {usd(run.max_cost_usd)} (spent {usd(run.cost_usd or 0.0)})."
-        elif self.stopping == OVER_MONTHLY_BUDGET and run.finished < run.total:
-            budget = self.over_budget
-            month = budget.spent_usd + budgets.run_spend_this_month(self.run_id)
-            status, reason = "stopped", (
-                f"Stopped before passing the monthly budget of {budget.what} ({usd(budget.amount_usd)}): this month's spend "
-                f"on it is {usd(month)}, this run's part {usd(run.cost_usd or 0.0)}. An admin can raise the budget; then resume."
-            )
-        elif self.stopping and run.finished < run.total:
-            status, reason = ("cancelled" if run.cancel_requested else "stopped"), self.stopping
-        elif run.finished < run.total:
-            status, reason = "failed", f"{run.total - run.finished} tasks were not run; resume to run them."
-        elif run.failed and not run.done:
-            status, reason = "failed", f"All {run.failed} tasks failed: {failures.sentence(failures_of(self.run_id))}"
-        else:
-            status, reason = "completed", None
+        status, reason = conclusion(self.run_id, self.stopping, self.over_budget)
         _set_status(self.run_id, status, reason, only_if_worker=self.me)
         if self.progress:
             self.progress(get(self.run_id))
+
+    def _task_ids(self) -> list[int]:
+        """The tasks this engine works: the run's (a chunk's, in ``core.chunks``)."""
+        return self.run.subset["task_ids"]
+
+    def _unwritten(self) -> list[int]:
+        """Its answers still to write to Label Studio."""
+        return _unwritten_ids(self.run_id)
 
     def _finished_task_ids(self) -> set[int]:
         with store.session() as s:
@@ -1071,6 +1062,33 @@ async def _patiently(action: Callable[[], Any], engine: _Engine, *, deadline: fl
 
 
 # -- details --------------------------------------------------------------------------------------
+
+
+def conclusion(run_id: int, stopping: str | None, over_budget: budgets.Budget | None = None) -> tuple[str, str | None]:
+    """The status a run ends with, and why, from its counts and why its calls stopped (if they did)."""
+    run = get(run_id)
+    unwritten = len(_unwritten_ids(run_id))
+    if unwritten:
+        return "failed", (
+            f"Label Studio could not be reached to write {unwritten} results; they are kept, and `python -m core runs resume {run_id}` writes them."
+        )
+    if stopping == OVER_BUDGET and run.finished < run.total:
+        return "stopped", f"Stopped before passing the spending limit of {usd(run.max_cost_usd)} (spent {usd(run.cost_usd or 0.0)})."
+    if stopping == OVER_MONTHLY_BUDGET and run.finished < run.total:
+        if over_budget is None:  # found by another worker: its figures are not here
+            return "stopped", f"Stopped before passing a monthly budget (this run spent {usd(run.cost_usd or 0.0)}). An admin can raise the budget; then resume."
+        month = over_budget.spent_usd + budgets.run_spend_this_month(run_id)
+        return "stopped", (
+            f"Stopped before passing the monthly budget of {over_budget.what} ({usd(over_budget.amount_usd)}): this month's spend "
+            f"on it is {usd(month)}, this run's part {usd(run.cost_usd or 0.0)}. An admin can raise the budget; then resume."
+        )
+    if stopping and run.finished < run.total:
+        return ("cancelled" if run.cancel_requested else "stopped"), stopping
+    if run.finished < run.total:
+        return "failed", f"{run.total - run.finished} tasks were not run; resume to run them."
+    if run.failed and not run.done:
+        return "failed", f"All {run.failed} tasks failed: {failures.sentence(failures_of(run_id))}"
+    return "completed", None
 
 
 def _unwritten_ids(run_id: int) -> list[int]:

@@ -26,6 +26,8 @@ class Settings:
     batch_poll_seconds: float = 30.0  # the longest wait between two looks at a batch run's batches
     batch_max_requests: int = 50_000  # requests per batch (the provider's limit; smaller parts come back sooner)
     batch_offer_from: int = 1000  # the pages offer the Batch API for runs of at least this many tasks
+    chunk_tasks: int = 250  # tasks per chunk when workers share a run (PostgreSQL store)
+    worker_heartbeat_seconds: float = 5.0  # how often a worker says it is alive; silent for 4 beats, its jobs are retried
 
     @property
     def backend_url(self) -> str:
@@ -66,6 +68,8 @@ def load() -> Settings:
         batch_poll_seconds=_positive("PROMPTER_BATCH_POLL_SECONDS", 30.0, float),
         batch_max_requests=_positive("PROMPTER_BATCH_MAX_REQUESTS", 50_000, int),
         batch_offer_from=_positive("PROMPTER_BATCH_OFFER_FROM", 1000, int),
+        chunk_tasks=_positive("PROMPTER_CHUNK_TASKS", 250, int),
+        worker_heartbeat_seconds=_positive("PROMPTER_WORKER_HEARTBEAT_SECONDS", 5.0, float),
     )
 
 

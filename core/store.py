@@ -121,6 +121,28 @@ class Run(SQLModel, table=True):
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
     mode: str = "live"  # live (calls as it goes) | batch (the provider's Batch API; see core.batch_runs)
+    reserved_usd: float = 0.0  # what calls in flight hold against the limits, when workers share the run (core.chunks)
+
+
+class RunChunk(SQLModel, table=True):
+    """A few hundred of a run's tasks, worked by one worker at a time (core.chunks), when a
+    PostgreSQL store spreads runs over workers."""
+
+    __tablename__ = "run_chunks"
+    __table_args__ = (UniqueConstraint("run_id", "number"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", ondelete="CASCADE", index=True)
+    number: int
+    task_ids: list[int] = Field(sa_column=Column(JSON, nullable=False))
+    status: str = "waiting"  # waiting (for a worker) | working | done
+    job_id: Optional[int] = None  # the Procrastinate job that works it
+    worker: Optional[str] = None
+    heartbeat_at: Optional[datetime] = None
+    reserved_usd: float = 0.0  # this chunk's share of the run's reserved_usd
+    outcome: Optional[str] = Field(default=None, sa_type=Text)  # why it stopped before its last task
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
 
 
 class RunBatch(SQLModel, table=True):

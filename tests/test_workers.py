@@ -1,0 +1,190 @@
+"""Runs spread over workers (core.workers, core.chunks) against a real PostgreSQL server, the real
+Label Studio and the stand-in: `python -m core worker` processes share a run's chunks; twenty runs on
+three workers, each task done once; a worker killed with -9 mid-chunk and the others finishing its
+chunks; a spending limit held across workers; cancel; no worker alive."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+from typing import Iterator
+
+import pytest
+
+from core import chunks, keys, prompts, runs, settings, store, vault, workers
+from core.labelstudio import NewTask
+from tests.conftest import CHOICES_CONFIG, choice
+from tests.helpers import HeldCalls, wait_for_run, wait_until
+from tests.standin import Reply
+
+LABELS = ("Positive", "Negative", "Neutral")
+CHUNK = 3
+PER_CALL = (100 * 0.15 + 5 * 0.60) / 1e6  # gpt-4o-mini's list price, 100 tokens in and 5 out
+
+
+@pytest.fixture
+def team_store(postgres, prompter_home, monkeypatch) -> Iterator[None]:
+    """A fresh PostgreSQL database as the store, with the team's key in the environment, chunks of
+    three tasks, and workers that beat every second (silent for 4 s: taken for dead)."""
+    name = postgres.create_database()
+    monkeypatch.setenv("PROMPTER_DATABASE_URL", postgres.url(name))
+    monkeypatch.setenv("PROMPTER_SECRET_KEY", vault.new_key())
+    monkeypatch.setenv("PROMPTER_CHUNK_TASKS", str(CHUNK))
+    monkeypatch.setenv("PROMPTER_WORKER_HEARTBEAT_SECONDS", "1")
+    store.forget_engines()
+    yield
+    store.forget_engines()
+    postgres.drop_database(name)
+
+
+class Workers:
+    """`python -m core worker` processes, as on other machines."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, count: int) -> None:
+        for _ in range(count):
+            self.processes.append(
+                subprocess.Popen([sys.executable, "-m", "core", "worker"], cwd=settings.REPO_ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            )
+        wait_until(lambda: workers.alive() >= count, timeout=60, what=f"{count} workers alive")
+
+    def kill(self, pid: int) -> None:
+        os.kill(pid, signal.SIGKILL)
+        next(p for p in self.processes if p.pid == pid).wait(10)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def worker_pool(team_store) -> Iterator[Workers]:
+    pool = Workers()
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture
+def project(team_store, use_labelstudio, make_project, standin, ls_client):
+    keys.add("team", "openai-compatible", base_url=standin.base_url)
+    tasks = [NewTask({"text": f"review number {n}"}, [(choice(LABELS[n % 3]), True)]) for n in range(12)]
+    project, ids = make_project(CHOICES_CONFIG, tasks)
+    return project, ids, ls_client.label_config(project.id)
+
+
+def number_of(request) -> int:
+    return int(request.user_text.split("review number ")[1].split("\n")[0])
+
+
+def answer(request) -> Reply:
+    return Reply.json({"sentiment": LABELS[number_of(request) % 3]}, usage=(100, 5))
+
+
+def new_version(project_id: int, name: str = "sentiment"):
+    return prompts.create(project_id, name, template="Sentiment of: {text}\nAnswer with {labels}", controls=["sentiment"], provider_key="team", model="gpt-4o-mini")
+
+
+def reserved(run_id: int) -> float:
+    with store.session() as s:
+        return s.get(store.Run, run_id).reserved_usd
+
+
+def workers_of(run_id: int) -> set[str]:
+    return {c.worker for c in chunks.progress(run_id) if c.worker}
+
+
+def test_one_runs_chunks_are_worked_by_several_workers_at_once_and_each_task_once(project, worker_pool, standin, ls_client):
+    proj, ids, config = project
+    held = HeldCalls(answer)
+    standin.respond_with(held)
+    worker_pool.start(3)
+    run = runs.create(new_version(proj.id), ids, kind="predict", label_config=config)
+    assert runs.launch(run.id) is None  # workers are alive: the dashboard only starts and follows
+    wait_until(lambda: len({c.worker for c in chunks.progress(run.id) if c.status == "working"}) >= 2, what="two workers on the run at once")
+    held.open()
+    done = wait_for_run(run.id)
+    assert (done.status, done.done, done.failed) == ("completed", 12, 0)
+    assert len(workers_of(run.id)) >= 2
+    assert [c.tasks for c in chunks.progress(run.id)] == [CHUNK] * 4 and all(c.status == "done" for c in chunks.progress(run.id))
+    assert sorted(number_of(r) for r in standin.requests) == list(range(12))
+    assert sorted(p.task_id for p in ls_client.predictions(proj.id)) == sorted(ids)
+    assert done.cost_usd == pytest.approx(12 * PER_CALL)
+
+
+def test_twenty_runs_on_three_workers_one_killed_mid_chunk_each_task_done_once(project, worker_pool, standin):
+    proj, ids, config = project
+    standin.respond_with(lambda r: Reply.json({"sentiment": LABELS[number_of(r) % 3]}, usage=(100, 5), delay=0.05))
+    worker_pool.start(3)
+    started = []
+    for n in range(20):
+        version = new_version(proj.id, f"prompt {n}")
+        started.append(runs.create(version, ids[:6], kind="evaluate", label_config=config, cache="fresh"))  # every call sent
+        runs.launch(started[-1].id)
+    # kill the worker of a chunk being worked, while its calls are out
+    wait_until(lambda: any(c.status == "working" and c.finished < c.tasks for r in started for c in chunks.progress(r.id)), what="a chunk being worked")
+    victim = next(c.worker for r in started for c in chunks.progress(r.id) if c.status == "working")
+    worker_pool.kill(int(victim.split(":")[1]))
+
+    ended = [wait_for_run(r.id, timeout=120) for r in started]
+    assert [(r.status, r.done, r.failed) for r in ended] == [("completed", 6, 0)] * 20
+    for r in ended:
+        assert sorted(i.task_id for i in runs.items(r.id)) == sorted(ids[:6])  # one item per task
+    sent = collections.Counter((r.body["model"], r.user_text) for r in standin.requests if r.body.get("messages"))
+    assert len(sent) == 6  # the same six prompts, sent for twenty versions
+    per_prompt = collections.Counter(number_of(r) for r in standin.requests if r.body.get("messages"))
+    twice = sum(count - 20 for count in per_prompt.values())
+    assert 0 <= twice <= CHUNK  # only the calls the killed worker had out were paid twice
+    assert len({w for r in started for w in workers_of(r.id)}) >= 3  # the dead one, and the two that finished its work
+
+
+def test_a_spending_limit_holds_for_the_run_across_workers(project, worker_pool, standin):
+    proj, ids, config = project
+    standin.respond_with(answer)
+    worker_pool.start(3)
+    limit = 5.5 * PER_CALL
+    run = runs.create(new_version(proj.id), ids, kind="predict", label_config=config, max_cost_usd=limit)
+    runs.launch(run.id)
+    stopped = wait_for_run(run.id, timeout=90)
+    assert stopped.status == "stopped" and "spending limit" in stopped.status_reason
+    assert stopped.cost_usd <= limit and 1 <= stopped.done <= 5
+    assert standin.request_count == stopped.done  # nothing was sent past the limit
+    assert reserved(run.id) == pytest.approx(0.0, abs=1e-12)  # every hold given back
+
+
+def test_cancel_stops_every_chunk(project, worker_pool, standin):
+    proj, ids, config = project
+    held = HeldCalls(answer)
+    standin.respond_with(held)
+    worker_pool.start(2)
+    run = runs.create(new_version(proj.id), ids, kind="predict", label_config=config)
+    runs.launch(run.id)
+    wait_until(lambda: held.arrived >= 2, what="calls out")
+    runs.cancel(run.id)
+    held.open()
+    ended = wait_for_run(run.id, timeout=60)
+    assert ended.status == "cancelled" and ended.finished < 12
+    assert all(c.status == "done" for c in chunks.progress(run.id))
+    assert standin.request_count == ended.finished  # the calls out when it was cancelled finished; no other was sent
+
+
+def test_with_no_worker_alive_the_machine_that_started_the_run_works_it(project, standin):
+    proj, ids, config = project
+    standin.respond_with(answer)
+    run = runs.create(new_version(proj.id), ids, kind="predict", label_config=config)
+    dispatched = workers.dispatch(run.id)
+    assert dispatched.note == workers.NO_WORKER and dispatched.pid
+    assert chunks.worked_here(runs.get(run.id))
+    done = wait_for_run(run.id, timeout=90)
+    assert (done.status, done.done) == ("completed", 12)
+    os.waitpid(dispatched.pid, 0)  # the run's own worker ends with the run
