@@ -11,7 +11,7 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
-from core import batch_runs, budgets, connection, guide, identity, prompts, recent, runs, settings, vault
+from core import batch_runs, budgets, chunks, connection, guide, identity, prompts, recent, runs, settings, vault
 from core.formatting import duration, usd
 from core.labelstudio import LabelStudioClient, LabelStudioError, Project
 from core.prompts import Version
@@ -172,12 +172,29 @@ def _run_progress(run_id: int, cancel_key: str) -> RunView:
         st.caption(batch_runs.summary(run))
     else:
         c2.metric("Time left", duration(run.eta_seconds))
+    if run.worker == chunks.WORKERS:
+        _chunks(run)
     if run.cancel_requested:
         c3.caption("Stopping: no new calls go out; calls already sent finish.")
     else:
         # A click callback, not st.rerun: a fragment may not rerun itself during a full-page run.
         c3.button("Cancel", key=cancel_key, on_click=_cancel, args=(run_id,), disabled=not identity.current().may("member"))
     return run
+
+
+def _chunks(run: RunView) -> None:
+    """A run spread over workers: each chunk, its progress and the worker on it."""
+    shown = chunks.progress(run.id)
+    working = {c.worker for c in shown if c.status == "working"}
+    said = f"Spread over workers: {len(shown)} chunks, {len(working)} being worked now."
+    if chunks.worked_here(run):
+        said += " No worker was alive when it started, so the dashboard's machine works its chunks; `python -m core worker` on other machines shares them."
+    st.caption(said)
+    st.dataframe(
+        pd.DataFrame([{"chunk": c.number, "tasks": c.tasks, "finished": c.finished, "status": c.status, "worker": c.worker or "—"} for c in shown]),
+        hide_index=True,
+        key=f"chunks_{run.id}",
+    )
 
 
 def stopped_run(run: RunView, resume_key: str) -> bool:

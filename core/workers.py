@@ -94,19 +94,19 @@ def execute(run_id: int, *, progress: Callable[[runs.RunView], None] | None = No
     them here too when no worker is alive."""
     if not spread(run_id):
         return runs.execute(run_id, progress=progress)
-    dispatched = dispatch(run_id, local_worker=False)
+    dispatch(run_id, local_worker=False)
     here = None
-    if dispatched.note:
-        if say:
-            say(dispatched.note)
-        here = threading.Thread(target=serve, args=(run_id,), kwargs={"signals": False}, daemon=True)
-        here.start()
     while True:
         run = runs.get(run_id)
         if progress:
             progress(run)
         if run.status not in runs.ACTIVE or (here is not None and not here.is_alive()):
             break
+        if here is None and not alive():  # none at the start, or the last one went silent since
+            if say:
+                say(NO_WORKER)
+            here = threading.Thread(target=serve, args=(run_id,), kwargs={"signals": False}, daemon=True)
+            here.start()
         time.sleep(0.5)
     if here is not None:
         here.join()

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from core import keys, prompts, runs
+from core import keys, prompts, runs, workers
 from core.labelstudio import NewPrediction, NewTask
 from tests.conftest import CHOICES_CONFIG, choice
 from tests.helpers import wait_until
@@ -159,7 +159,10 @@ def test_cancel_stops_sending_and_keeps_what_finished(setup, standin):
     assert sorted(number_of(r) for r in standin.requests) == list(range(12))  # every task sent exactly once
 
 
-def test_a_killed_worker_is_resumed_without_sending_a_finished_task_again(setup, standin, ls_client):
+def test_a_killed_worker_is_resumed_without_sending_a_finished_task_again(setup, standin, ls_client, monkeypatch):
+    """On SQLite the run's one worker is killed; on PostgreSQL the worker process that took its chunk
+    (none other was alive), and the resume works the chunk again once the dead worker is found silent."""
+    monkeypatch.setenv("PROMPTER_WORKER_HEARTBEAT_SECONDS", "0.5")
     project, ids, version, new_run = setup
     standin.respond_with(lambda r: Reply.json({"sentiment": LABELS[number_of(r) % 3]}, delay=0.4))
     run = new_run(concurrency=2)
@@ -170,7 +173,7 @@ def test_a_killed_worker_is_resumed_without_sending_a_finished_task_again(setup,
     before = {i.task_id for i in runs.items(run.id)}
     assert runs.get(run.id).status == "running"  # as the dead worker left it
 
-    resumed = runs.execute(run.id)
+    resumed = workers.execute(run.id)  # as `python -m core runs resume` does
     assert (resumed.status, resumed.done) == ("completed", 12)
     # a request the kill cut short reaches the stand-in without its body: not a call that was sent
     sent = collections.Counter(number_of(r) for r in standin.requests if r.messages)

@@ -13,6 +13,7 @@ import sys
 from typing import Iterator
 
 import pytest
+from sqlmodel import select
 
 from core import chunks, keys, prompts, runs, settings, store, vault, workers
 from core.labelstudio import NewTask
@@ -188,3 +189,29 @@ def test_with_no_worker_alive_the_machine_that_started_the_run_works_it(project,
     done = wait_for_run(run.id, timeout=90)
     assert (done.status, done.done) == ("completed", 12)
     os.waitpid(dispatched.pid, 0)  # the run's own worker ends with the run
+
+
+def test_the_predict_page_follows_every_workers_chunks(project, worker_pool, standin):
+    from tests.helpers import open_page, table
+
+    proj, ids, config = project
+    held = HeldCalls(answer)
+    standin.respond_with(held)
+    worker_pool.start(2)
+    new_version(proj.id)
+    app = open_page("views/4_Predict.py", project_key="pr_project", project_id=proj.id)
+    app.checkbox(key="pr_confirm_unevaluated_1").check().run()
+    app.button(key="pr_start").click().run()
+    assert not app.exception, app.exception
+    (run,) = runs.runs(prompt="sentiment", project_id=proj.id, kind="predict")
+    wait_until(lambda: len({c.worker for c in chunks.progress(run.id) if c.status == "working"}) == 2, what="both workers on the run")
+    app.run()
+    assert not app.exception, app.exception
+    shown = table(app, "chunk", "tasks", "finished", "status", "worker")
+    with store.session() as s:  # what the store holds, read here, not through the page's own call
+        rows = s.exec(select(store.RunChunk).where(store.RunChunk.run_id == run.id).order_by(store.RunChunk.number)).all()
+    assert shown[["chunk", "tasks", "worker"]].to_dict("records") == [{"chunk": r.number, "tasks": len(r.task_ids), "worker": r.worker or "—"} for r in rows]
+    assert sorted(shown["status"]).count("working") == 2
+    assert any(c.value.startswith("Spread over workers: 4 chunks, 2 being worked now.") for c in app.caption)
+    held.open()
+    assert wait_for_run(run.id).status == "completed"
