@@ -70,6 +70,11 @@ def plan(run_id: int) -> tuple[list[store.RunChunk], list[store.RunChunk]]:
         first = max((chunk.number for chunk in existing), default=0) + 1
         new = [store.RunChunk(run_id=run_id, number=first + n, task_ids=todo[start : start + size]) for n, start in enumerate(range(0, len(todo), size))]
         s.add_all(new)
+        if not new and not waiting:  # nothing left to work: the run ends as it stands
+            row.status, row.status_reason = conclusion(run_id, None)
+            row.finished_at = store.utcnow()
+            s.add(row)
+            return [], []
         row.status, row.status_reason, row.cancel_requested = "running", None, False
         row.worker, row.worker_pid, row.heartbeat_at = WORKERS, None, store.utcnow()
         row.started_at = row.started_at or store.utcnow()

@@ -75,6 +75,8 @@ def dispatch(run_id: int, *, local_worker: bool = True) -> Dispatched:
     worker is alive, start a worker process for this run (``local_worker``) or leave it to the caller."""
     ensure_schema()
     new, waiting = chunks.plan(run_id)
+    if not new and not waiting:
+        return Dispatched(0)  # nothing was left to work: the run has ended
     app = make_app()
     with app.open():
         for chunk in new + [c for c in waiting if not _pending(app, c.job_id)]:
