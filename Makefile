@@ -4,7 +4,7 @@ VENV := .venv
 LS_VENV := .venv-labelstudio
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: run test setup chromium postgresql bench bench-predict bench-replace bench-first-result bench-backend bench-batch clean
+.PHONY: run test setup chromium postgresql bench bench-predict bench-replace bench-first-result bench-backend bench-batch bench-workers clean
 
 run: setup
 	$(VENV)/bin/python -m core run
@@ -21,13 +21,14 @@ setup: $(VENV)/.installed $(LS_VENV)/.installed
 
 # Measurements, not tests: each prints a table and a JSON line (see bench/README.md). One after the
 # other, never at once: they would compete for the CPUs.
-bench: setup chromium
+bench: setup chromium postgresql
 	$(VENV)/bin/python -m bench.run_engine $(BENCH_ARGS)
 	$(VENV)/bin/python -m bench.predict $(PREDICT_ARGS)
 	$(VENV)/bin/python -m bench.replace $(REPLACE_ARGS)
 	$(VENV)/bin/python -m bench.first_result $(FIRST_RESULT_ARGS)
 	$(VENV)/bin/python -m bench.backend $(BACKEND_ARGS)
 	$(VENV)/bin/python -m bench.batch $(BATCH_ARGS)
+	$(VENV)/bin/python -m bench.workers $(WORKERS_ARGS)
 
 bench-predict: setup
 	$(VENV)/bin/python -m bench.predict $(PREDICT_ARGS)
@@ -43,6 +44,10 @@ bench-backend: setup
 
 bench-batch: setup
 	$(VENV)/bin/python -m bench.batch $(BATCH_ARGS)
+
+# Its own PostgreSQL server (the store workers share) from the distribution's binaries, like the tests'.
+bench-workers: setup postgresql
+	$(VENV)/bin/python -m bench.workers $(WORKERS_ARGS)
 
 # Reinstall only when the requirements change. The constraints hold every package, the indirect ones
 # included, at the versions the suite passed with.

@@ -136,7 +136,7 @@ def test_every_audited_action_leaves_exactly_one_row_with_who_what_and_which(pro
             "run started", "mo@x.com", lambda started: f"run {started.id}",
             lambda: runs.create(v1, ids[:2], kind="predict", label_config=CHOICES_CONFIG, concurrency=1, max_cost_usd=1.5 * CALL_COST),
         )
-        assert trail.detail == {"kind": "predict", "prompt": "sentiment", "version": 1, "tasks": 2, "estimated_cost_usd": None}
+        assert trail.detail == {"kind": "predict", "mode": "live", "prompt": "sentiment", "version": 1, "tasks": 2, "estimated_cost_usd": None}
         trail.none(lambda: runs.execute(run.id, client=ls_client))  # the work itself is not an action of anyone's
         assert runs.get(run.id).status == "stopped"
         trail.one("run resumed", "mo@x.com", f"run {run.id}", lambda: runs.resume_in_background(run.id))
