@@ -23,7 +23,7 @@ from sqlalchemy import func, text
 from sqlmodel import select
 
 from core import connection, settings, store
-from core.runs import OVER_BUDGET, OVER_MONTHLY_BUDGET, RunError, _Engine, _refusal, _spent_so_far, _unwritten_ids, conclusion, worker_name
+from core.runs import OVER_BUDGET, OVER_MONTHLY_BUDGET, _Engine, _spent_so_far, _unwritten_ids, conclusion, take, worker_name
 
 WORKERS = "workers"  # a run's worker while its chunks are spread over workers
 
@@ -53,12 +53,7 @@ def plan(run_id: int) -> tuple[list[store.RunChunk], list[store.RunChunk]]:
     from before (a resume)."""
     size = settings.load().chunk_tasks
     with store.writing() as s:
-        row = s.exec(select(store.Run).where(store.Run.id == run_id).with_for_update()).first()
-        if row is None:
-            raise RunError(f"There is no run {run_id}; `python -m core runs list` shows them.")
-        refusal = _refusal(s, row, WORKERS)
-        if refusal:
-            raise RunError(refusal)
+        row = take(s, run_id, WORKERS, None)
         existing = s.exec(select(store.RunChunk).where(store.RunChunk.run_id == run_id)).all()
         waiting = [chunk for chunk in existing if chunk.status != "done"]
         busy = {task_id for chunk in waiting for task_id in chunk.task_ids}
@@ -75,11 +70,6 @@ def plan(run_id: int) -> tuple[list[store.RunChunk], list[store.RunChunk]]:
             row.finished_at = store.utcnow()
             s.add(row)
             return [], []
-        row.status, row.status_reason, row.cancel_requested = "running", None, False
-        row.worker, row.worker_pid, row.heartbeat_at = WORKERS, None, store.utcnow()
-        row.started_at = row.started_at or store.utcnow()
-        row.finished_at = None
-        s.add(row)
     return new, waiting
 
 

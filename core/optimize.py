@@ -17,8 +17,6 @@ development part of the ground-truth split, within a budget of calls and dollars
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +25,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import select
 
-from core import audit, connection, fewshot, identity, keys, labeling, pricing, private, prompts, providers, runs, settings, store, tokens
+from core import audit, background, connection, fewshot, identity, keys, labeling, pricing, private, prompts, providers, runs, store, tokens
 from core.evaluation import answers, evaluate, split, subsets
 from core.labelstudio import LabelStudioClient
 from core.prompts import Version
@@ -262,17 +260,7 @@ def cancel(optimization_id: int) -> OptimizationView:
 def launch(optimization_id: int) -> int:
     """Start a background worker on the search (it outlives the page that started it); return its pid."""
     get(optimization_id)
-    log = private.in_home("logs") / f"optimize-{optimization_id}.log"
-    with private.append(log) as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "core", "optimize", "work", str(optimization_id)],
-            cwd=settings.REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-    return worker.pid
+    return background.start(["optimize", "work", str(optimization_id)], background.log_path(f"optimize-{optimization_id}.log"))
 
 
 def resume_in_background(optimization_id: int) -> OptimizationView:

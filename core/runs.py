@@ -23,8 +23,6 @@ import dataclasses
 import math
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +34,7 @@ from sqlalchemy import bindparam, func, update
 from sqlmodel import select
 
 from core.formatting import usd
-from core import audit, budgets, calls, confidence, connection, failures, fewshot, forkserver, identity, keys, labeling, messages, pricing, private, prompts, providers, settings, store, tokens
+from core import audit, background, budgets, calls, confidence, connection, failures, fewshot, forkserver, identity, keys, labeling, messages, pricing, prompts, providers, store, tokens
 from core.labelstudio import LabelStudioClient, LabelStudioError, NewPrediction, Prediction, Task
 from core.prompts import Version
 from core.rendering import MissingField, RenderError
@@ -475,20 +473,11 @@ def launch(run_id: int) -> int | None:
 
     if workers.spread(run_id):
         return workers.dispatch(run_id).pid
-    log = private.in_home("logs") / f"run-{run_id}.log"  # logs hold task text and model answers: 0700/0600
+    log = background.log_path(f"run-{run_id}.log")
     forked = forkserver.start_worker(run_id, log)  # at once, where a warm server is ready
     if forked is not None:
         return forked
-    with private.append(log) as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "core", "runs", "work", str(run_id)],
-            cwd=settings.REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,  # not killed with the dashboard's process group
-        )
-    return worker.pid  # the worker names itself on the run when it claims it
+    return background.start(["runs", "work", str(run_id)], log)  # the worker names itself on the run when it claims it
 
 
 def status_of(run: RunView) -> str:
@@ -589,18 +578,25 @@ def _claim(run_id: int) -> str:
     """
     me = worker_name()
     with store.writing() as s:
-        row = s.exec(select(store.Run).where(store.Run.id == run_id).with_for_update()).first()
-        if row is None:
-            raise RunError(f"There is no run {run_id}; `python -m core runs list` shows them.")
-        refusal = _refusal(s, row, me)
-        if refusal:
-            raise RunError(refusal)
-        row.status, row.status_reason, row.cancel_requested = "running", None, False
-        row.worker, row.worker_pid, row.heartbeat_at = me, os.getpid(), store.utcnow()
-        row.started_at = row.started_at or store.utcnow()
-        row.finished_at = None
-        s.add(row)
+        take(s, run_id, me, os.getpid())
     return me
+
+
+def take(s, run_id: int, me: str, pid: int | None) -> store.Run:
+    """Within ``s`` (a ``store.writing`` session): the run's row, locked and marked running by ``me``,
+    or a RunError saying why ``me`` may not work it."""
+    row = s.exec(select(store.Run).where(store.Run.id == run_id).with_for_update()).first()
+    if row is None:
+        raise RunError(f"There is no run {run_id}; `python -m core runs list` shows them.")
+    refusal = _refusal(s, row, me)
+    if refusal:
+        raise RunError(refusal)
+    row.status, row.status_reason, row.cancel_requested = "running", None, False
+    row.worker, row.worker_pid, row.heartbeat_at = me, pid, store.utcnow()
+    row.started_at = row.started_at or store.utcnow()
+    row.finished_at = None
+    s.add(row)
+    return row
 
 
 def _refusal(s, row: store.Run, me: str | None = None) -> str | None:

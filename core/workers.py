@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ from procrastinate.schema import SchemaManager
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from core import chunks, private, runs, settings, store
+from core import background, chunks, runs, settings, store
 
 TASK = "prompter.work_chunk"
 SCHEMA_LOCK = 0x70726F6D03  # "prom", 3: the queue's tables made once (core.store's locks are 1 and 2)
@@ -213,14 +211,4 @@ def _conninfo() -> str:
 
 
 def _start_local_worker(run_id: int) -> int:
-    log = private.in_home("logs") / f"run-{run_id}-worker.log"
-    with private.append(log) as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "core", "worker", "--run", str(run_id)],
-            cwd=settings.REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-    return worker.pid
+    return background.start(["worker", "--run", str(run_id)], background.log_path(f"run-{run_id}-worker.log"))
