@@ -22,8 +22,8 @@ chunk's steps and the Label Studio calls, then runs ``python -m core worker`` un
 Checked for each run (a PROBLEM line otherwise): completed, one item per task, every item ok, not
 from the cache and written to Label Studio, one call per task at the stand-in, one prediction of the
 version per task in Label Studio, every chunk done, no worker started by ``runs.launch`` itself, no
-worker died, no traceback in the workers' logs. Prints a table and one JSON line; the exit code is 0
-whatever the figures.
+worker died, no traceback in the workers' logs nor in the log of the Label Studio started for the
+benchmark. Prints a table and one JSON line; the exit code is 0 whatever the figures.
 """
 
 from __future__ import annotations
