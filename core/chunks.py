@@ -23,17 +23,13 @@ from sqlalchemy import func, text
 from sqlmodel import select
 
 from core import connection, settings, store
-from core.runs import OVER_BUDGET, OVER_MONTHLY_BUDGET, _Engine, _spent_so_far, _unwritten_ids, conclusion, take, worker_name
+from core.runs import OVER_BUDGET, OVER_MONTHLY_BUDGET, _Engine, _unwritten_ids, conclusion, take, worker_name
 
 WORKERS = "workers"  # a run's worker while its chunks are spread over workers
 
-_HOLD = text(
-    "UPDATE runs SET reserved_usd = reserved_usd + :cost WHERE id = :run"
-    " AND (input_tokens > 0 OR reserved_usd = 0)"  # until a call is paid, the run's first goes alone
-    " AND (max_cost_usd IS NULL OR COALESCE(cost_usd, 0) + reserved_usd + :cost <= max_cost_usd)"
-    " AND (CAST(:room AS FLOAT) IS NULL OR COALESCE(cost_usd, 0) + reserved_usd + :cost <= CAST(:room AS FLOAT))"
-    " RETURNING id"
-)
+_LOCK_RUN = text("SELECT cost_usd, reserved_usd, max_cost_usd FROM runs WHERE id = :run FOR UPDATE")
+_PAID_CALLS = text("SELECT count(*) FROM run_items WHERE run_id = :run AND NOT from_cache AND (input_tokens > 0 OR output_tokens > 0)")
+_HOLD = text("UPDATE runs SET reserved_usd = reserved_usd + :cost WHERE id = :run")
 _HOLD_IN_CHUNK = text("UPDATE run_chunks SET reserved_usd = reserved_usd + :cost WHERE id = :chunk")
 _GIVE_BACK = text("UPDATE runs SET reserved_usd = GREATEST(0, reserved_usd - :cost) WHERE id = :run")
 
@@ -232,35 +228,44 @@ class ChunkEngine(_Engine):
         """Hold the call's cost in the database, for the whole run: only while the run's cost and
         every worker's holds stay within its limit and the monthly budgets. Until one of the run's
         calls is paid, its first goes out alone on its estimate, as with one worker; then each call
-        holds the average cost of the run's paid calls so far, whichever worker paid them."""
+        holds the average cost of the paid calls so far, whichever worker paid them."""
         if self.run.max_cost_usd is None and not self.budgets:
             return not self.stopping
         while not self.stopping:
-            per_call = self._per_call(job)
             room = min((budget.amount_usd - budget.spent_usd for budget in self.budgets), default=None)
-            with self.db.begin():
-                held = self.db.execute(_HOLD, {"cost": per_call, "run": self.run_id, "room": room}).first()
-                if held is not None:
-                    self.db.execute(_HOLD_IN_CHUNK, {"cost": per_call, "chunk": self.chunk_id})
-            if held is not None:
-                job.reserved = per_call
-                self.reserved += per_call
-                return True
-            with store.session() as s:
-                row = s.get(store.Run, self.run_id)
-            if not row.input_tokens and row.reserved_usd > 0:
+            held = self._hold(job, room)  # on the engine's connection, which only the event loop uses
+            if held is None:
                 await asyncio.sleep(0.05)  # the run's first call is out: its cost will tell what calls cost
-                continue
-            if row.max_cost_usd is not None and (row.cost_usd or 0.0) + row.reserved_usd + per_call > row.max_cost_usd:
-                self.stopping = OVER_BUDGET
-            else:
-                self.stopping = OVER_MONTHLY_BUDGET
-                self.over_budget = min(self.budgets, key=lambda budget: budget.amount_usd - budget.spent_usd, default=None)
+            elif held:
+                return True
         return False
 
-    def _per_call(self, job) -> float:
-        spent, paid = _spent_so_far(self.run_id)
-        return spent / paid if paid else self._estimated_cost(job)
+    def _hold(self, job, room: float | None) -> bool | None:
+        """One try at holding the call's cost, with the run's row locked: what is read after the lock
+        is what every worker has paid and holds (an answer is stored with its cost in one transaction
+        that updates this row, so none is half seen). None: the run's first call is still out."""
+        with self.db.begin():
+            cost, reserved, limit = self.db.execute(_LOCK_RUN, {"run": self.run_id}).one()
+            cost = cost or 0.0
+            if self.paid_calls:  # what this worker paid, with what the run had paid before it started
+                per_call = self.spent / self.paid_calls
+            else:
+                paid = self.db.execute(_PAID_CALLS, {"run": self.run_id}).scalar_one()
+                if not paid and reserved > 0:
+                    return None
+                per_call = cost / paid if paid else self._estimated_cost(job)
+            if limit is not None and cost + reserved + per_call > limit:
+                self.stopping = OVER_BUDGET
+                return False
+            if room is not None and cost + reserved + per_call > room:
+                self.stopping = OVER_MONTHLY_BUDGET
+                self.over_budget = min(self.budgets, key=lambda budget: budget.amount_usd - budget.spent_usd, default=None)
+                return False
+            self.db.execute(_HOLD, {"cost": per_call, "run": self.run_id})
+            self.db.execute(_HOLD_IN_CHUNK, {"cost": per_call, "chunk": self.chunk_id})
+        job.reserved = per_call
+        self.reserved += per_call
+        return True
 
     def _save(self, *args, **kwargs) -> None:
         if not self.lost:  # taken over by another worker (this one was thought dead): its answers are that one's to store

@@ -1247,17 +1247,21 @@ def _set_status(run_id: int, status: str, reason: str | None, *, only_if_worker:
 
 
 def _spent_so_far(run_id: int) -> tuple[float, int]:
-    """What the run paid before (resumed runs count it) and for how many calls."""
+    """What the run paid before (resumed runs count it) and for how many calls, read in one statement:
+    with workers storing answers meanwhile, two reads could pair one call's cost with another's count
+    and make calls look cheaper than they are."""
+    paid = (
+        select(func.count(store.RunItem.id))
+        .where(
+            store.RunItem.run_id == run_id,
+            store.RunItem.from_cache == False,  # noqa: E712
+            (store.RunItem.input_tokens > 0) | (store.RunItem.output_tokens > 0),
+        )
+        .scalar_subquery()
+    )
     with store.session() as s:
-        row = s.get(store.Run, run_id)
-        paid = s.exec(
-            select(func.count(store.RunItem.id)).where(
-                store.RunItem.run_id == run_id,
-                store.RunItem.from_cache == False,  # noqa: E712
-                (store.RunItem.input_tokens > 0) | (store.RunItem.output_tokens > 0),
-            )
-        ).one()
-    return (row.cost_usd or 0.0), int(paid)
+        cost, count = s.exec(select(store.Run.cost_usd, paid).where(store.Run.id == run_id)).one()
+    return (cost or 0.0), int(count)
 
 
 def _same_score(a: float | None, b: float | None) -> bool:
