@@ -8,8 +8,9 @@ from playwright.sync_api import expect
 
 from core import keys, prompts, runs
 from core.labelstudio import NewTask
-from tests.browser import click, open_page
+from tests.browser import open_page
 from tests.conftest import CHOICES_CONFIG, choice
+from tests.helpers import wait_until
 from tests.standin import Reply
 
 
@@ -20,10 +21,13 @@ def test_the_run_picker_says_completed_once_the_run_it_shows_has_ended(browser_p
     standin.respond_with(lambda r: Reply.json({"sentiment": "Positive"}))
     page = browser_page
     open_page(page, page.base_url, "Evaluate")
-    click(page, "Run evaluation")
+    # no settling here: the page follows the new run, drawing itself until the run's first result,
+    # however long a loaded machine takes to start the run's worker
+    page.get_by_role("button", name="Run evaluation", exact=True).click()
+    wait_until(lambda: runs.runs(prompt="sentiment"), what="the run started")
     (run,) = runs.runs(prompt="sentiment")
     picker = page.get_by_role("combobox", name="Run", exact=True)
     expect(picker).to_have_value(re.compile(rf"^run {run.id} · v1 · (pending|running|completed) · "))
     # the page follows the run and draws itself again when it ends: the picker must say so
-    expect(picker).to_have_value(f"run {run.id} · v1 · completed · 3 ground-truth tasks", timeout=60_000)
+    expect(picker).to_have_value(f"run {run.id} · v1 · completed · 3 ground-truth tasks", timeout=120_000)
     assert runs.get(run.id).status == "completed"
