@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -260,14 +260,24 @@ def _a_version() -> prompts.Version:
 
 def test_two_runs_of_a_version_created_at_once_make_one(database_backend, monkeypatch):
     """runs.create checks that no run of the version is going, then inserts one; two at once must not
-    both pass the check. Each create is held between its check and its insert long enough for the
-    other to check too, were it not kept waiting by ``writing``."""
+    both pass the check. The first create is held between its check and its insert until the second
+    has asked for the write lock (BEGIN IMMEDIATE on SQLite, the advisory lock on PostgreSQL): were
+    ``writing`` not to take it, the second would never ask, and the first would wait in vain."""
     version = _a_version()
     checked = runs._live_runs_of
+    asked, second_asks = [], threading.Event()
+
+    def on_statement(_connection, _cursor, statement, *_args):
+        if statement.startswith("BEGIN IMMEDIATE") or "pg_advisory_xact_lock" in statement:
+            asked.append(threading.get_ident())
+            if len(set(asked)) >= 2:
+                second_asks.set()
+
+    event.listen(store.engine(), "before_cursor_execute", on_statement)
 
     def slow_check(*args, **kwargs):
         found = checked(*args, **kwargs)
-        time.sleep(0.3)
+        assert second_asks.wait(30), "the second create never asked for the write lock"
         return found
 
     monkeypatch.setattr(runs, "_live_runs_of", slow_check)
@@ -288,6 +298,7 @@ def test_two_runs_of_a_version_created_at_once_make_one(database_backend, monkey
     assert f"already has a run going: run {made[0]}" in refused[0]
     with store.session() as s:
         assert [r.id for r in s.exec(select(store.Run)).all()] == made
+    event.remove(store.engine(), "before_cursor_execute", on_statement)
 
 
 @pytest.mark.parametrize("database_backend", ["postgresql"], indirect=True)
