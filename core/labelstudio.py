@@ -9,6 +9,7 @@ sentence saying what is wrong and what to change.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -332,6 +333,26 @@ class LabelStudioClient:
             Prediction(int(p.id), int(p.task), list(p.result or []), p.model_version or "", p.score)
             for p in found
         ]
+
+    def predictions_of_tasks(self, project_id: int, task_ids: Iterable[int]) -> dict[int, list[Prediction]]:
+        """The predictions of these tasks, every model version's, with their results: the Data
+        Manager's task list, a page of the tasks picked by id (the export and the prediction list
+        give either ids only, or every prediction of the project)."""
+        wanted = sorted(set(int(i) for i in task_ids))
+        found: dict[int, list[Prediction]] = {task_id: [] for task_id in wanted}
+        for start in range(0, len(wanted), EXPORT_IDS_PER_REQUEST):
+            picked = wanted[start : start + EXPORT_IDS_PER_REQUEST]
+            query = json.dumps({"selectedItems": {"all": False, "included": picked}})
+            params = {"project": project_id, "fields": "all", "page": 1, "page_size": len(picked), "query": query}
+            response = self._http("GET", "api/tasks", params=params)
+            self._raise_for_status(response, project_id=project_id)
+            body = self._json(response)
+            for task in body.get("tasks", []) if isinstance(body, dict) else body:
+                found[int(task["id"])] = [
+                    Prediction(int(p["id"]), int(task["id"]), list(p.get("result") or []), p.get("model_version") or "", p.get("score"))
+                    for p in task.get("predictions") or []
+                ]
+        return found
 
     def delete_prediction(self, prediction_id: int) -> None:
         response = self._http("DELETE", f"api/predictions/{prediction_id}/")

@@ -720,7 +720,7 @@ class _Engine:
         self.cost_known = asyncio.Event()  # set as each call ends, for the calls waiting on a first real cost
         # what a call's answers are assumed to cost until one is paid: n of them for a version measuring agreement
         self.answer_tokens = tokens.typical_answer_tokens(self.targets, self.version.controls, self.version.model) * (self.version.samples or 1)
-        self.existing: dict[int, list[Prediction]] | None = None  # this version's predictions in Label Studio
+        self.predicted: dict[int, bool] = {}  # whether a task had any prediction when fetched, for the tasks not yet written
         self.writing = threading.Lock()  # one writer at a time, so no item is imported twice
         self.unwritten = 0  # answers stored but not yet in Label Studio (an estimate, for pacing writes)
         self.db = item_writer()
@@ -775,7 +775,15 @@ class _Engine:
         return prepared
 
     async def _fetch(self, ids: list[int]) -> list[Task]:
-        return await _patiently(lambda: list(self.client.tasks(self.version.project_id, ids=ids)), self)
+        tasks = await _patiently(lambda: list(self.client.tasks(self.version.project_id, ids=ids)), self)
+        self._learn(tasks)
+        return tasks
+
+    def _learn(self, tasks: list[Task]) -> None:
+        """Keep whether the tasks just fetched have predictions: a task with none (a new version's
+        usual case) is written with no other read of Label Studio."""
+        for task in tasks:
+            self.predicted[task.id] = bool(task.prediction_ids)
 
     async def _prepared(self, tasks: list[Task]) -> list[_Job]:
         """The batch's jobs; where the version ranks its examples by an embeddings model, the batch
@@ -944,30 +952,36 @@ class _Engine:
         written = 0
         for start in range(0, len(pending), WRITE_CHUNK):
             chunk = _items_by_id(pending[start : start + WRITE_CHUNK])
-            existing = self._existing()
-            fresh = [item for item in chunk if item.task_id not in existing]
-            replacing = [item for item in chunk if item.task_id in existing]
+            existing = self._existing([item.task_id for item in chunk])
+            fresh = [item for item in chunk if not existing[item.task_id]]
+            replacing = [item for item in chunk if existing[item.task_id]]
             done = self._replace(replacing, existing)
             if fresh:
                 self._import(fresh)
                 done += fresh
             with store.writing() as s:
                 s.execute(update(store.RunItem).where(store.RunItem.id.in_([i.id for i in done])).values(written_to_labelstudio=True))
+            for item in done:
+                self.predicted.pop(item.task_id, None)  # written once per run: were it written again, it is read first
             written += len(done)
         return written
 
-    def _existing(self) -> dict[int, list[Prediction]]:
-        """This version's predictions in Label Studio by task, read once and then kept up to date;
-        read again after a write whose outcome is unknown."""
-        if self.existing is None:
-            names = {v.name for v in self.client.model_versions(self.version.project_id)}
-            found: dict[int, list[Prediction]] = {}
-            if self.version.model_version in names:
-                for p in self.client.predictions(self.version.project_id):
-                    if p.model_version == self.version.model_version:
-                        found.setdefault(p.task_id, []).append(p)
-            self.existing = found
-        return self.existing
+    def _existing(self, task_ids: list[int]) -> dict[int, list[Prediction]]:
+        """This version's predictions in Label Studio of these tasks, read for these tasks only (a
+        write costs the same in a project of 100 tasks or of 100,000). Tasks not fetched here (answers
+        left by an earlier worker) or whose last write's outcome is unknown are fetched first; then
+        only those with predictions have them read."""
+        unseen = [task_id for task_id in task_ids if task_id not in self.predicted]
+        if unseen:
+            self._learn(list(self.client.tasks(self.version.project_id, ids=unseen)))
+        existing: dict[int, list[Prediction]] = {task_id: [] for task_id in task_ids}
+        # Only tasks the export just showed with predictions: the task list this reads asks a project's
+        # ML backend (Prompter's own, once a version is published) to predict the tasks that have none.
+        to_read = [task_id for task_id in task_ids if self.predicted.get(task_id)]
+        if to_read:
+            for task_id, found in self.client.predictions_of_tasks(self.version.project_id, to_read).items():
+                existing[task_id] = [p for p in found if p.model_version == self.version.model_version]
+        return existing
 
     def _replace(self, items: list[store.RunItem], existing: dict[int, list[Prediction]]) -> list[store.RunItem]:
         """Update each task's prediction in place (Label Studio has no bulk update), a few at once;
@@ -981,7 +995,6 @@ class _Engine:
                 self.client.update_prediction(keep.id, item.regions, item.score)
             for duplicate in extra:
                 self.client.delete_prediction(duplicate.id)
-            existing[item.task_id] = [Prediction(keep.id, item.task_id, item.regions, keep.model_version, item.score)]
             return item
 
         with ThreadPoolExecutor(REPLACE_AT_ONCE) as pool:
@@ -1004,12 +1017,9 @@ class _Engine:
                 retries=0,
             )
         except LabelStudioError:
-            self.existing = None
+            for item in items:
+                self.predicted.pop(item.task_id, None)  # the import may have landed: read them before the next write
             raise
-        for item in items:
-            self.existing[item.task_id] = [Prediction(0, item.task_id, item.regions, self.version.model_version, item.score)]
-            # The id is unknown until read again; a later write to this task in this run cannot happen
-            # (each task is written once per run), and a resume reads Label Studio afresh.
 
     def _mark_written(self, items: list[store.RunItem]) -> None:
         if items:

@@ -88,6 +88,19 @@ def test_bulk_predictions_versions_delete_and_to_annotations(ls_client, make_pro
     assert ls_client.project(project.id).annotated_count == 30
 
 
+def test_predictions_of_tasks_reads_those_tasks_only_with_every_versions_results(ls_client, make_project):
+    project, ids = make_project(CHOICES_CONFIG, [NewTask({"text": f"review {i}"}) for i in range(250)])
+    ls_client.import_predictions(project.id, [NewPrediction(task_id, choice("Positive"), "sentiment@v1", score=0.5) for task_id in ids])
+    ls_client.import_predictions(project.id, [NewPrediction(ids[3], choice("Negative"), "other@v2")])
+    wanted = ids[:3] + ids[3:220:2]  # more than one request's worth
+    found = ls_client.predictions_of_tasks(project.id, wanted)
+    assert sorted(found) == sorted(wanted)
+    assert all([(p.task_id, p.result, p.model_version, p.score) for p in found[t]] == [(t, choice("Positive"), "sentiment@v1", 0.5)] for t in wanted if t != ids[3])
+    assert sorted((p.model_version, p.result[0]["value"]["choices"]) for p in found[ids[3]]) == [("other@v2", ["Negative"]), ("sentiment@v1", ["Positive"])]
+    (last,) = ls_client.predictions(project.id, task_id=ids[-1])
+    assert ls_client.predictions_of_tasks(project.id, [ids[-1]]) == {ids[-1]: [last]}  # the same as the prediction list says
+
+
 def test_rejected_token_is_one_clear_sentence(labelstudio):
     with pytest.raises(TokenRejected) as caught:
         LabelStudioClient(labelstudio.url, "not-the-token").check()

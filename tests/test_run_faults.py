@@ -289,3 +289,18 @@ def test_a_cancel_in_the_middle_leaves_the_unreached_tasks_their_previous_predic
     expected = {task: [LABELS[n % 3]] for n, task in enumerate(drill.ids) if n in reached}
     expected |= {task: ["Neutral"] for n, task in enumerate(drill.ids) if n < PREVIOUSLY and n not in reached}
     assert drill.predictions() == expected
+
+
+def test_writing_reads_only_the_predictions_of_the_tasks_written(drill, standin, proxy):
+    """A chunk's write reads what Label Studio holds for its own tasks, and only for those the export
+    showed with predictions (here the six of the earlier run), never every prediction of the project:
+    a write costs the same however large the project has grown."""
+    standin.respond_with(right_answer)
+    run = runs.execute(drill.new_run().id)
+    assert (run.status, run.done) == ("completed", TASKS)
+    drill.assert_each_task_has_its_new_prediction_once()
+    asked = [(e.method, e.path) for e in proxy.log]
+    assert ("GET", "/api/predictions/") not in asked  # the project's whole list
+    assert asked.count(("GET", "/api/tasks")) == 1  # the six tasks predicted before, in one read
+    changed = [n for n in range(PREVIOUSLY) if LABELS[n % 3] != "Neutral"]  # the others already say it: left alone
+    assert sum(1 for method, path in asked if method == "PATCH" and path.startswith("/api/predictions/")) == len(changed) == 4
