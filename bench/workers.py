@@ -84,6 +84,7 @@ class WorkerTimings:
         self._span(LabelStudioClient, "import_predictions", "LS import_predictions", lambda a, k, out: {"n": out})
         self._span(LabelStudioClient, "predictions", "LS predictions (the project's, listed)", lambda a, k, out: {"n": len(out)})
         self._span(LabelStudioClient, "model_versions", "LS model_versions")
+        self._span(LabelStudioClient, "predictions_of_tasks", "LS predictions (of the tasks written)", lambda a, k, out: {"n": len(out)})
         self._tally(chunks.ChunkEngine, "_save", "answers stored as items")
 
     def _original(self, owner: Any, name: str) -> Callable | None:
@@ -675,6 +676,7 @@ STEP_ORDER = (
     "the chunk's unwritten answers read",
     "the version's predictions read",
     "LS model_versions",
+    "LS predictions (of the tasks written)",
     LISTING,
     "LS import_predictions",
     "chunk finished (locked transaction)",

@@ -975,8 +975,8 @@ class _Engine:
         if unseen:
             self._learn(list(self.client.tasks(self.version.project_id, ids=unseen)))
         existing: dict[int, list[Prediction]] = {task_id: [] for task_id in task_ids}
-        # Only tasks the export just showed with predictions: the task list this reads asks a project's
-        # ML backend (Prompter's own, once a version is published) to predict the tasks that have none.
+        # Only tasks the export just showed with predictions: in a project set to have its ML backend
+        # predict automatically, the task list this reads asks the backend for the tasks that have none.
         to_read = [task_id for task_id in task_ids if self.predicted.get(task_id)]
         if to_read:
             for task_id, found in self.client.predictions_of_tasks(self.version.project_id, to_read).items():
