@@ -116,7 +116,7 @@ def may_change() -> bool:
     user = identity.current()
     if user.may("member"):
         return True
-    st.caption(f":material/visibility: You are a viewer: you see every figure, and an admin can make you a member to change things.")
+    st.caption(":material/visibility: You are a viewer: you see every figure, and an admin can make you a member to change things.")
     return False
 
 

@@ -47,35 +47,19 @@ from bench.common import (
     StandInProcess,
     TimedClient,
     cpu_seconds,
+    grid,
     import_texts,
     in_scratch_folder,
     label_studio,
+    number,
+    reset_peak_rss,
+    status_mb,
     task_text,
 )
 from bench.predict import other_suites
 
 MODEL = "gpt-4o-mini"
 WARM_UP_TASKS = 20  # a first live run, unmeasured: imports, price data, the first connections
-
-
-# -- the process's memory -------------------------------------------------------------------------
-
-
-def _status_mb(field_name: str) -> float | None:
-    """VmRSS or VmHWM of this process in MB, from /proc; None where there is none."""
-    with contextlib.suppress(OSError, ValueError, StopIteration, IndexError):
-        line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field_name + ":"))
-        return int(line.split()[1]) / 1024
-    return None
-
-
-def reset_peak_rss() -> bool:
-    """Start the kernel's peak-RSS (VmHWM) count afresh, so the peak read after is the run's own."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 # -- pass-through timers around the batch engine's steps ------------------------------------------
@@ -120,7 +104,7 @@ class Instruments:
         self._wrap(batch_api, "state", lambda args, kwargs, out: {"batch": out.batch_id, "status": out.status, "ended": out.ended})
         self._wrap(batch_api, "replies", lambda args, kwargs, out: {"batch": args[1].batch_id if len(args) > 1 else None, "lines": len(out)})
         self._wrap(engine, "_pause", lambda args, kwargs, out: {"asked_s": args[1] if len(args) > 1 else None})
-        self._wrap(engine, "_collect", lambda args, kwargs, out: {"part": args[1].id, "batch": args[1].batch_id, "requests": args[1].requests, "rss_mb": _status_mb("VmRSS")})
+        self._wrap(engine, "_collect", lambda args, kwargs, out: {"part": args[1].id, "batch": args[1].batch_id, "requests": args[1].requests, "rss_mb": status_mb("VmRSS")})
         self._wrap(engine, "_jobs", lambda args, kwargs, out: {"tasks": len(args[1]), "from_store": kwargs.get("from_store", True)})
         self._wrap(engine, "_write_pending", lambda args, kwargs, out: {"written": out})
         self._wrap(engine, "_save", None)  # each answer read and stored as an item: tallied, not one span each
@@ -193,14 +177,14 @@ def execute_measured(version, client: TimedClient, standin: StandInProcess, grou
     run = predict.start(version, chosen, client, concurrency=client.concurrency, mode=mode)
     sent_before, batches_before = standin.count(), standin.batches()
     peak_reset = reset_peak_rss()
-    rss_before = _status_mb("VmRSS")
+    rss_before = status_mb("VmRSS")
     others_before, cpu_before = cpu_seconds(groups), time.process_time()
     started_at, started = time.time(), time.perf_counter()
     finished = runs.execute(run.id, client=client)
     wall = time.perf_counter() - started
     ended_at = time.time()
     cpu, others_after = time.process_time() - cpu_before, cpu_seconds(groups)
-    peak = _status_mb("VmHWM") if peak_reset else None
+    peak = status_mb("VmHWM") if peak_reset else None
     batches_after = standin.batches()
     return {
         "run": finished,
@@ -215,7 +199,7 @@ def execute_measured(version, client: TimedClient, standin: StandInProcess, grou
         "batches_made": batches_after["batches"] - batches_before["batches"],
         "batch_lines": batches_after["lines"] - batches_before["lines"],
         "rss_before_mb": rss_before,
-        "rss_after_mb": _status_mb("VmRSS"),
+        "rss_after_mb": status_mb("VmRSS"),
         "peak_rss_mb": peak,
         "peak_is_whole_process": not peak_reset,
         "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -418,10 +402,10 @@ def phases(measured: dict[str, Any], instruments: Instruments, delay: float) -> 
     cpu_at_created = cpu_mark(list(created.values()), last_created)
     cpu_at_seen = cpu_mark(list(seen.values()), last_seen)
     parts = []
-    for number, (batch_id, made) in enumerate(sorted(created.items(), key=lambda kv: kv[1].end), start=1):
+    for part_number, (batch_id, made) in enumerate(sorted(created.items(), key=lambda kv: kv[1].end), start=1):
         ended, took = seen.get(batch_id), collected.get(batch_id)
         parts.append({
-            "part": number,
+            "part": part_number,
             "batch": batch_id,
             "requests": took.detail.get("requests") if took else None,
             "created_s": made.end - t0,
@@ -450,21 +434,6 @@ def phases(measured: dict[str, Any], instruments: Instruments, delay: float) -> 
         "last_created": last_created,
         "last_seen": last_seen,
     }
-
-
-def _table(head: tuple[str, ...], rows: list[tuple[Any, ...]], notes: dict[int, list[str]] | None = None) -> str:
-    cells = [tuple("" if v is None else v for v in row) for row in rows]
-    widths = [max(len(str(line[i])) for line in [head, *cells]) for i in range(len(head))]
-    fmt = lambda line: "  ".join(str(c).ljust(widths[0]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(line)).rstrip()  # noqa: E731
-    out = [fmt(head), "  ".join("-" * w for w in widths)]
-    for n, line in enumerate(cells):
-        out.append(fmt(line))
-        out.extend(f"    {note}" for note in (notes or {}).get(n, []))
-    return "\n".join(out)
-
-
-def _f(value: float | None, digits: int = 2) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
 
 
 def _report(args, where, poll, measured, batch_client, instruments, live, live_client, suites_at_start, suites_during) -> None:
@@ -498,14 +467,14 @@ def _report(args, where, poll, measured, batch_client, instruments, live, live_c
     print()
     head = ("", "wall s", "CPU s", "CPU per task ms")
     rows = [
-        ("batch run: runs.execute", _f(wall), _f(cpu), _f(per_task_ms, 3)),
-        ("  preparation: start -> last batch created", _f(t["preparation_s"]), _f(prep_cpu), ""),
-        ("  waiting: -> last batch seen ended", _f(t["waiting_s"]), _f(wait_cpu), ""),
-        ("  collection: -> execute returned", _f(t["collection_s"]), _f(coll_cpu), ""),
-        ("  paused between looks (idle)", _f(t["paused_s"]), _f(t["paused_cpu_s"], 3), ""),
-        ("  Prompter's own: outside the pauses", _f(own_wall), _f(outside_cpu), _f(outside_cpu / tasks * 1000, 3)),
-        (f"live run over {live_tasks} tasks (baseline)", _f(live["wall_s"]), _f(live["cpu_s"]), _f(live_per_task_ms, 3)),
-        (f"  extrapolated to {tasks} tasks", _f(live["wall_s"] / live_tasks * tasks), _f(live["cpu_s"] / live_tasks * tasks), ""),
+        ("batch run: runs.execute", number(wall), number(cpu), number(per_task_ms, 3)),
+        ("  preparation: start -> last batch created", number(t["preparation_s"]), number(prep_cpu), ""),
+        ("  waiting: -> last batch seen ended", number(t["waiting_s"]), number(wait_cpu), ""),
+        ("  collection: -> execute returned", number(t["collection_s"]), number(coll_cpu), ""),
+        ("  paused between looks (idle)", number(t["paused_s"]), number(t["paused_cpu_s"], 3), ""),
+        ("  Prompter's own: outside the pauses", number(own_wall), number(outside_cpu), number(outside_cpu / tasks * 1000, 3)),
+        (f"live run over {live_tasks} tasks (baseline)", number(live["wall_s"]), number(live["cpu_s"]), number(live_per_task_ms, 3)),
+        (f"  extrapolated to {tasks} tasks", number(live["wall_s"] / live_tasks * tasks), number(live["cpu_s"] / live_tasks * tasks), ""),
     ]
     notes = {
         0: [f"the stand-in's simulated delay {args.delay:g} s; the run took {wall - args.delay:.2f} s more than the delay"],
@@ -518,17 +487,17 @@ def _report(args, where, poll, measured, batch_client, instruments, live, live_c
             f"CPU per task {cpu_ratio:.2f}x the live engine's: {'WITHIN' if cpu_ratio <= 1.0 else 'ABOVE'} the live engine's CPU per task"],
         6: [f"concurrency {args.concurrency}, the stand-in answering after {args.latency * 1000:.0f} ms; same process, measured just before"],
     }
-    print(_table(head, rows, notes))
+    print(grid(head, rows, notes))
 
     print()
     print("The parts (seconds from the start of runs.execute):")
     part_rows = [
-        (p["part"], p["requests"], _f(p["created_s"]), _f(p["due_s"]), _f(p["seen_ended_s"]), _f(p["late_s"]), _f(p["look_s"]),
-         f"{_f(p['collect_from_s'])}-{_f(p['collect_to_s'])}", _f(p["collect_s"]), _f(p["collect_cpu_s"]), _imported_during(batch_client, p, measured["started_at"]),
-         _f(p["rss_mb"], 0))
+        (p["part"], p["requests"], number(p["created_s"]), number(p["due_s"]), number(p["seen_ended_s"]), number(p["late_s"]), number(p["look_s"]),
+         f"{number(p['collect_from_s'])}-{number(p['collect_to_s'])}", number(p["collect_s"]), number(p["collect_cpu_s"]), _imported_during(batch_client, p, measured["started_at"]),
+         number(p["rss_mb"], 0))
         for p in t["parts"]
     ]  # fmt: skip
-    print(_table(("part", "requests", "created", "may end", "seen ended", "late", "that look s", "collected", "collect s", "CPU s", "written to LS", "RSS MB"), part_rows))
+    print(grid(("part", "requests", "created", "may end", "seen ended", "late", "that look s", "collected", "collect s", "CPU s", "written to LS", "RSS MB"), part_rows))
     print("  created: its batch id came back; may end: created + the delay; seen ended: the look that found it ended came back (that look s:")
     print("  its duration, the stand-in answering the part's lines); collected: its answers stored and written to Label Studio (written to LS:")
     print("  the predictions imported during its collection)")
@@ -575,9 +544,9 @@ def _report(args, where, poll, measured, batch_client, instruments, live, live_c
 
     print()
     peak = measured["peak_rss_mb"]
-    print(f"Memory of this process: RSS {_f(measured['rss_before_mb'], 0)} MB before runs.execute, {_f(measured['rss_after_mb'], 0)} MB after; "
-          + (f"peak during the batch run {_f(peak, 0)} MB" if peak is not None else f"peak of the whole process {measured['maxrss_mb']:.0f} MB (ru_maxrss)")
-          + f" (the live run's peak: {_f(live['peak_rss_mb'], 0)} MB)")
+    print(f"Memory of this process: RSS {number(measured['rss_before_mb'], 0)} MB before runs.execute, {number(measured['rss_after_mb'], 0)} MB after; "
+          + (f"peak during the batch run {number(peak, 0)} MB" if peak is not None else f"peak of the whole process {measured['maxrss_mb']:.0f} MB (ru_maxrss)")
+          + f" (the live run's peak: {number(live['peak_rss_mb'], 0)} MB)")
 
     print()
     bc, lc = measured["costs"], live["costs"]
@@ -588,7 +557,7 @@ def _report(args, where, poll, measured, batch_client, instruments, live, live_c
          _per_task(live["run"].cost_usd, live_tasks), _ratio(lc["batch_price"], live["run"].cost_usd)),
     ]  # fmt: skip
     print(f"Cost ({MODEL}; the run's own figure, and the same calls' stored token counts at the other price):")
-    print(_table(("", "batch price $", "live price $", "batch $/task", "live $/task", "batch / live"), cost_rows))
+    print(grid(("", "batch price $", "live price $", "batch $/task", "live $/task", "batch / live"), cost_rows))
     print(f"  batch run: {run.input_tokens} input and {run.output_tokens} output tokens; its items add up to ${bc['items_paid']:.6f}")
     saved = (bc["live_price"] - (run.cost_usd or 0.0))
     print(f"  the Batch API saved ${saved:.4f} on this run; a live run of the same tasks would have cost ${bc['live_price']:.4f}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -238,3 +239,41 @@ def in_scratch_folder(measure: Callable[[Path], int]) -> int:
 
         store.forget_engines()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# -- this process's memory -------------------------------------------------------------------------
+
+
+def status_mb(field_name: str) -> float | None:
+    """VmRSS or VmHWM of this process in MB, from /proc; None where there is none."""
+    with contextlib.suppress(OSError, ValueError, StopIteration, IndexError):
+        line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field_name + ":"))
+        return int(line.split()[1]) / 1024
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Start the kernel's peak-RSS (VmHWM) count afresh, so the peak read after is the run's own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+# -- report helpers ---------------------------------------------------------------------------------
+
+
+def grid(head: tuple[str, ...], rows: list[tuple[Any, ...]], notes: dict[int, list[str]] | None = None) -> str:
+    cells = [tuple("" if v is None else v for v in row) for row in rows]
+    widths = [max(len(str(line[i])) for line in [head, *cells]) for i in range(len(head))]
+    fmt = lambda line: "  ".join(str(c).ljust(widths[0]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(line)).rstrip()  # noqa: E731
+    out = [fmt(head), "  ".join("-" * w for w in widths)]
+    for n, line in enumerate(cells):
+        out.append(fmt(line))
+        out.extend(f"    {note}" for note in (notes or {}).get(n, []))
+    return "\n".join(out)
+
+
+def number(value: float | None, digits: int = 2) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"

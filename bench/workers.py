@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.common import grid, number
+
 MODEL = "gpt-4o-mini"
 REPO = Path(__file__).resolve().parent.parent
 AS_WORKER = "--as-worker"
@@ -582,21 +584,6 @@ def _measure(args: argparse.Namespace, workdir: Path) -> int:
 # -- report ---------------------------------------------------------------------------------------
 
 
-def _table(head: tuple[str, ...], rows: list[tuple[Any, ...]], notes: dict[int, list[str]] | None = None) -> str:
-    cells = [tuple("" if v is None else str(v) for v in row) for row in rows]
-    widths = [max(len(line[i]) for line in [head, *cells]) for i in range(len(head))]
-    fmt = lambda line: "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(line)).rstrip()  # noqa: E731
-    out = [fmt(head), "  ".join("-" * w for w in widths)]
-    for n, line in enumerate(cells):
-        out.append(fmt(line))
-        out.extend(f"    {note}" for note in (notes or {}).get(n, []))
-    return "\n".join(out)
-
-
-def _f(value: float | None, digits: int = 2) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
 def _median(values: list[float]) -> float | None:
     ordered = sorted(values)
     if not ordered:
@@ -716,9 +703,9 @@ def report(args, where: str, postgres_version: str, results: list[Result], warm_
         ideal_speedup = r.workers / base.workers
         busy = r.cpu.get("machine")
         rows.append((
-            r.workers, r.workers * concurrency, _f(r.wall_s) if r.completed else f">{r.polled_s:.0f} (not done)", _f(ideal),
-            _f(r.wall_s / ideal) if r.completed else "", _f(speedup) if measured else "", _f(ideal_speedup), f"{speedup / ideal_speedup:.0%}" if measured else "",
-            _f(a["pace"], 0), _f(r.workers * concurrency / latency, 0), f"{busy / (r.polled_s * cpus):.0%}" if busy is not None else "",
+            r.workers, r.workers * concurrency, number(r.wall_s) if r.completed else f">{r.polled_s:.0f} (not done)", number(ideal),
+            number(r.wall_s / ideal) if r.completed else "", number(speedup) if measured else "", number(ideal_speedup), f"{speedup / ideal_speedup:.0%}" if measured else "",
+            number(a["pace"], 0), number(r.workers * concurrency / latency, 0), f"{busy / (r.polled_s * cpus):.0%}" if busy is not None else "",
         ))  # fmt: skip
         other = other_cpu(r)
         if other is not None and other / r.polled_s >= 0.25:
@@ -726,7 +713,7 @@ def report(args, where: str, postgres_version: str, results: list[Result], warm_
                         + ("; the most: " + "; ".join(f"{command} ({cpu:.0f} s)" for cpu, command in r.others) if r.others else "")]
     head = ("workers", "calls out", "wall s", "ideal s", "ratio to ideal", f"speed-up vs {base.workers}", "ideal speed-up", "efficiency",
             "pace items/s", "ideal pace", "machine busy")  # fmt: skip
-    print(_table(head, rows, notes))
+    print(grid(head, rows, notes))
     print(f"  wall: runs.launch -> the run's finished_at; ideal: tasks x latency / (concurrency x workers); pace: items stored per second "
           f"between the 10th and 90th percent of them; machine busy: all {cpus} CPUs' time used (of wall x {cpus})")
 
@@ -738,11 +725,11 @@ def report(args, where: str, postgres_version: str, results: list[Result], warm_
         other = other_cpu(r)
         ls_cpu = r.cpu.get("Label Studio")
         cpu_rows.append((
-            r.workers, _f(sum(worker_cpu)), _f(sum(worker_cpu) / tasks * 1000, 3), " ".join(_f(v, 1) for v in worker_cpu),
-            _f(ls_cpu), _f(ls_cpu / r.polled_s) if ls_cpu is not None else "", _f(r.cpu.get("PostgreSQL")), _f(r.cpu.get("stand-in")),
-            _f(r.cpu.get("this process")), _f(other), _f(r.cpu.get("machine")),
+            r.workers, number(sum(worker_cpu)), number(sum(worker_cpu) / tasks * 1000, 3), " ".join(number(v, 1) for v in worker_cpu),
+            number(ls_cpu), number(ls_cpu / r.polled_s) if ls_cpu is not None else "", number(r.cpu.get("PostgreSQL")), number(r.cpu.get("stand-in")),
+            number(r.cpu.get("this process")), number(other), number(r.cpu.get("machine")),
         ))  # fmt: skip
-    print(_table(("workers", "workers", "per task ms", "each worker", "Label Studio", "its cores", "PostgreSQL", "stand-in", "this process", "other", "machine"), cpu_rows))
+    print(grid(("workers", "workers", "per task ms", "each worker", "Label Studio", "its cores", "PostgreSQL", "stand-in", "this process", "other", "machine"), cpu_rows))
     print("  its cores: Label Studio's CPU seconds per second of the run (one process; near 1.0 it is saturated)")
 
     print()
@@ -750,19 +737,19 @@ def report(args, where: str, postgres_version: str, results: list[Result], warm_
     for r, a in zip(results, analysed):
         print(f"  {r.workers} worker(s): {r.workers} started and alive in {r.start_workers_s:.1f} s (before the launch, not counted); "
               f"runs.launch (chunks cut, {r.chunk_count} jobs deferred) {r.dispatch_s:.2f} s")
-        print(f"    launch -> first item stored {_f(a['to_first_item_s'])} s; first -> last item {_f(a['calls_phase_s'])} s; "
-              f"last item -> run completed {_f(a['after_last_item_s'])} s")
-        print(f"    chunks per worker {a['chunks_per_worker']}; a chunk {_f(a['chunk_median_s'])} s (median; {_f(a['chunk_min_s'])}-{_f(a['chunk_max_s'])}) "
-              f"against {_f(a['chunk_floor_s'])} s for its calls alone (ceil(chunk / concurrency) x latency)")
+        print(f"    launch -> first item stored {number(a['to_first_item_s'])} s; first -> last item {number(a['calls_phase_s'])} s; "
+              f"last item -> run completed {number(a['after_last_item_s'])} s")
+        print(f"    chunks per worker {a['chunks_per_worker']}; a chunk {number(a['chunk_median_s'])} s (median; {number(a['chunk_min_s'])}-{number(a['chunk_max_s'])}) "
+              f"against {number(a['chunk_floor_s'])} s for its calls alone (ceil(chunk / concurrency) x latency)")
         up, calls, down = a["chunk_phases_s"]
         up_sum, calls_sum, down_sum = a["chunk_phase_sums_s"]
-        print(f"    in a chunk (median; summed over the chunks): its start -> its first item stored {_f(up)} s ({_f(up_sum, 1)} s); "
-              f"-> its last item {_f(calls)} s ({_f(calls_sum, 1)} s); -> its end (last writes, finish) {_f(down)} s ({_f(down_sum, 1)} s)")
-        print(f"    between a worker's chunks: {_f(a['gap_median_s'], 3)} s (median), {_f(a['gaps_s'])} s in all; the last worker to start its first chunk "
-              f"{_f(a['first_wait_max_s'])} s after the launch; workers idle at the end (their last chunk ended -> run completed): "
-              + ", ".join(_f(v) for v in a["idle_at_end_s"]) + " s")
+        print(f"    in a chunk (median; summed over the chunks): its start -> its first item stored {number(up)} s ({number(up_sum, 1)} s); "
+              f"-> its last item {number(calls)} s ({number(calls_sum, 1)} s); -> its end (last writes, finish) {number(down)} s ({number(down_sum, 1)} s)")
+        print(f"    between a worker's chunks: {number(a['gap_median_s'], 3)} s (median), {number(a['gaps_s'])} s in all; the last worker to start its first chunk "
+              f"{number(a['first_wait_max_s'])} s after the launch; workers idle at the end (their last chunk ended -> run completed): "
+              + ", ".join(number(v) for v in a["idle_at_end_s"]) + " s")
         busy = a["busy_s"]
-        print("    workers busy in chunks: " + ", ".join(f"{_f(busy[w], 1)} s" for w in sorted(busy)) + f" of {_f(r.wall_s, 1)} s")
+        print("    workers busy in chunks: " + ", ".join(f"{number(busy[w], 1)} s" for w in sorted(busy)) + f" of {number(r.wall_s, 1)} s")
         print(f"    {'step (all workers)':<44} {'calls':>6} {'wall s':>8} {'s a call':>8} {'CPU s':>7} {'items':>8}")
         for name in STEP_ORDER:
             if name in a["steps"]:

@@ -2,8 +2,7 @@ import pandas as pd
 import streamlit as st
 
 import widgets
-from core import budgets, connection, guide, identity, keys, pricing
-from core.formatting import usd
+from core import connection, guide, identity, keys, pricing
 
 st.title("Keys")
 st.caption("Model providers and the Label Studio connection. Secrets are encrypted at rest and only ever shown masked.")
