@@ -4,7 +4,7 @@ VENV := .venv
 LS_VENV := .venv-labelstudio
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: run test setup chromium postgresql bench bench-predict bench-replace bench-first-result bench-backend bench-batch bench-workers clean
+.PHONY: run test setup chromium postgresql bench bench-predict bench-replace bench-first-result bench-backend bench-batch bench-workers bench-large-run clean
 
 run: setup
 	$(VENV)/bin/python -m core run
@@ -29,6 +29,7 @@ bench: setup chromium postgresql
 	$(VENV)/bin/python -m bench.backend $(BACKEND_ARGS)
 	$(VENV)/bin/python -m bench.batch $(BATCH_ARGS)
 	$(VENV)/bin/python -m bench.workers $(WORKERS_ARGS)
+	$(VENV)/bin/python -m bench.large_run $(LARGE_RUN_ARGS)
 
 bench-predict: setup
 	$(VENV)/bin/python -m bench.predict $(PREDICT_ARGS)
@@ -48,6 +49,9 @@ bench-batch: setup
 # Its own PostgreSQL server (the store workers share) from the distribution's binaries, like the tests'.
 bench-workers: setup postgresql
 	$(VENV)/bin/python -m bench.workers $(WORKERS_ARGS)
+
+bench-large-run: setup
+	$(VENV)/bin/python -m bench.large_run $(LARGE_RUN_ARGS)
 
 # Reinstall only when the requirements change. The constraints hold every package, the indirect ones
 # included, at the versions the suite passed with.

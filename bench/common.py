@@ -108,9 +108,10 @@ class StandInProcess:
 
 
 @contextlib.contextmanager
-def label_studio(workdir: Path) -> Iterator[tuple[str, str, str, int | None]]:
+def label_studio(workdir: Path, environment: dict[str, str] | None = None, database: str = "SQLite") -> Iterator[tuple[str, str, str, int | None]]:
     """(url, token, where, process group): the one in LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY, else our
-    own, started here (its process group is known then, to account for its CPU)."""
+    own, started here (its process group is known then, to account for its CPU), with ``environment``
+    added to its settings (its ``database``: SQLite unless they say otherwise)."""
     from core import settings
     from core.local_labelstudio import LocalLabelStudio, free_port
 
@@ -118,13 +119,13 @@ def label_studio(workdir: Path) -> Iterator[tuple[str, str, str, int | None]]:
     if url:
         yield url, os.environ.get("LABEL_STUDIO_API_KEY", ""), f"given by LABEL_STUDIO_URL ({url})", None
         return
-    server = LocalLabelStudio(workdir / "labelstudio", free_port(), settings.load().local_labelstudio_venv)
+    server = LocalLabelStudio(workdir / "labelstudio", free_port(), settings.load().local_labelstudio_venv, environment)
     started = time.perf_counter()
     print(f"Starting a Label Studio of the benchmark's own on {server.url} ...", file=sys.stderr, flush=True)
     server.start()
     print(f"  healthy after {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     try:
-        yield server.url, server.credentials.token, f"started for the benchmark ({server.url})", getattr(server._process, "pid", None)
+        yield server.url, server.credentials.token, f"started for the benchmark ({server.url}, on {database})", getattr(server._process, "pid", None)
     finally:
         server.stop()
 

@@ -510,6 +510,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2,4", help="worker counts, one run each, the fewest first (default 1,2,4)")
     parser.add_argument("--chunk-tasks", type=int, default=None, help="tasks per chunk (PROMPTER_CHUNK_TASKS; default: Prompter's, 250)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds a run may take before it is cancelled and reported (default 1800)")
+    parser.add_argument(
+        "--label-studio-db", choices=("postgresql", "sqlite"), default="postgresql",
+        help="the database of the Label Studio started for the benchmark: a database of the benchmark's PostgreSQL server, as a team runs it (default), or SQLite",
+    )
     parser.add_argument("--warm-up-tasks", type=int, default=WARM_UP_TASKS, help=f"an unmeasured first run with one worker (default {WARM_UP_TASKS}; 0: none)")
     args = parser.parse_args(argv)
     try:
@@ -529,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
 def _measure(args: argparse.Namespace, workdir: Path) -> int:
     from bench.common import LABEL_CONFIG, StandInProcess, import_texts, label_studio, task_text
     from bench.predict import other_suites
+    from tests import postgres as pg
     from tests.postgres import PostgresServer
 
     os.environ["PROMPTER_HOME"] = str(workdir / "home")
@@ -548,7 +553,14 @@ def _measure(args: argparse.Namespace, workdir: Path) -> int:
         os.environ["PROMPTER_SECRET_KEY"] = vault.new_key()
         store.forget_engines()
         workers.ensure_schema()
-        with label_studio(workdir) as (url, token, where, ls_pid), StandInProcess(args.latency) as standin:
+        ls_settings, ls_database = {}, "SQLite"
+        if args.label_studio_db == "postgresql":
+            ls_database = "a database of the same PostgreSQL server"
+            ls_settings = {
+                "DJANGO_DB": "postgresql", "POSTGRE_NAME": postgres.create_database(migrated=False), "POSTGRE_USER": pg.USER,
+                "POSTGRE_PASSWORD": pg.PASSWORD, "POSTGRE_HOST": "127.0.0.1", "POSTGRE_PORT": str(postgres.port),
+            }
+        with label_studio(workdir, ls_settings, ls_database) as (url, token, where, ls_pid), StandInProcess(args.latency) as standin:
             os.environ["LABEL_STUDIO_URL"], os.environ["LABEL_STUDIO_API_KEY"] = url, token
             ls = LabelStudioClient(url, token)
             keys.add("bench", "openai-compatible", base_url=standin.base_url)

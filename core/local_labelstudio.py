@@ -73,10 +73,11 @@ class LocalLabelStudio:
     >>> with server: print(server.url)  # doctest: +SKIP
     """
 
-    def __init__(self, data_dir: Path, port: int, venv: Path):
+    def __init__(self, data_dir: Path, port: int, venv: Path, environment: dict[str, str] | None = None):
         self.data_dir = Path(data_dir)
         self.port = port
         self.venv = Path(venv)
+        self.environment = dict(environment or {})  # more of Label Studio's settings (its database, for one)
         self.url = f"http://127.0.0.1:{port}"
         self.credentials = load_or_create_credentials(self.data_dir)
         self.log_path = self.data_dir / "server.log"
@@ -165,6 +166,7 @@ class LocalLabelStudio:
             SSRF_PROTECTION_ENABLED="false",
             PATH=f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
         )
+        env.update(self.environment)
         return env
 
     def _wait_until_healthy(self, timeout: float) -> None:
