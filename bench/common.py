@@ -130,6 +130,34 @@ def label_studio(workdir: Path, environment: dict[str, str] | None = None, datab
         server.stop()
 
 
+@dataclass
+class Scratch:
+    """What a benchmark in a scratch folder runs against: Label Studio (``ls``, ``where``, its process
+    group), the stand-in and the provider key pointing at it."""
+
+    ls: Any
+    where: str
+    ls_group: int | None
+    standin: StandInProcess
+    key: Any
+
+
+@contextlib.contextmanager
+def scratch_setup(workdir: Path, latency: float, complete_after: float | None = None) -> Iterator[Scratch]:
+    """A SQLite store in the scratch folder, a Label Studio (``label_studio``), the stand-in model in a
+    child process and a provider key "bench" for it; Prompter's settings pointed at all three."""
+    os.environ["PROMPTER_HOME"] = str(workdir / "home")
+    os.environ.pop("PROMPTER_DATABASE_URL", None)
+    from core import keys, store
+    from core.labelstudio import LabelStudioClient
+
+    store.forget_engines()
+    with label_studio(workdir) as (url, token, where, ls_group), StandInProcess(latency, complete_after=complete_after) as standin:
+        os.environ["LABEL_STUDIO_URL"], os.environ["LABEL_STUDIO_API_KEY"] = url, token
+        key = keys.add("bench", "openai-compatible", base_url=standin.base_url)
+        yield Scratch(LabelStudioClient(url, token), where, ls_group, standin, key)
+
+
 class TimedClient:
     """Wraps a LabelStudioClient and adds up the time spent in the calls the engine makes (wall time,
     and the CPU time of the thread making the call).

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import statistics
 import sys
 import time
@@ -41,9 +40,9 @@ from bench.common import (
     grid,
     import_texts,
     in_scratch_folder,
-    label_studio,
     number,
     reset_peak_rss,
+    scratch_setup,
     status_mb,
     task_text,
 )
@@ -144,20 +143,26 @@ def check(measured: dict[str, Any], ls, project_id: int, version) -> list[str]:
 
 
 def writes(client: RunClient, started_at: float) -> dict[str, Any]:
-    """The imports of predictions in the order they were sent: the seconds per import over the first
-    and the last tenth of them, and their ratio."""
-    imports = [(began, end - began, sent) for name, began, end, sent in client.spans if name == "import_predictions" and began >= started_at]
-    imports.sort()
+    """The imports of predictions in the order they were sent. Their sizes differ (the run writes its
+    first answers at once, then full chunks), so a write's time is compared per prediction: the median
+    over the first and the last tenth of the imports, and their ratio; and the full chunks' seconds."""
+    imports = sorted((began, end - began, sent) for name, began, end, sent in client.spans if name == "import_predictions" and began >= started_at and sent)
     tenth = max(1, len(imports) // 10)
-    first = [seconds for _, seconds, _ in imports[:tenth]]
-    last = [seconds for _, seconds, _ in imports[-tenth:]]
+    per_prediction = [seconds / sent * 1000 for _, seconds, sent in imports]
+    first, last = per_prediction[:tenth], per_prediction[-tenth:]
+    full = max((sent for _, _, sent in imports), default=0)
+    full_seconds = [seconds for _, seconds, sent in imports if sent == full]
+    full_tenth = max(1, len(full_seconds) // 10)
     return {
         "imports": len(imports),
         "predictions_sent": sum(sent for _, _, sent in imports),
-        "per_import_s_first_tenth": statistics.median(first) if first else None,
-        "per_import_s_last_tenth": statistics.median(last) if last else None,
-        "last_over_first": statistics.median(last) / statistics.median(first) if first and last and statistics.median(first) else None,
-        "per_import_s_all": [round(seconds, 3) for _, seconds, _ in imports],
+        "ms_per_prediction_first_tenth": statistics.median(first) if first else None,
+        "ms_per_prediction_last_tenth": statistics.median(last) if last else None,
+        "last_over_first": statistics.median(last) / statistics.median(first) if first and statistics.median(first) else None,
+        "full_chunk": full,
+        "full_chunk_s_first_tenth": statistics.median(full_seconds[:full_tenth]) if full_seconds else None,
+        "full_chunk_s_last_tenth": statistics.median(full_seconds[-full_tenth:]) if full_seconds else None,
+        "import_seconds_and_size": [(round(seconds, 3), sent) for _, seconds, sent in imports],
     }
 
 
@@ -173,18 +178,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure(args: argparse.Namespace, workdir: Path) -> int:
-    os.environ["PROMPTER_HOME"] = str(workdir / "home")
-    os.environ.pop("PROMPTER_DATABASE_URL", None)
+    with scratch_setup(workdir, args.latency) as scratch:
+        from core import pricing, prompts
 
-    from core import keys, pricing, prompts, store
-    from core.labelstudio import LabelStudioClient
-
-    store.forget_engines()
-    with label_studio(workdir) as (url, token, where, ls_group), StandInProcess(args.latency) as standin:
-        os.environ["LABEL_STUDIO_URL"], os.environ["LABEL_STUDIO_API_KEY"] = url, token
-        ls = LabelStudioClient(url, token)
-        keys.add("bench", "openai-compatible", base_url=standin.base_url)
-        groups = {"Label Studio": ls_group, "stand-in": standin.process.pid}
+        ls, where, standin = scratch.ls, scratch.where, scratch.standin
+        groups = {"Label Studio": scratch.ls_group, "stand-in": standin.process.pid}
         projects: list[int] = []
 
         def project(name: str, count: int) -> int:
@@ -234,8 +232,10 @@ def _report(args, where: str, measured: dict[str, Any], client: RunClient) -> No
         ("Label Studio call", "calls", "seconds", "ms per call"),
         [(name, client.calls[name], number(client.seconds[name], 1), number(client.seconds[name] / client.calls[name] * 1000, 1)) for name in sorted(client.calls)],
     ))
-    print(f"\nImports of predictions: {w['imports']} ({w['predictions_sent']} predictions); median seconds per import over the first tenth "
-          f"{number(w['per_import_s_first_tenth'], 3)}, over the last tenth {number(w['per_import_s_last_tenth'], 3)}: last / first = {number(w['last_over_first'], 2)}.")
+    print(f"\nImports of predictions: {w['imports']} ({w['predictions_sent']} predictions). Per prediction (median): "
+          f"{number(w['ms_per_prediction_first_tenth'], 2)} ms over the first tenth of the imports, {number(w['ms_per_prediction_last_tenth'], 2)} ms "
+          f"over the last tenth: last / first = {number(w['last_over_first'], 2)}. An import of a full chunk of {w['full_chunk']}: "
+          f"{number(w['full_chunk_s_first_tenth'], 3)} s at the start, {number(w['full_chunk_s_last_tenth'], 3)} s at the end (medians of a tenth).")
     for problem in measured["problems"]:
         print(f"PROBLEM: {problem}")
     print(json.dumps({
@@ -249,8 +249,8 @@ def _report(args, where: str, measured: dict[str, Any], client: RunClient) -> No
         "others_cpu_s": {k: round(v, 1) for k, v in measured["others_cpu_s"].items()},
         "peak_rss_mb": {k: None if v is None else round(v, 1) for k, v in peaks.items()},
         "label_studio_calls": {name: {"calls": client.calls[name], "seconds": round(client.seconds[name], 2)} for name in client.calls},
-        "writes": {k: v for k, v in w.items() if k != "per_import_s_all"},
-        "import_seconds": w["per_import_s_all"],
+        "writes": {k: v for k, v in w.items() if k != "import_seconds_and_size"},
+        "import_seconds_and_size": w["import_seconds_and_size"],
         "problems": measured["problems"],
     }))
 

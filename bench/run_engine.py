@@ -44,8 +44,8 @@ from bench.common import (
     TimedClient,
     _aware,
     cpu_seconds,
-    label_studio,
     percentile,
+    scratch_setup,
     table,
     task_text,
 )
@@ -156,17 +156,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure(args: argparse.Namespace, sample: int, workdir: Path) -> int:
-    os.environ["PROMPTER_HOME"] = str(workdir / "home")
-    os.environ.pop("PROMPTER_DATABASE_URL", None)
+    with scratch_setup(workdir, args.latency) as scratch:
+        from core import prompts
+        from core.labelstudio import NewTask
 
-    from core import keys, prompts, store
-    from core.labelstudio import LabelStudioClient, NewTask
-
-    store.forget_engines()
-    with label_studio(workdir) as (url, token, where, ls_group), StandInProcess(args.latency) as standin:
-        os.environ["LABEL_STUDIO_URL"], os.environ["LABEL_STUDIO_API_KEY"] = url, token
-        ls = LabelStudioClient(url, token)
-        key = keys.add("bench", "openai-compatible", base_url=standin.base_url)
+        ls, where, ls_group, standin, key = scratch.ls, scratch.where, scratch.ls_group, scratch.standin, scratch.key
 
         started = time.perf_counter()
         project = ls.create_project(f"bench run_engine {int(time.time())}", LABEL_CONFIG)
