@@ -20,13 +20,13 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
 
 from core import store
 from core.local_labelstudio import free_port
+from tests.helpers import wait_until
 
 USER = "postgres"  # the cluster's superuser, and the system user the server runs as under root
 PASSWORD = "never-shown-anywhere"  # in every URL the tests hand Prompter; trust auth ignores it
@@ -110,18 +110,20 @@ class PostgresServer:
                 ],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, **self.as_user,
             )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            try:
-                psycopg.connect(self._dsn("postgres"), connect_timeout=2).close()
-                return True
-            except psycopg.OperationalError:
-                time.sleep(0.05)
-        self.process.kill()
-        self.process.wait()
-        return False
+        try:
+            wait_until(lambda: self.process.poll() is not None or self._accepts_connections(), timeout=60, what="the PostgreSQL server")
+        except AssertionError:
+            self.process.kill()
+            self.process.wait()
+            return False
+        return self.process.poll() is None  # it exited instead (a port taken meanwhile): the caller tries another
+
+    def _accepts_connections(self) -> bool:
+        try:
+            psycopg.connect(self._dsn("postgres"), connect_timeout=2).close()
+            return True
+        except psycopg.OperationalError:
+            return False
 
     def stop(self) -> None:
         if self.admin is not None:
