@@ -179,19 +179,22 @@ class BatchEngine(_Engine):
 
     async def go(self) -> None:
         self.api = providers.client(self.key, timeout=CALL_TIMEOUT, max_retries=CALL_RETRIES)
-        watcher = asyncio.create_task(self._watch())
+        watcher = asyncio.create_task(self._watch())  # beating until the last answer is written
         try:
-            self.reserved = sum(row.reserved_usd for row in _open_rows(self.run_id))  # held by parts a previous worker sent
-            await self._send_unsent()
-            await self._submit_the_rest()
-            await self._follow()
+            try:
+                self.reserved = sum(row.reserved_usd for row in _open_rows(self.run_id))  # held by parts a previous worker sent
+                await self._send_unsent()
+                await self._submit_the_rest()
+                await self._follow()
+            finally:
+                self.api.close()
+                self.db.close()
+            if not self.lost:
+                await self._write_rest()
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
-            self.api.close()
-            self.db.close()
         if not self.lost:
-            await self._write_rest()
             self._conclude()
 
     # submitting

@@ -112,12 +112,10 @@ def work(chunk_id: int) -> None:
         return
     engine = ChunkEngine(chunk.run_id, me, connection.client(), None, chunk)
     try:
-        asyncio.run(engine.go())
+        asyncio.run(engine.go())  # which finishes the chunk
     except BaseException as error:  # noqa: BLE001 - the chunk ends, saying why; the run goes on elsewhere
         finish(chunk_id, me, f"A worker stopped on this chunk: {error}")
         raise
-    if not engine.lost:
-        finish(chunk_id, me, engine.stopping)
 
 
 def _claim(chunk_id: int, me: str) -> store.RunChunk | None:
@@ -133,7 +131,7 @@ def _claim(chunk_id: int, me: str) -> store.RunChunk | None:
             chunk.status, chunk.finished_at = "done", store.utcnow()
             chunk.outcome = "Cancelled; what finished is kept." if run.cancel_requested else "The run was no longer spread over workers."
             s.add(chunk)
-            last = _last_open(s, chunk)
+            last = _only_open(s, chunk)
             if last and run.worker == WORKERS and run.status == "running":
                 _conclude(s, run, chunk.outcome)
             return None
@@ -143,23 +141,34 @@ def _claim(chunk_id: int, me: str) -> store.RunChunk | None:
         return chunk
 
 
-def finish(chunk_id: int, me: str, outcome: str | None) -> None:
-    """Mark the chunk done; the chunk that ends last concludes the run."""
+def finish(chunk_id: int, me: str, outcome: str | None, *, unless_answers_are_left: bool = False) -> bool:
+    """Mark the chunk done; the chunk that ends last concludes the run.
+
+    With ``unless_answers_are_left``, the last chunk is left open instead when some of the run's
+    answers are not in Label Studio yet (another chunk gave up on a write): it returns True, and its
+    worker writes them, then finishes it. Which chunk is last is decided with the run's row locked,
+    so exactly one chunk is."""
     with store.writing() as s:
         chunk = s.exec(select(store.RunChunk).where(store.RunChunk.id == chunk_id).with_for_update()).first()
         if chunk is None or chunk.worker != me or chunk.status == "done":
-            return  # another worker took it over
+            return False  # another worker took it over
         run = s.exec(select(store.Run).where(store.Run.id == chunk.run_id).with_for_update()).first()
+        concludes = run.worker == WORKERS and run.status == "running" and _only_open(s, chunk)
+        if concludes and unless_answers_are_left and _unwritten_ids(run.id):
+            return True
         _give_back(s, run, chunk)
         chunk.status, chunk.outcome, chunk.finished_at = "done", outcome, store.utcnow()
         s.add(chunk)
-        if _last_open(s, chunk) and run.worker == WORKERS and run.status == "running":
+        if concludes:
             _conclude(s, run, outcome)
+        return False
 
 
-def _last_open(s, chunk: store.RunChunk) -> bool:
-    s.flush()
-    others = s.exec(select(func.count(store.RunChunk.id)).where(store.RunChunk.run_id == chunk.run_id, store.RunChunk.status != "done")).one()
+def _only_open(s, chunk: store.RunChunk) -> bool:
+    """Whether every other chunk of the run is done."""
+    others = s.exec(
+        select(func.count(store.RunChunk.id)).where(store.RunChunk.run_id == chunk.run_id, store.RunChunk.status != "done", store.RunChunk.id != chunk.id)
+    ).one()
     return not others
 
 
@@ -191,18 +200,31 @@ class ChunkEngine(_Engine):
         super().__init__(run_id, me, client, progress)
         self.chunk_id = chunk.id
         self.chunk_tasks = list(chunk.task_ids)
+        self.whole_run = False  # writing every chunk's answers, as the run's last chunk
 
     def _task_ids(self) -> list[int]:
         return self.chunk_tasks
 
     def _unwritten(self) -> list[int]:
+        ids = _unwritten_ids(self.run_id)
+        if self.whole_run:
+            return ids
         with store.session() as s:
-            ids = _unwritten_ids(self.run_id)
             mine = set(self.chunk_tasks)
             return [item_id for item_id, task_id in s.exec(select(store.RunItem.id, store.RunItem.task_id).where(store.RunItem.id.in_(ids))).all() if task_id in mine]
 
+    async def _write_rest(self) -> None:
+        """Write this chunk's answers; then, as the run's last chunk, those another chunk left (its
+        last write given up on a Label Studio that stalled), so the run does not end failed for want
+        of a write that can now succeed."""
+        await super()._write_rest()
+        if await asyncio.to_thread(finish, self.chunk_id, self.me, self.stopping, unless_answers_are_left=True):
+            self.whole_run = True
+            await super()._write_rest()
+
     def _conclude(self) -> None:
-        """The run is concluded by the last chunk (``finish``), not by each."""
+        """Finish the chunk; the last one concludes the run (``finish``)."""
+        finish(self.chunk_id, self.me, self.stopping)
 
     async def _watch(self) -> None:
         """Heartbeat the chunk and the run; stop on cancel, or when another worker took the chunk."""

@@ -729,18 +729,22 @@ class _Engine:
         client = providers.async_client(self.key, timeout=CALL_TIMEOUT, max_retries=CALL_RETRIES)
         jobs: asyncio.Queue = asyncio.Queue(maxsize=self.run.concurrency * 4)
         workers = [asyncio.create_task(self._worker(jobs, client)) for _ in range(self.run.concurrency)]
-        watcher = asyncio.create_task(self._watch())
+        watcher = asyncio.create_task(self._watch())  # beating until the last answer is written
         writer = asyncio.create_task(self._write_while_running())
         try:
-            await asyncio.gather(self._produce(jobs), *workers)
+            try:
+                await asyncio.gather(self._produce(jobs), *workers)
+            finally:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+                await client.close()
+                self.db.close()
+            if not self.lost:
+                await self._write_rest()
         finally:
-            for task in (watcher, writer):
-                task.cancel()
-            await asyncio.gather(watcher, writer, return_exceptions=True)
-            await client.close()
-            self.db.close()
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
         if not self.lost:
-            await self._write_rest()
             self._conclude()
 
     # producing jobs: tasks fetched in batches, rendered, answered from the cache where allowed

@@ -12,7 +12,7 @@ forwards every request unchanged, except those matched by a rule, which get a fa
 
 Rules are tried in the order they were added; the first one that matches the method (``None``: any)
 and whose regex *fully* matches the path (query string excluded) applies, ``times`` times
-(``None``: always), and is then used up. Actions:
+(``None``: always), and is then used up (``rule.stop()`` uses it up at once). Actions:
 
 ``forward``                  forward normally (with ``on_match`` or the events: an observer).
 ``drop_response``            forward (the server commits), read its whole answer, then close the
@@ -152,6 +152,11 @@ class Rule:
         with self._proxy._cond:
             self._released = self.matched
             self._proxy._cond.notify_all()
+
+    def stop(self) -> None:
+        """Apply to no further request (those held so far stay held until released)."""
+        with self._proxy._cond:
+            self.times = self.matched
 
     def wait_matched(self, count: int = 1, timeout: float = 5.0) -> bool:
         """Wait until ``count`` requests matched this rule; False on timeout."""

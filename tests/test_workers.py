@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from typing import Iterator
 
 import pytest
@@ -19,6 +20,7 @@ from core import chunks, keys, prompts, runs, settings, store, vault, workers
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
 from tests.helpers import HeldCalls, wait_for_run, wait_until
+from tests.proxy import FaultProxy, hold, status
 from tests.standin import Reply
 
 LABELS = ("Positive", "Negative", "Neutral")
@@ -177,6 +179,81 @@ def test_cancel_stops_every_chunk(project, worker_pool, standin):
     assert ended.status == "cancelled" and ended.finished < 12
     assert all(c.status == "done" for c in chunks.progress(run.id))
     assert standin.request_count == ended.finished  # the calls out when it was cancelled finished; no other was sent
+
+
+@pytest.fixture
+def refusing_imports(labelstudio, monkeypatch):
+    """Label Studio behind a proxy that answers 503 to every prediction import until the rule is
+    stopped, and chunks that give up on a write at its first failure."""
+    monkeypatch.setattr(runs, "LABEL_STUDIO_GRACE", 0.0)
+    with FaultProxy(labelstudio.url) as proxy:
+        monkeypatch.setenv("LABEL_STUDIO_URL", proxy.url)
+        yield proxy.add_rule(method="POST", path=r"/api/projects/\d+/import/predictions", action=status(503), times=None)
+
+
+def written(run_id: int) -> list[bool]:
+    return [item.written_to_labelstudio for item in runs.items(run_id)]
+
+
+def test_the_last_chunk_writes_the_answers_another_chunk_could_not(project, standin, refusing_imports, ls_client):
+    proj, ids, config = project
+    standin.respond_with(answer)
+    run = runs.create(new_version(proj.id), ids[:6], kind="predict", label_config=config)
+    first, second = chunks.plan(run.id)[0]
+
+    chunks.work(first.id)  # its write refused: it gives up, its answers kept in the store
+    assert refusing_imports.matched >= 1
+    assert runs.get(run.id).status == "running" and written(run.id) == [False] * 3
+    refusing_imports.stop()
+    chunks.work(second.id)
+
+    done = runs.get(run.id)
+    assert (done.status, done.done, done.failed) == ("completed", 6, 0)
+    assert written(run.id) == [True] * 6
+    found = collections.Counter(p.task_id for p in ls_client.predictions(proj.id))
+    assert found == collections.Counter(ids[:6])  # each task once
+    assert standin.request_count == 6  # nothing asked again
+
+
+def test_answers_left_unwritten_at_the_end_fail_the_run_until_a_resume_writes_them(project, standin, refusing_imports, ls_client):
+    proj, ids, config = project
+    standin.respond_with(answer)
+    run = runs.create(new_version(proj.id), ids[:6], kind="predict", label_config=config)
+    for chunk in chunks.plan(run.id)[0]:
+        chunks.work(chunk.id)
+    failed = runs.get(run.id)
+    assert failed.status == "failed" and failed.done == 6
+    assert "could not be reached to write 6 results" in failed.status_reason
+
+    refusing_imports.stop()
+    new, waiting = chunks.plan(run.id)  # the resume: chunks of the answers to write, no call
+    assert [c.task_ids for c in new] == [ids[:3], ids[3:6]] and not waiting
+    for chunk in new:
+        chunks.work(chunk.id)
+    assert runs.get(run.id).status == "completed" and written(run.id) == [True] * 6
+    assert sorted(p.task_id for p in ls_client.predictions(proj.id)) == sorted(ids[:6])
+    assert standin.request_count == 6
+
+
+def test_a_chunk_beats_while_its_last_write_waits_on_label_studio(project, standin, labelstudio, monkeypatch):
+    proj, ids, config = project
+    standin.respond_with(answer)
+    with FaultProxy(labelstudio.url) as proxy:
+        monkeypatch.setenv("LABEL_STUDIO_URL", proxy.url)
+        held = proxy.add_rule(method="POST", path=r"/api/projects/\d+/import/predictions", action=hold)
+        run = runs.create(new_version(proj.id), ids[:3], kind="predict", label_config=config)
+        (chunk,), _ = chunks.plan(run.id)
+        worker = threading.Thread(target=chunks.work, args=(chunk.id,))
+        worker.start()
+        assert held.arrived.wait(60)
+        wait_until(lambda: len(runs.items(run.id)) == 3, what="every answer stored")
+        for _ in range(2):  # not one last beat before the end: it goes on beating
+            beat = runs.get(run.id).heartbeat_at
+            wait_until(lambda: runs.get(run.id).heartbeat_at > beat, what="a heartbeat while the write waits")
+        assert not runs.get(run.id).interrupted
+        held.release()
+        worker.join(60)
+    assert runs.get(run.id).status == "completed"
 
 
 def test_with_no_worker_alive_the_machine_that_started_the_run_works_it(project, standin):
