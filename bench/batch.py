@@ -52,11 +52,12 @@ from bench.common import (
     in_scratch_folder,
     label_studio,
     number,
+    other_suites,
     reset_peak_rss,
+    say_other_suites,
     status_mb,
     task_text,
 )
-from bench.predict import other_suites
 
 MODEL = "gpt-4o-mini"
 WARM_UP_TASKS = 20  # a first live run, unmeasured: imports, price data, the first connections
@@ -461,9 +462,7 @@ def _report(args, where, poll, measured, batch_client, instruments, live, live_c
     print(f"Batch run: {tasks} tasks in parts of {_effective(args.part_size)} ({made} batch{'es' if made != 1 else ''}), each batch completing "
           f"{args.delay:g} s after its creation at the stand-in; looks at the batches after 1 s, doubling up to {poll:g} s; "
           f"Label Studio {where}; {os.cpu_count()} CPUs")
-    for label, found in (("at the start", suites_at_start), ("after the batch run", suites_during)):
-        if found:
-            print(f"  other test suites running {label}: {', '.join(found)}")
+    say_other_suites({"at the start": suites_at_start, "after the batch run": suites_during})
     print()
     head = ("", "wall s", "CPU s", "CPU per task ms")
     rows = [

@@ -306,3 +306,21 @@ def grid(head: tuple[str, ...], rows: list[tuple[Any, ...]], notes: dict[int, li
 
 def number(value: float | None, digits: int = 2) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def other_suites() -> list[str]:
+    """Test suites running on the machine now (they compete for the CPUs)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            words = cmdline.read_bytes().decode(errors="replace").split("\0")
+            if any("pytest" in w for w in words[:3]) and int(cmdline.parent.name) != os.getpid():
+                found.append(f"{cmdline.parent.name} ({' '.join(words)[:80].strip()})")
+    return found
+
+
+def say_other_suites(found: dict[str, list[str]]) -> None:
+    """A line for each moment other test suites were found running: the figures are pessimistic then."""
+    for moment, suites in found.items():
+        if suites:
+            print(f"  other test suites running {moment}: {', '.join(suites)}")

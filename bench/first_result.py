@@ -35,8 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.common import LABEL_CONFIG, TEMPLATE, StandInProcess, _aware, import_texts, in_scratch_folder, label_studio, task_text
-from bench.predict import other_suites
+from bench.common import LABEL_CONFIG, TEMPLATE, StandInProcess, _aware, import_texts, in_scratch_folder, label_studio, other_suites, task_text
 
 RESULT_SLACK_S = 1.0  # the first result may take one model latency plus this
 FIRST_PREDICTION_S = 3.0  # at a model latency of 0.5 s

@@ -51,7 +51,9 @@ from bench.common import (
     cpu_seconds,
     import_texts,
     label_studio,
+    other_suites,
     percentile,
+    say_other_suites,
     table,
     task_text,
 )
@@ -286,17 +288,6 @@ def by_package(profiler: cProfile.Profile) -> list[tuple[str, float]]:
 # -- the load ------------------------------------------------------------------------------------
 
 
-def other_suites() -> list[str]:
-    """Test suites running on the machine now (they compete for the CPUs)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        with contextlib.suppress(OSError):
-            words = cmdline.read_bytes().decode(errors="replace").split("\0")
-            if any("pytest" in w for w in words[:3]) and int(cmdline.parent.name) != os.getpid():
-                found.append(f"{cmdline.parent.name} ({' '.join(words)[:80].strip()})")
-    return found
-
-
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -466,9 +457,7 @@ def _report(args, where, sample, bare, loop, main_run, timed, memory, suites_at_
     print()
     print(f"Predict: {tasks} tasks, stand-in answering after {args.latency * 1000:.0f} ms, concurrency {args.concurrency}; "
           f"Label Studio {where}; {os.cpu_count()} CPUs")
-    for label, found in (("at the start", suites_at_start), ("after the measured run", suites_during)):
-        if found:
-            print(f"  other test suites running {label}: {', '.join(found)}")
+    say_other_suites({"at the start": suites_at_start, "after the measured run": suites_during})
     print()
     print(table(rows, ideal_s))
     print()

@@ -6,9 +6,11 @@ jobs): the wall time and the speed-up against one worker.
 Sets up, once: a PostgreSQL server of its own (``tests/postgres.py``: the machine's binaries, on
 loopback, in a temporary folder) holding Prompter's store, a team key (PROMPTER_SECRET_KEY), a Label
 Studio of its own (or the one in LABEL_STUDIO_URL), the stand-in model in a child process answering
-every call after ``--latency`` seconds, and one project of ``--tasks`` different short texts.
+every call after ``--latency`` seconds.
 
-Then, for each count N of ``--workers``: a new prompt version and a predict run over every task at
+Then, for each count N of ``--workers``: a project of its own with ``--tasks`` different short texts
+(not the last one's emptied: Label Studio's deleting of its predictions would still hold the tasks
+while the next run writes), a new prompt version and a predict run over every task at
 ``--concurrency`` (each worker works one chunk at a time with the run's own concurrency of calls, so N
 workers have N x concurrency calls out), ``cache="fresh"``; N ``python -m core worker`` processes
 started and seen alive (``workers.alive()``); the run launched (``runs.launch``, which cuts it into
@@ -44,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.common import grid, number
+from bench.common import grid, number, say_other_suites
 
 MODEL = "gpt-4o-mini"
 REPO = Path(__file__).resolve().parent.parent
@@ -333,8 +335,7 @@ class Setup:
     args: argparse.Namespace
     workdir: Path
     ls: Any  # LabelStudioClient
-    project_id: int
-    task_ids: list[int]
+    projects: list[int]  # made for the configurations, deleted at the end
     standin: Any  # StandInProcess
     roots: dict[str, int | None]  # Label Studio, PostgreSQL, the stand-in
     ls_log: Path | None  # the server log of the Label Studio started for the benchmark
@@ -377,16 +378,29 @@ def others_during(before: dict[int, tuple[float, str]], after: dict[int, tuple[f
     return sorted((u for u in used if u[0] >= 0.5), reverse=True)[:top]
 
 
-def configuration(setup: Setup, count: int, *, tag: str, task_ids: list[int] | None = None) -> Result:
+def project_of_its_own(setup: Setup, tasks: int, tag: str) -> tuple[int, list[int]]:
+    """A new project for each configuration, rather than one project emptied of the last one's
+    predictions: Label Studio deletes 20,000 predictions in one transaction of about two minutes that
+    holds the tasks' rows, and a run started meanwhile has its writes stalled behind it."""
+    from bench.common import LABEL_CONFIG, import_texts, task_text
+
+    started = time.perf_counter()
+    project = setup.ls.create_project(f"bench workers {tag} {int(time.time())}", LABEL_CONFIG)
+    setup.projects.append(project.id)
+    task_ids = import_texts(setup.ls, project.id, [task_text("workers", n) for n in range(tasks)])
+    print(f"  project {project.id}: {len(task_ids)} tasks imported in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    return project.id, task_ids
+
+
+def configuration(setup: Setup, count: int, *, tag: str, tasks: int) -> Result:
     from sqlmodel import select
 
     from bench.common import LABEL_CONFIG, TEMPLATE, _aware
     from core import prompts, runs, store
 
     args = setup.args
-    task_ids = task_ids if task_ids is not None else setup.task_ids
-    tasks = len(task_ids)
-    version = prompts.create(setup.project_id, f"bench workers {tag}", template=TEMPLATE, controls=["sentiment"], provider_key="bench", model=MODEL)
+    project_id, task_ids = project_of_its_own(setup, tasks, tag)
+    version = prompts.create(project_id, f"bench workers {tag}", template=TEMPLATE, controls=["sentiment"], provider_key="bench", model=MODEL)
     run = runs.create(version, task_ids, kind="predict", label_config=LABEL_CONFIG, concurrency=args.concurrency, cache="fresh")
     timeout = args.timeout
     problems: list[str] = []
@@ -438,7 +452,7 @@ def configuration(setup: Setup, count: int, *, tag: str, task_ids: list[int] | N
             {"id": r.id, "number": r.number, "tasks": list(r.task_ids), "status": r.status, "worker": r.worker, "outcome": r.outcome}
             for r in rows
         ]
-    predictions = {v.name: v.prediction_count for v in setup.ls.model_versions(setup.project_id)}.get(version.model_version, 0)
+    predictions = {v.name: v.prediction_count for v in setup.ls.model_versions(project_id)}.get(version.model_version, 0)
 
     completed = (view.status, view.done, view.failed) == ("completed", tasks, 0)
     if not completed:
@@ -471,9 +485,6 @@ def configuration(setup: Setup, count: int, *, tag: str, task_ids: list[int] | N
             if raised or failed:
                 problems.append(f"Label Studio's log during the run: {len(failed)} request(s) answered 500 ({', '.join(list(dict.fromkeys(failed))[:3])}); "
                                 f"exceptions: {' | '.join(raised) or 'none logged'}")
-
-    with contextlib.suppress(Exception):  # the next configuration starts from a project without predictions
-        setup.ls.delete_model_version(setup.project_id, version.model_version)
 
     return Result(
         workers=count,
@@ -531,8 +542,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure(args: argparse.Namespace, workdir: Path) -> int:
-    from bench.common import LABEL_CONFIG, StandInProcess, import_texts, label_studio, task_text
-    from bench.predict import other_suites
+    from bench.common import StandInProcess, label_studio, other_suites
     from tests import postgres as pg
     from tests.postgres import PostgresServer
 
@@ -564,26 +574,23 @@ def _measure(args: argparse.Namespace, workdir: Path) -> int:
             os.environ["LABEL_STUDIO_URL"], os.environ["LABEL_STUDIO_API_KEY"] = url, token
             ls = LabelStudioClient(url, token)
             keys.add("bench", "openai-compatible", base_url=standin.base_url)
-            started = time.perf_counter()
-            project = ls.create_project(f"bench workers {int(time.time())}", LABEL_CONFIG)
+            ls_log = workdir / "labelstudio" / "server.log" if ls_pid else None
+            setup = Setup(args, workdir, ls, [], standin, {"Label Studio": ls_pid, "PostgreSQL": postgres.process.pid, "stand-in": standin.process.pid}, ls_log)
             try:
-                task_ids = import_texts(ls, project.id, [task_text("workers", n) for n in range(args.tasks)])
-                print(f"Project {project.id}: {len(task_ids)} tasks imported in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
-                ls_log = workdir / "labelstudio" / "server.log" if ls_pid else None
-                setup = Setup(args, workdir, ls, project.id, task_ids, standin, {"Label Studio": ls_pid, "PostgreSQL": postgres.process.pid, "stand-in": standin.process.pid}, ls_log)
                 warm_up = None
                 if args.warm_up_tasks:
                     print(f"Warm-up (unmeasured): {min(args.warm_up_tasks, args.tasks)} tasks, 1 worker ...", file=sys.stderr, flush=True)
-                    warm_up = configuration(setup, 1, tag="warm-up", task_ids=task_ids[: args.warm_up_tasks])
+                    warm_up = configuration(setup, 1, tag="warm-up", tasks=min(args.warm_up_tasks, args.tasks))
                 results = []
                 for count in args.counts:
                     print(f"{count} worker(s) ...", file=sys.stderr, flush=True)
-                    results.append(configuration(setup, count, tag=f"x{count}"))
+                    results.append(configuration(setup, count, tag=f"x{count}", tasks=args.tasks))
                     print(f"  {results[-1].wall_s:.1f} s", file=sys.stderr, flush=True)
                 suites_during = other_suites()
             finally:
-                with contextlib.suppress(Exception):
-                    ls.delete_project(project.id)
+                for project_id in setup.projects:  # a Label Studio given by LABEL_STUDIO_URL keeps none of them
+                    with contextlib.suppress(Exception):
+                        ls.delete_project(project_id)
         postgres_version = postgres.bin.parent.name
     finally:
         store.forget_engines()  # every connection closed, so the server's smart shutdown is quick
@@ -703,9 +710,7 @@ def report(args, where: str, postgres_version: str, results: list[Result], warm_
     print(f"Workers: one predict run of {tasks} tasks per configuration, the stand-in answering after {latency * 1000:.0f} ms, "
           f"concurrency {concurrency} per worker, chunks of {args.chunk_tasks} tasks ({chunk_count} chunks); Label Studio {where}; "
           f"PostgreSQL {postgres_version} of the benchmark's own; {cpus} CPUs")
-    for label, found in (("at the start", suites_at_start), ("at the end", suites_during)):
-        if found:
-            print(f"  other test suites running {label}: {', '.join(found)}")
+    say_other_suites({"at the start": suites_at_start, "at the end": suites_during})
     print()
     rows, notes = [], {}
     for n, (r, a) in enumerate(zip(results, analysed)):
