@@ -23,9 +23,7 @@ from sqlalchemy import func, text
 from sqlmodel import select
 
 from core import connection, settings, store
-from core.runs import OVER_BUDGET, OVER_MONTHLY_BUDGET, _Engine, _unwritten_ids, conclusion, take, worker_name
-
-WORKERS = "workers"  # a run's worker while its chunks are spread over workers
+from core.runs import OVER_BUDGET, OVER_MONTHLY_BUDGET, WORKERS, _Engine, _unwritten_ids, conclusion, take, worker_name
 
 _LOCK_RUN = text("SELECT cost_usd, reserved_usd, max_cost_usd FROM runs WHERE id = :run FOR UPDATE")
 _PAID_CALLS = text("SELECT count(*) FROM run_items WHERE run_id = :run AND NOT from_cache AND (input_tokens > 0 OR output_tokens > 0)")

@@ -47,6 +47,7 @@ WRITE_CHUNK = 500  # predictions per import (Label Studio's import has a large f
 WRITE_EVERY = 2.0  # at most this many seconds between writes to Label Studio while running
 HEARTBEAT_EVERY = 1.0
 STALE_AFTER = timedelta(seconds=30)  # a running run whose worker is this quiet has stopped
+WORKERS = "workers"  # a run's worker while its chunks are spread over workers (``core.chunks``)
 LABEL_STUDIO_GRACE = 120.0  # how long the end of a run waits for Label Studio to come back
 REPLACE_AT_ONCE = 4  # predictions updated in place at once (Label Studio has no bulk update)
 
@@ -115,6 +116,7 @@ class RunView:
     started_by: str | None = None  # an email, or "local" in personal mode
     variant: dict[str, Any] | None = None  # settings this run changed on its version (see ``create``)
     mode: str = "live"  # live, or batch: sent through the provider's Batch API (``core.batch_runs``)
+    interrupted: bool = False  # marked running, but its worker is gone (``_worker_gone``)
 
     @property
     def model_version(self) -> str:
@@ -134,11 +136,6 @@ class RunView:
     @property
     def finished(self) -> int:
         return self.done + self.failed
-
-    @property
-    def interrupted(self) -> bool:
-        """Marked running, but its worker is gone (killed, crashed, machine restarted)."""
-        return self.status == "running" and worker_gone(self.worker, self.heartbeat_at or self.started_at)
 
     @property
     def elapsed_seconds(self) -> float | None:
@@ -1318,7 +1315,21 @@ def _view(row: store.Run, version: Version) -> RunView:
         started_by=row.started_by,
         variant=row.variant or None,
         mode=row.mode,
+        interrupted=row.status == "running" and _worker_gone(row),
     )
+
+
+def _worker_gone(row: store.Run) -> bool:
+    """Whether the run's worker is gone (killed, crashed, machine restarted). A run spread over
+    workers has none of its own: its chunks beat while they are worked, and while they wait in the
+    queue behind other runs' it is only gone when no worker is alive to take them."""
+    if not worker_gone(row.worker, row.heartbeat_at or row.started_at):
+        return False
+    if row.worker == WORKERS:
+        from core import workers  # which builds on this module
+
+        return not workers.alive()
+    return True
 
 
 def _aware(moment: datetime) -> datetime:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from typing import Iterator
 
 import pytest
@@ -254,6 +255,32 @@ def test_a_chunk_beats_while_its_last_write_waits_on_label_studio(project, stand
         held.release()
         worker.join(60)
     assert runs.get(run.id).status == "completed"
+
+
+def test_a_run_queued_behind_another_waits_for_the_workers_and_keeps_its_version_busy(project, worker_pool, standin, monkeypatch):
+    proj, ids, config = project
+    held = HeldCalls(answer)
+    standin.respond_with(held)
+    worker_pool.start(1)  # one chunk at a time: the second run's chunks wait in the queue
+    first = runs.create(new_version(proj.id, "first"), ids, kind="predict", label_config=config)
+    runs.launch(first.id)
+    wait_until(lambda: held.arrived >= 1, what="the worker on the first run")
+    version = new_version(proj.id, "second")
+    queued = runs.create(version, ids, kind="predict", label_config=config)
+    runs.launch(queued.id)
+    monkeypatch.setattr(runs, "STALE_AFTER", timedelta(seconds=1))  # here: a run silent for 1 s has lost its worker
+    wait_until(lambda: runs.worker_gone(runs.WORKERS, runs.get(queued.id).heartbeat_at), what="no beat from the queued run")
+
+    waiting = runs.get(queued.id)
+    assert (runs.status_of(waiting), runs.live(waiting), runs.resumable(waiting)) == ("running", True, False)
+    with pytest.raises(runs.RunError, match="already has a run going"):  # still one run per version
+        runs.create(version, ids, kind="predict", label_config=config)
+
+    worker_pool.kill(worker_pool.processes[0].pid)  # no worker left to take its chunks
+    wait_until(lambda: workers.alive() == 0, timeout=30, what="the worker taken for dead")
+    gone = runs.get(queued.id)
+    assert (runs.status_of(gone), runs.resumable(gone)) == ("interrupted", True)
+    held.open()
 
 
 def test_with_no_worker_alive_the_machine_that_started_the_run_works_it(project, standin):
