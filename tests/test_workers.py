@@ -1,7 +1,9 @@
 """Runs spread over workers (core.workers, core.chunks) against a real PostgreSQL server, the real
 Label Studio and the stand-in: `python -m core worker` processes share a run's chunks; twenty runs on
 three workers, each task done once; a worker killed with -9 mid-chunk and the others finishing its
-chunks; a spending limit held across workers; cancel; no worker alive."""
+chunks; a spending limit held across workers; cancel; answers a chunk could not write, written by the
+run's last chunk; a chunk beating through its last write; a run queued behind another; no worker
+alive."""
 
 from __future__ import annotations
 
