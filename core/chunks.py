@@ -198,7 +198,7 @@ class ChunkEngine(_Engine):
         super().__init__(run_id, me, client, progress)
         self.chunk_id = chunk.id
         self.chunk_tasks = list(chunk.task_ids)
-        self.whole_run = False  # writing every chunk's answers, as the run's last chunk
+        self.whole_run = False  # the run's last chunk, left open to write every chunk's answers
 
     def _task_ids(self) -> list[int]:
         return self.chunk_tasks
@@ -221,8 +221,10 @@ class ChunkEngine(_Engine):
             await super()._write_rest()
 
     def _conclude(self) -> None:
-        """Finish the chunk; the last one concludes the run (``finish``)."""
-        finish(self.chunk_id, self.me, self.stopping)
+        """Each chunk is finished once its writes are done (``_write_rest``), except the run's last
+        one, left open to write what the others left: it is finished now, concluding the run."""
+        if self.whole_run:
+            finish(self.chunk_id, self.me, self.stopping)
 
     async def _watch(self) -> None:
         """Heartbeat the chunk and the run; stop on cancel, or when another worker took the chunk."""
