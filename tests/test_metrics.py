@@ -97,6 +97,12 @@ def test_single_choice_with_a_failure():
     }
 
 
+@pytest.mark.filterwarnings("error")
+def test_one_class_seen_makes_a_one_cell_matrix_without_a_warning():
+    report = score([SENTIMENT], run((choices("Positive"), choices("Positive")), (choices("Positive"), choices("Positive"))))
+    assert report.controls["sentiment"].confusion == {"labels": ["Positive"], "matrix": [[2]]}
+
+
 def test_multiple_choices_exact_sets_and_per_label():
     report = score([TOPICS], run(
         (choices("Price", "Speed", control="topics"), choices("Price", "Speed", control="topics")),

@@ -15,6 +15,7 @@ still counts in overall accuracy, where a task is right when every output's answ
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
@@ -355,7 +356,10 @@ def _confusion(truth: list[str], predicted: list[str], labels: list[str]) -> dic
     everything = labels + extra
     from sklearn.metrics import confusion_matrix
 
-    matrix = confusion_matrix(truth, predicted, labels=everything)
+    with warnings.catch_warnings():
+        # The labels are given: one label seen makes a 1x1 matrix, as it should.
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        matrix = confusion_matrix(truth, predicted, labels=everything)
     return {"labels": everything, "matrix": matrix.tolist()}
 
 
