@@ -4,7 +4,7 @@ VENV := .venv
 LS_VENV := .venv-labelstudio
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: run test setup chromium postgresql bench bench-predict bench-replace bench-first-result bench-backend bench-batch bench-workers bench-large-run clean
+.PHONY: run test setup chromium postgresql bench bench-predict bench-replace bench-first-result bench-backend bench-batch bench-workers bench-large-run bench-startup clean
 
 run: setup
 	$(VENV)/bin/python -m core run
@@ -30,6 +30,7 @@ bench: setup chromium postgresql
 	$(VENV)/bin/python -m bench.batch $(BATCH_ARGS)
 	$(VENV)/bin/python -m bench.workers $(WORKERS_ARGS)
 	$(VENV)/bin/python -m bench.large_run $(LARGE_RUN_ARGS)
+	$(VENV)/bin/python -m bench.startup $(STARTUP_ARGS)
 
 bench-predict: setup
 	$(VENV)/bin/python -m bench.predict $(PREDICT_ARGS)
@@ -52,6 +53,9 @@ bench-workers: setup postgresql
 
 bench-large-run: setup
 	$(VENV)/bin/python -m bench.large_run $(LARGE_RUN_ARGS)
+
+bench-startup: setup
+	$(VENV)/bin/python -m bench.startup $(STARTUP_ARGS)
 
 # Reinstall only when the requirements change. The constraints hold every package, the indirect ones
 # included, at the versions the suite passed with.

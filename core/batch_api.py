@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
-
-import openai
-from openai.types.chat import ChatCompletion
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from core import calls
+from core.later import Later
+
+if TYPE_CHECKING:
+    import openai
+else:
+    openai = Later("openai")  # half a second to import: only once a model is called
 
 MAX_REQUESTS_PER_BATCH = 50_000  # OpenAI's limit per batch
 MAX_FILE_BYTES = 190 * 1024 * 1024  # under the 200 MB a batch's input file may hold
@@ -178,7 +181,7 @@ def _reply(result: dict[str, Any]) -> calls.Reply:
     if status >= 400:
         detail = (body.get("error") or {}).get("message") if isinstance(body, dict) else None
         return calls.Reply(None, latency_ms=None, error=f"The provider answered HTTP {status}: {detail or 'no detail'}.", error_kind=_kind(status))
-    return calls.read_completions([ChatCompletion.model_validate(body)], latency_ms=None)
+    return calls.read_completions([openai.types.chat.ChatCompletion.model_validate(body)], latency_ms=None)
 
 
 def _kind(status: int) -> str:

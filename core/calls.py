@@ -13,12 +13,16 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from core.keys import Key
+from core.later import Later
 from core.prompts import Version
+
+if TYPE_CHECKING:
+    import openai
+else:
+    openai = Later("openai")  # half a second to import: only once a model is called
 
 SCHEMA_NAME = "answer"
 

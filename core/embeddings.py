@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import openai
 from sqlmodel import select
 
 from core import keys, pricing, providers, store
+from core.later import Later
+
+if TYPE_CHECKING:
+    import openai
+else:
+    openai = Later("openai")  # half a second to import: only once a model is called
 
 BATCH = 256  # texts per request
 TIMEOUT = 60.0

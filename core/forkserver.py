@@ -159,20 +159,21 @@ def serve() -> int:
 
 def _warm_up() -> None:
     """Go once through the first steps of a worker, so that what they load on first use (tiktoken's
-    encoding, genai-prices' price data, the OpenAI client's resources, the HTTP transports) is loaded
-    here, once: a call to a closed loopback port with each client, which fails at once. Leaves no
-    thread or loop behind."""
+    encoding, genai-prices' price data, the SDK's config parser, the OpenAI client's resources, the
+    HTTP transports) is loaded here, once: a call to a closed loopback port with each client, which
+    fails at once. Leaves no thread or loop behind."""
     import asyncio
     import contextlib
 
     import openai
     from sqlalchemy.engine import make_url
 
-    from core import pricing, settings, tokens
+    from core import labeling, pricing, settings, tokens
     from core.labelstudio import LabelStudioClient, LabelStudioError
 
     closed = "http://127.0.0.1:9"  # the discard port: nothing listens on loopback
     tokens.count("")
+    labeling.read('<View><Text name="text" value="$text"/><Choices name="c" toName="text"><Choice value="a"/></Choices></View>')  # the SDK's config parser
     pricing.list_price("gpt-4o-mini")  # about 50 ms the first time in a process: the price data loaded
     if make_url(settings.load().database_url).get_backend_name() == "postgresql":
         import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401 - psycopg and its dialect: about 75 ms otherwise

@@ -15,10 +15,12 @@ import functools
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import jsonschema
-from label_studio_sdk.label_interface import LabelInterface
+
+if TYPE_CHECKING:
+    from label_studio_sdk.label_interface import LabelInterface
 
 INPUT_TAGS = ("Text", "HyperText", "Paragraphs", "Image")
 OUTPUT_TAGS = ("Choices", "Labels", "TextArea", "Number", "Rating", "Pairwise", "Taxonomy")
@@ -240,6 +242,10 @@ def locate_spans(text: str, quotes: Sequence[str]) -> list[tuple[int, int]]:
 
 @functools.lru_cache(maxsize=32)  # parsed once per config, not once per answer
 def _interface(config: str) -> LabelInterface:
+    # Imported on the first config read: the SDK's sample-data generators (faker, jsf) take half a
+    # second to load, which a command that reads no config should not wait for.
+    from label_studio_sdk.label_interface import LabelInterface
+
     try:
         return LabelInterface(config)
     except Exception as error:  # the SDK raises a variety of parser errors

@@ -18,7 +18,9 @@ from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
-from label_studio_sdk import LabelStudio
+# The base client: the SDK's full client adds export helpers that Prompter does not use, and they
+# load pandas, a third of a second at the start of every command and worker.
+from label_studio_sdk.base_client import LabelStudioBase
 from label_studio_sdk.core.api_error import ApiError
 
 from core.checks import missing_scheme
@@ -154,7 +156,7 @@ class LabelStudioClient:
                 "page into LABEL_STUDIO_API_KEY (or the Keys page)."
             )
         self.url = url
-        self._sdk = LabelStudio(base_url=url, api_key=api_key.strip(), timeout=timeout)
+        self._sdk = LabelStudioBase(base_url=url, api_key=api_key.strip(), timeout=timeout)
 
     def __repr__(self) -> str:  # never show the token
         return f"LabelStudioClient({self.url!r})"

@@ -6,10 +6,16 @@ as they are.
 
 from __future__ import annotations
 
-import openai
+from typing import TYPE_CHECKING
 
 from core.checks import Check
 from core.keys import Key
+from core.later import Later
+
+if TYPE_CHECKING:
+    import openai
+else:
+    openai = Later("openai")  # half a second to import: only once a model is called
 
 TEST_TIMEOUT = 15.0
 

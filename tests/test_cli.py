@@ -47,3 +47,33 @@ def test_unreachable_label_studio_is_an_error_exit(monkeypatch):
 def test_no_command_prints_help():
     done = _cli()
     assert done.returncode == 2 and "projects" in done.stdout
+
+
+LOADED_BY_A_COMMAND = """
+import runpy, sys
+sys.argv = ["core", *sys.argv[1:]]
+try:
+    runpy.run_module("core", run_name="__main__")
+except SystemExit:
+    pass
+print("loaded:", *(m for m in ("openai", "pandas", "label_studio_sdk.label_interface") if m in sys.modules), file=sys.stderr)
+"""
+
+
+def _loaded(*args: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED_BY_A_COMMAND, *args], cwd=settings.REPO_ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120
+    )
+    return set(done.stderr.strip().splitlines()[-1].split()[1:])
+
+
+def test_a_command_that_calls_no_model_and_reads_no_config_starts_without_loading_them():
+    # OpenAI's client, the SDK's config parser and pandas are over half of a start's second and more
+    assert _loaded("--help") == set()
+    assert _loaded("keys", "list") == set()
+
+
+def test_a_command_that_calls_a_model_loads_openai_and_nothing_else_it_does_not_use(standin):
+    done = _cli("keys", "add", "local", "--provider", "openai-compatible", "--base-url", standin.base_url)
+    assert done.returncode == 0, done.stderr
+    assert _loaded("keys", "test", "local") == {"openai"}
