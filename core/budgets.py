@@ -57,6 +57,12 @@ def run_spend_this_month(run_id: int) -> float:
     return _spend(store.Run.id == run_id, None)
 
 
+def run_spend_before_this_month(run_id: int) -> float:
+    """What the run paid in earlier months (a run resumed, or still going, after the month turned):
+    no budget counts it this month."""
+    return _spend(store.Run.id == run_id, None, this_month=False)
+
+
 def key_budget(key_name: str) -> float | None:
     with store.session() as s:
         key = s.exec(select(store.ProviderKey).where(store.ProviderKey.name == key_name)).first()
@@ -131,12 +137,13 @@ def _amount(amount_usd: float | None) -> float | None:
     return float(amount_usd)
 
 
-def _spend(where, excluding_run: int | None) -> float:
+def _spend(where, excluding_run: int | None, *, this_month: bool = True) -> float:
+    when = store.RunItem.created_at >= month_start() if this_month else store.RunItem.created_at < month_start()
     query = (
         select(func.sum(store.RunItem.cost_usd))
         .join(store.Run, store.Run.id == store.RunItem.run_id)
         .join(store.PromptVersion, store.PromptVersion.id == store.Run.prompt_version_id)
-        .where(where, store.RunItem.from_cache == False, store.RunItem.created_at >= month_start())  # noqa: E712
+        .where(where, store.RunItem.from_cache == False, when)  # noqa: E712
     )
     if excluding_run is not None:
         query = query.where(store.Run.id != excluding_run)

@@ -279,7 +279,8 @@ class ChunkEngine(_Engine):
             if limit is not None and cost + reserved + per_call > limit:
                 self.stopping = OVER_BUDGET
                 return False
-            if room is not None and cost + reserved + per_call > room:
+            self._count_this_months_spend()  # the run's cost is every month's
+            if room is not None and cost - self.paid_before_this_month + reserved + per_call > room:
                 self.stopping = OVER_MONTHLY_BUDGET
                 self.over_budget = min(self.budgets, key=lambda budget: budget.amount_usd - budget.spent_usd, default=None)
                 return False

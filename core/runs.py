@@ -711,8 +711,8 @@ class _Engine:
         # others spent, are read again at each heartbeat (an admin may set one while the run goes);
         # what this run spends is counted here as it goes.
         self.budgets = budgets.applying(self.version, self.run.started_by, excluding_run=run_id)
-        self.spent_at_start = self.spent
-        self.month_spent_at_start = budgets.run_spend_this_month(run_id)
+        self.month = None
+        self._count_this_months_spend()
         self.over_budget: budgets.Budget | None = None
         self.cost_known = asyncio.Event()  # set as each call ends, for the calls waiting on a first real cost
         # what a call's answers are assumed to cost until one is paid: n of them for a version measuring agreement
@@ -865,12 +865,20 @@ class _Engine:
         if limit is not None and self.spent + self.reserved + per_call > limit:
             self.stopping = OVER_BUDGET
             return False
-        this_month = self.month_spent_at_start + (self.spent - self.spent_at_start) + self.reserved + per_call
+        self._count_this_months_spend()
+        this_month = self.spent - self.paid_before_this_month + self.reserved + per_call
         for budget in self.budgets:
             if budget.spent_usd + this_month > budget.amount_usd:
                 self.stopping, self.over_budget = OVER_MONTHLY_BUDGET, budget
                 return False
         return True
+
+    def _count_this_months_spend(self) -> None:
+        """What the run paid in earlier months, which no budget counts this month (a resumed run, or
+        one going when the month turns): read again only when the month has turned."""
+        if budgets.month_start() != self.month:
+            self.month = budgets.month_start()
+            self.paid_before_this_month = budgets.run_spend_before_this_month(self.run_id)
 
     def _release(self, job: _Job) -> None:
         self.reserved -= job.reserved
@@ -1071,6 +1079,11 @@ async def _patiently(action: Callable[[], Any], engine: _Engine, *, deadline: fl
 # -- details --------------------------------------------------------------------------------------
 
 
+def _tightest_budget(run: RunView) -> budgets.Budget | None:
+    found = budgets.applying(version_of(run.id), run.started_by, excluding_run=run.id)
+    return min(found, key=lambda budget: budget.amount_usd - budget.spent_usd, default=None)
+
+
 def conclusion(run_id: int, stopping: str | None, over_budget: budgets.Budget | None = None) -> tuple[str, str | None]:
     """The status a run ends with, and why, from its counts and why its calls stopped (if they did)."""
     run = get(run_id)
@@ -1082,12 +1095,13 @@ def conclusion(run_id: int, stopping: str | None, over_budget: budgets.Budget | 
     if stopping == OVER_BUDGET and run.finished < run.total:
         return "stopped", f"Stopped before passing the spending limit of {usd(run.max_cost_usd)} (spent {usd(run.cost_usd or 0.0)})."
     if stopping == OVER_MONTHLY_BUDGET and run.finished < run.total:
-        if over_budget is None:  # found by another worker: its figures are not here
+        over_budget = over_budget or _tightest_budget(run)  # found by another worker: read its figures again
+        if over_budget is None:  # removed since
             return "stopped", f"Stopped before passing a monthly budget (this run spent {usd(run.cost_usd or 0.0)}). An admin can raise the budget; then resume."
-        month = over_budget.spent_usd + budgets.run_spend_this_month(run_id)
+        this_run = budgets.run_spend_this_month(run_id)
         return "stopped", (
             f"Stopped before passing the monthly budget of {over_budget.what} ({usd(over_budget.amount_usd)}): this month's spend "
-            f"on it is {usd(month)}, this run's part {usd(run.cost_usd or 0.0)}. An admin can raise the budget; then resume."
+            f"on it is {usd(over_budget.spent_usd + this_run)}, this run's part {usd(this_run)}. An admin can raise the budget; then resume."
         )
     if stopping and run.finished < run.total:
         return ("cancelled" if run.cancel_requested else "stopped"), stopping

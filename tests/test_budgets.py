@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from contextlib import closing
+from datetime import datetime
 from types import SimpleNamespace
 
 import pytest
@@ -218,3 +219,36 @@ def test_a_budget_an_admin_sets_while_a_run_goes_stops_that_run(team, standin, l
     assert ben.status == "stopped" and "monthly budget of the key 'team' ($0.0055)" in ben.status_reason
     assert standin.request_count == 5  # the 4 sent before, then 1 more: a 6th would pass $0.0055
     assert paid_this_month() == pytest.approx(5 * CALL) and paid_this_month() <= 0.0055
+
+
+def paid_since(moment) -> float:
+    """What calls stored after ``moment`` cost, read with sqlite3 (the store keeps UTC without its zone)."""
+    with closing(sqlite3.connect(settings.load().database_path)) as db:
+        rows = db.execute("SELECT created_at, cost_usd FROM run_items WHERE from_cache = 0").fetchall()
+    return sum(cost for created, cost in rows if datetime.fromisoformat(created) >= moment.replace(tzinfo=None))
+
+
+def test_what_a_run_paid_before_the_month_turned_is_last_months(team, standin, ls_client, monkeypatch):
+    admin_sets(key=0.0065)  # room for 6 calls a month
+    held = HeldCalls(answer)
+    standin.respond_with(held)
+    with acting("ben@x.com"):
+        started = runs.create(team.v1, team.ids[:12], kind="evaluate", label_config=CHOICES_CONFIG, concurrency=2)
+    worker = threading.Thread(target=runs.execute, args=(started.id,), kwargs={"client": ls_client})
+    worker.start()
+    try:
+        held.allow(3)
+        held.wait_arrived(5)  # three answered, two more out and held
+        wait_until(lambda: paid_this_month() == pytest.approx(3 * CALL), what="the first three answers stored")
+        turned = store.utcnow()
+        monkeypatch.setattr(budgets, "month_start", lambda now=None: turned)  # a new month begins
+    finally:
+        held.open()
+        worker.join(60)
+    ben = runs.get(started.id)
+    assert (ben.status, ben.done, standin.request_count) == ("stopped", 9, 9)  # 3 last month, then the new month's 6
+    assert paid_since(turned) == pytest.approx(6 * CALL) and ben.cost_usd == pytest.approx(9 * CALL)
+    assert ben.status_reason == (
+        "Stopped before passing the monthly budget of the key 'team' ($0.0065): this month's spend on it is $0.006, "
+        "this run's part $0.006. An admin can raise the budget; then resume."
+    )

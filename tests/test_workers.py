@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 from sqlmodel import select
 
-from core import chunks, keys, prompts, runs, settings, store, vault, workers
+from core import budgets, chunks, keys, prompts, runs, settings, store, vault, workers
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
 from tests.helpers import HeldCalls, wait_for_run, wait_until
@@ -182,6 +182,28 @@ def test_cancel_stops_every_chunk(project, worker_pool, standin):
     assert ended.status == "cancelled" and ended.finished < 12
     assert all(c.status == "done" for c in chunks.progress(run.id))
     assert standin.request_count == ended.finished  # the calls out when it was cancelled finished; no other was sent
+
+
+def test_what_a_run_paid_before_the_month_turned_is_last_months_across_workers(project, standin, monkeypatch):
+    proj, ids, config = project
+    standin.respond_with(answer)
+    budgets.set_key_budget("team", 4.5 * PER_CALL)  # room for 4 calls a month
+    run = runs.create(new_version(proj.id), ids[:9], kind="predict", label_config=config)
+    first, *rest = chunks.plan(run.id)[0]
+
+    chunks.work(first.id)  # 3 calls, paid this month
+    turned = store.utcnow()
+    monkeypatch.setattr(budgets, "month_start", lambda now=None: turned)  # a new month begins
+    for chunk in rest:
+        chunks.work(chunk.id)
+
+    ended = runs.get(run.id)
+    assert (ended.status, ended.done, standin.request_count) == ("stopped", 7, 7)  # 3 last month, then the new month's 4
+    assert ended.status_reason == (  # 4.5, and 4 calls of $0.000018
+        "Stopped before passing the monthly budget of the key 'team' ($0.000081): this month's spend on it is $0.000072, "
+        "this run's part $0.000072. An admin can raise the budget; then resume."
+    )
+    assert [c.finished for c in chunks.progress(run.id)] == [3, 3, 1]
 
 
 @pytest.fixture
