@@ -1207,6 +1207,8 @@ def _prices_commands(commands) -> None:
     set_.add_argument("model")
     set_.add_argument("--input", type=float, required=True, metavar="USD", help="per million input tokens")
     set_.add_argument("--output", type=float, required=True, metavar="USD", help="per million output tokens")
+    set_.add_argument("--batch-input", type=float, metavar="USD", help="per million input tokens of a Batch API call (with --batch-output; default: --input)")
+    set_.add_argument("--batch-output", type=float, metavar="USD", help="per million output tokens of a Batch API call (with --batch-input; default: --output)")
     set_.set_defaults(action=_prices_set)
     remove = group.add_parser("remove", help="forget your price for a model")
     remove.add_argument("model")
@@ -1214,23 +1216,26 @@ def _prices_commands(commands) -> None:
 
 
 def _prices_list(args: argparse.Namespace) -> int:
-    rows = [
-        {"model": m, "input_per_million": p.input_per_million, "cached_input_per_million": p.cached_input_per_million, "output_per_million": p.output_per_million, "source": p.source}
-        for m, p in sorted(pricing.listed().items())
-    ]
+    rows = pricing.table()
     if args.json:
         print(json.dumps({"prices": rows}))
         return 0
-    print(f"{'model':<32} {'input $/M':>10} {'cached $/M':>10} {'output $/M':>11}  source")
+    print(f"{'model':<32} {'input $/M':>10} {'cached $/M':>10} {'output $/M':>11} {'batch in/out $/M':>17}  source")
     for row in rows:
         cached = "as input" if row["cached_input_per_million"] is None else f"{row['cached_input_per_million']:.3f}"
-        print(f"{row['model']:<32} {row['input_per_million']:>10.3f} {cached:>10} {row['output_per_million']:>11.3f}  {row['source']}")
+        batch = f"{row['batch_input_per_million']:.3f}/{row['batch_output_per_million']:.3f}"
+        print(f"{row['model']:<32} {row['input_per_million']:>10.3f} {cached:>10} {row['output_per_million']:>11.3f} {batch:>17}  {row['source']}")
     return 0
 
 
 def _prices_set(args: argparse.Namespace) -> int:
-    pricing.save(args.model, args.input, args.output)
-    print(f"Saved the price of {args.model}: ${args.input:g} per million input tokens, ${args.output:g} per million output tokens.")
+    saved = pricing.save(args.model, args.input, args.output, batch_input_per_million=args.batch_input, batch_output_per_million=args.batch_output)
+    batch = (
+        f"; Batch API calls ${saved.batch.input_per_million:g} and ${saved.batch.output_per_million:g}"
+        if saved.batch
+        else "; Batch API calls at the same price"
+    )
+    print(f"Saved the price of {args.model}: ${args.input:g} per million input tokens, ${args.output:g} per million output tokens{batch}.")
     return 0
 
 

@@ -526,6 +526,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX ix_run_chunks_run_id ON run_chunks (run_id)",
         ),
     ),
+    Migration(
+        22,
+        "a team's price for Batch API calls, beside its price for a model",
+        (
+            "ALTER TABLE model_prices ADD COLUMN batch_input_per_million FLOAT",
+            "ALTER TABLE model_prices ADD COLUMN batch_output_per_million FLOAT",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

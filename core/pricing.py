@@ -3,8 +3,9 @@
 List prices come from ``genai-prices`` (maintained price data: OpenAI's models, their dated
 snapshots, cached input and Batch API prices), as OpenAI lists them. A team sets prices of its own
 (``save``) over them: for other models, such as an Azure deployment's name or a local model at 0,
-and to correct a list price. A team's price applies whatever the processing (live or batch) and to
-cached input tokens alike. A model with no price has an unknown cost, not a zero one.
+and to correct a list price. A team's price applies to cached input tokens alike; for Batch API calls
+the team may give a batch price with it, else its price applies to them too. A model with no price
+has an unknown cost, not a zero one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
+from typing import Any
 
 from sqlmodel import select
 
@@ -36,6 +38,7 @@ class Price:
     output_per_million: float
     cached_input_per_million: float | None = None  # None: cached input tokens cost as much as the others
     source: str = "list price"  # or "yours"
+    batch: Price | None = None  # the team's price for Batch API calls, when it gave one
 
     def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
         """USD for a call; ``input_tokens`` counts every input token, the cached ones included (as
@@ -49,7 +52,14 @@ def own_prices() -> dict[str, Price]:
     """The prices the team set, by model."""
     with store.session() as s:
         rows = s.exec(select(store.ModelPrice)).all()
-    return {row.model: Price(row.input_per_million, row.output_per_million, source="yours") for row in rows}
+    return {row.model: _own(row) for row in rows}
+
+
+def _own(row: store.ModelPrice) -> Price:
+    batch = None
+    if row.batch_input_per_million is not None and row.batch_output_per_million is not None:
+        batch = Price(row.batch_input_per_million, row.batch_output_per_million, source="yours")
+    return Price(row.input_per_million, row.output_per_million, source="yours", batch=batch)
 
 
 def saved_models() -> set[str]:
@@ -63,20 +73,52 @@ def listed() -> dict[str, Price]:
     return shown | own_prices()
 
 
-def save(model: str, input_per_million: float, output_per_million: float) -> Price:
-    """Set the team's price for a model (admins only)."""
+def table() -> list[dict[str, Any]]:
+    """The prices to show, a row per model: live, cached input (None: as input) and Batch API prices."""
+    own = own_prices()
+    rows = []
+    for model, live in sorted(listed().items()):
+        batch = price(model, own, batch=True)
+        rows.append(
+            {
+                "model": model, "input_per_million": live.input_per_million, "cached_input_per_million": live.cached_input_per_million,
+                "output_per_million": live.output_per_million, "batch_input_per_million": batch.input_per_million,
+                "batch_output_per_million": batch.output_per_million, "source": live.source,
+            }
+        )  # fmt: skip
+    return rows
+
+
+def save(
+    model: str, input_per_million: float, output_per_million: float, *, batch_input_per_million: float | None = None, batch_output_per_million: float | None = None
+) -> Price:
+    """Set the team's price for a model, and optionally its price for Batch API calls (admins only)."""
     user = identity.require_role("admin", "set prices")
     model = (model or "").strip()
     if not model:
         raise ValueError("model: name the model (or Azure deployment) the price is for.")
     if input_per_million < 0 or output_per_million < 0:
         raise ValueError("price: give US dollars per million tokens, 0 or more.")
+    batch = (batch_input_per_million, batch_output_per_million)
+    if (batch[0] is None) != (batch[1] is None):
+        raise ValueError("batch price: give both the input and the output price per million tokens, or neither (batch calls then cost your price).")
+    if batch[0] is not None and (batch[0] < 0 or batch[1] < 0):
+        raise ValueError("batch price: give US dollars per million tokens, 0 or more.")
+    figures = {
+        "input_per_million": float(input_per_million),
+        "output_per_million": float(output_per_million),
+        "batch_input_per_million": None if batch[0] is None else float(batch[0]),
+        "batch_output_per_million": None if batch[1] is None else float(batch[1]),
+    }
     with store.writing() as s:
         row = s.get(store.ModelPrice, model) or store.ModelPrice(model=model, input_per_million=0, output_per_million=0)
-        row.input_per_million, row.output_per_million, row.updated_at = float(input_per_million), float(output_per_million), store.utcnow()
+        for name, value in figures.items():
+            setattr(row, name, value)
+        row.updated_at = store.utcnow()
         s.add(row)
-    audit.record("price set", target=model, by=user, detail={"input_per_million": float(input_per_million), "output_per_million": float(output_per_million)})
-    return Price(float(input_per_million), float(output_per_million), source="yours")
+        saved = _own(row)
+    audit.record("price set", target=model, by=user, detail=figures)
+    return saved
 
 
 def remove(model: str) -> None:
@@ -95,7 +137,10 @@ def price(model: str, own: dict[str, Price] | None = None, *, batch: bool = Fals
     else the list price (the Batch API's with ``batch``), else None."""
     own = own_prices() if own is None else own
     model = (model or "").strip()
-    return own.get(model) or own.get(_SNAPSHOT.sub("", model)) or list_price(model, batch=batch)
+    yours = own.get(model) or own.get(_SNAPSHOT.sub("", model))
+    if yours is not None:
+        return yours.batch if batch and yours.batch is not None else yours
+    return list_price(model, batch=batch)
 
 
 def cost(

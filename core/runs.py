@@ -311,7 +311,7 @@ def check_spending_limit(version: Version, max_cost_usd: float | None) -> None:
     if pricing.price(version.model) is None:
         raise RunError(
             f"spending limit: {version.model} has no price, so a limit cannot be kept. Set its price first "
-            f"(Keys page, Model prices, or `python -m core prices set {version.model} INPUT OUTPUT`), or start without a limit."
+            f"(Keys page, Model prices, or `python -m core prices set {version.model} --input USD --output USD`), or start without a limit."
         )
 
 

@@ -293,6 +293,8 @@ class ModelPrice(SQLModel, table=True):
     model: str = Field(primary_key=True)
     input_per_million: float
     output_per_million: float
+    batch_input_per_million: Optional[float] = None  # for Batch API calls; none: the price above
+    batch_output_per_million: Optional[float] = None
     updated_at: datetime = Field(default_factory=utcnow)
 
 

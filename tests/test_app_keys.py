@@ -194,16 +194,21 @@ def test_a_team_sets_and_removes_a_model_price():
     app.text_input(key="price_model").input("my-azure-gpt4o")
     app.number_input(key="price_input").set_value(2.5)
     app.number_input(key="price_output").set_value(10.0)
+    app.number_input(key="price_batch_input").set_value(1.25)
+    app.number_input(key="price_batch_output").set_value(5.0)
     app.button(key="price_save").click().run()
     assert not app.exception, app.exception
     assert "Saved the price of my-azure-gpt4o." in _texts(app.success)
-    assert pricing.cost("my-azure-gpt4o", 1_000_000, 100_000) == pytest.approx(3.5)
+    assert pricing.cost("my-azure-gpt4o", 1_000_000, 100_000) == pytest.approx(2.5 + 1.0)
+    assert pricing.cost("my-azure-gpt4o", 1_000_000, 100_000, batch=True) == pytest.approx(1.25 + 0.5)
     prices = app.dataframe[0].value
     assert prices[prices["model"] == "my-azure-gpt4o"].to_dict("records") == [
-        {"model": "my-azure-gpt4o", "input $/M": 2.5, "cached input $/M": "as input", "output $/M": 10.0, "source": "yours"}
+        {"model": "my-azure-gpt4o", "input $/M": 2.5, "cached input $/M": "as input", "output $/M": 10.0, "batch input $/M": 1.25, "batch output $/M": 5.0, "source": "yours"}
     ]
     listed = prices[prices["model"] == "gpt-4o-mini"].to_dict("records")  # genai-prices' figures for OpenAI's model
-    assert listed == [{"model": "gpt-4o-mini", "input $/M": 0.15, "cached input $/M": "0.075", "output $/M": 0.6, "source": "list price"}]
+    assert listed == [
+        {"model": "gpt-4o-mini", "input $/M": 0.15, "cached input $/M": "0.075", "output $/M": 0.6, "batch input $/M": 0.075, "batch output $/M": 0.3, "source": "list price"}
+    ]
     app.text_input(key="price_model").input("my-azure-gpt4o").run()
     app.button(key="price_remove").click().run()
     assert pricing.price("my-azure-gpt4o") is None

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from core import batch_runs, keys, prompts, runs
+from core import batch_runs, keys, pricing, prompts, runs
 from core.labelstudio import NewTask
 from tests.conftest import CHOICES_CONFIG, choice
 from tests.helpers import wait_until
@@ -87,6 +87,15 @@ def test_a_batch_run_submits_parts_and_writes_every_answer_at_the_batch_price(se
     items = runs.items(run.id)
     assert all(item.latency_ms is None for item in items)  # a batch measures no latency per call
     assert [item.cost_usd for item in items] == pytest.approx([BATCH_COST_PER_CALL] * TASKS)
+
+
+def test_a_batch_run_costs_the_teams_batch_price_where_it_set_one(setup):
+    _, _, _, new_run = setup
+    pricing.save("gpt-4o-mini", 1.0, 4.0, batch_input_per_million=0.5, batch_output_per_million=2.0)
+    run = runs.execute(new_run().id)
+    assert run.status == "completed"
+    # 1000 input tokens a call (a team's price has no cached rate of its own) and 10 output
+    assert run.cost_usd == pytest.approx(TASKS * (1000 * 0.5 + 10 * 2.0) / 1e6)
 
 
 def test_each_part_is_written_to_label_studio_as_soon_as_it_ends(setup, standin, ls_client):

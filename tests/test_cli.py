@@ -77,3 +77,20 @@ def test_a_command_that_calls_a_model_loads_openai_and_nothing_else_it_does_not_
     done = _cli("keys", "add", "local", "--provider", "openai-compatible", "--base-url", standin.base_url)
     assert done.returncode == 0, done.stderr
     assert _loaded("keys", "test", "local") == {"openai"}
+
+
+def test_prices_set_with_a_batch_price_and_list_them():
+    done = _cli("prices", "set", "my-azure-gpt4o", "--input", "2.5", "--output", "10", "--batch-input", "1.25", "--batch-output", "5")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Saved the price of my-azure-gpt4o: $2.5 per million input tokens, $10 per million output tokens; Batch API calls $1.25 and $5.\n"
+    listed = {row["model"]: row for row in json.loads(_cli("prices", "list", "--json").stdout)["prices"]}
+    assert listed["my-azure-gpt4o"] == {
+        "model": "my-azure-gpt4o", "input_per_million": 2.5, "cached_input_per_million": None, "output_per_million": 10.0,
+        "batch_input_per_million": 1.25, "batch_output_per_million": 5.0, "source": "yours",
+    }  # fmt: skip
+
+    half = _cli("prices", "set", "my-azure-gpt4o", "--input", "3", "--output", "12", "--batch-input", "1.5")
+    assert half.returncode == 1 and half.stdout == ""
+    assert half.stderr.startswith("error: batch price: give both the input and the output price") and half.stderr.count("\n") == 1
+    kept = {row["model"]: row for row in json.loads(_cli("prices", "list", "--json").stdout)["prices"]}["my-azure-gpt4o"]
+    assert (kept["input_per_million"], kept["batch_input_per_million"]) == (2.5, 1.25)  # nothing of the refused one saved

@@ -52,8 +52,36 @@ def test_cached_input_tokens_cost_less_by_hand():
     assert pricing.cost("gpt-4o-mini", 1_000_000, 1_000_000, batch=True) == pytest.approx(0.075 + 0.30)
 
 
-def test_a_teams_price_applies_to_cached_input_and_batch_alike():
+def test_a_teams_price_applies_to_cached_input_and_to_batch_calls_unless_it_gives_a_batch_price():
     pricing.save("gpt-4o-mini", 1.0, 2.0)
     assert pricing.cost("gpt-4o-mini", 1_000_000, 1_000_000, cached_input_tokens=500_000) == pytest.approx(3.0)
     assert pricing.cost("gpt-4o-mini", 1_000_000, 1_000_000, batch=True) == pytest.approx(3.0)
     assert pricing.listed()["gpt-4o-mini"].source == "yours"
+
+    pricing.save("gpt-4o-mini", 1.0, 2.0, batch_input_per_million=0.4, batch_output_per_million=1.2)
+    assert pricing.cost("gpt-4o-mini", 1_000_000, 1_000_000, batch=True) == pytest.approx(1.6)
+    assert pricing.cost("gpt-4o-mini-2024-07-18", 1_000_000, 1_000_000, cached_input_tokens=500_000, batch=True) == pytest.approx(1.6)
+    assert pricing.cost("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(3.0)  # live calls: the price above
+    shown = {row["model"]: row for row in pricing.table()}["gpt-4o-mini"]
+    assert (shown["input_per_million"], shown["output_per_million"], shown["batch_input_per_million"], shown["batch_output_per_million"]) == (1.0, 2.0, 0.4, 1.2)
+
+    pricing.save("gpt-4o-mini", 1.0, 2.0)  # saved again without one: batch calls cost the price again
+    assert pricing.cost("gpt-4o-mini", 1_000_000, 1_000_000, batch=True) == pytest.approx(3.0)
+
+
+def test_the_list_shows_each_models_batch_price():
+    shown = {row["model"]: row for row in pricing.table()}["gpt-4o-mini"]
+    assert (shown["batch_input_per_million"], shown["batch_output_per_million"], shown["source"]) == (pytest.approx(0.075), pytest.approx(0.30), "list price")
+
+
+@pytest.mark.parametrize(
+    "batch, message",
+    [
+        ({"batch_input_per_million": 0.5}, "give both the input and the output price"),
+        ({"batch_input_per_million": -1.0, "batch_output_per_million": 1.0}, "batch price: give US dollars per million tokens, 0 or more"),
+    ],
+)
+def test_a_bad_batch_price_is_refused_and_nothing_is_saved(batch, message):
+    with pytest.raises(ValueError, match=message):
+        pricing.save("my-azure-gpt4o", 2.5, 10, **batch)
+    assert "my-azure-gpt4o" not in pricing.saved_models()

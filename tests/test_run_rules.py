@@ -128,7 +128,7 @@ def test_a_limit_on_a_model_with_no_price_is_refused_until_it_has_one(setup):
         new_run(of=local, max_cost_usd=1.0)
     assert str(refused.value) == (
         "spending limit: my-local-llama has no price, so a limit cannot be kept. Set its price first (Keys page, "
-        "Model prices, or `python -m core prices set my-local-llama INPUT OUTPUT`), or start without a limit."
+        "Model prices, or `python -m core prices set my-local-llama --input USD --output USD`), or start without a limit."
     )
     from core import pricing
 

@@ -186,15 +186,24 @@ if is_admin:
 st.subheader("Model prices")
 st.caption(
     "Costs are tokens times these prices (USD per million tokens). List prices are OpenAI's, from genai-prices, for every "
-    "model it knows (the common ones are shown), with cached input tokens at their own price. Set a price for a model that has none "
-    "(an Azure deployment's name, a local model at 0), or correct a list price. Models without a price show tokens and \"no price\"."
+    "model it knows (the common ones are shown), with cached input tokens and Batch API calls at their own price. Set a price for a "
+    "model that has none (an Azure deployment's name, a local model at 0), or correct a list price; give its Batch API price too, "
+    "or batch calls cost the same. Models without a price show tokens and \"no price\"."
 )
 own = pricing.saved_models()
 st.dataframe(
     pd.DataFrame(
         [
-            {"model": m, "input $/M": p.input_per_million, "cached input $/M": f"{p.cached_input_per_million:g}" if p.cached_input_per_million is not None else "as input", "output $/M": p.output_per_million, "source": p.source}
-            for m, p in sorted(pricing.listed().items())
+            {
+                "model": row["model"],
+                "input $/M": row["input_per_million"],
+                "cached input $/M": "as input" if row["cached_input_per_million"] is None else f"{row['cached_input_per_million']:g}",
+                "output $/M": row["output_per_million"],
+                "batch input $/M": row["batch_input_per_million"],
+                "batch output $/M": row["batch_output_per_million"],
+                "source": row["source"],
+            }
+            for row in pricing.table()
         ]
     ),
     hide_index=True,
@@ -204,10 +213,14 @@ if is_admin:
     price_model = p1.text_input("Model", key="price_model", placeholder="e.g. my-azure-gpt4o or llama3.1:8b")
     price_in = p2.number_input("Input $ per million", min_value=0.0, step=0.05, key="price_input")
     price_out = p3.number_input("Output $ per million", min_value=0.0, step=0.05, key="price_output")
+    b1, b2, b3 = st.columns([2, 1, 1])
+    b1.caption("Batch API calls (optional): their own price, else the one above.")
+    batch_in = b2.number_input("Batch input $ per million", min_value=0.0, step=0.05, value=None, key="price_batch_input", placeholder="as input")
+    batch_out = b3.number_input("Batch output $ per million", min_value=0.0, step=0.05, value=None, key="price_batch_output", placeholder="as output")
     s1, s2 = st.columns(2)
     if s1.button("Save price", key="price_save"):
         try:
-            pricing.save(price_model, price_in, price_out)
+            pricing.save(price_model, price_in, price_out, batch_input_per_million=batch_in, batch_output_per_million=batch_out)
             widgets.flash("ok", f"Saved the price of {price_model.strip()}.")
             st.rerun()
         except ValueError as error:
