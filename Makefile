@@ -10,8 +10,8 @@ run: setup
 	$(VENV)/bin/python -m core run
 
 # Two workers, one per core: the suite waits on servers, browsers and subprocesses as well as it
-# computes, so it takes about 13-14 minutes instead of 20 (a third worker adds a Label Studio server
-# and contention, and varied from 13 to 16 minutes). PYTEST_WORKERS=0 runs it in one process.
+# computes, so it takes about 13 minutes instead of 20 (a third worker adds a Label Studio server
+# and contention). PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 2
 
 test: setup chromium postgresql
