@@ -139,7 +139,7 @@ def test_twenty_runs_on_three_workers_one_killed_mid_chunk_each_task_done_once(p
         runs.launch(started[-1].id)
     # kill the worker of a chunk being worked, while its calls are out
     wait_until(lambda: any(c.status == "working" and c.finished < c.tasks for r in started for c in chunks.progress(r.id)), what="a chunk being worked")
-    victim = next(c.worker for r in started for c in chunks.progress(r.id) if c.status == "working")
+    victim_run, victim_chunk, victim = next((r.id, c.number, c.worker) for r in started for c in chunks.progress(r.id) if c.status == "working")
     worker_pool.kill(int(victim.split(":")[1]))
 
     ended = [wait_for_run(r.id, timeout=120) for r in started]
@@ -151,7 +151,9 @@ def test_twenty_runs_on_three_workers_one_killed_mid_chunk_each_task_done_once(p
     per_prompt = collections.Counter(number_of(r) for r in standin.requests if r.body.get("messages"))
     twice = sum(count - 20 for count in per_prompt.values())
     assert 0 <= twice <= CHUNK  # only the calls the killed worker had out were paid twice
-    assert len({w for r in started for w in workers_of(r.id)}) >= 3  # the dead one, and the two that finished its work
+    taken_over = next(c for c in chunks.progress(victim_run) if c.number == victim_chunk)
+    assert taken_over.status == "done" and taken_over.worker != victim  # the dead worker's chunk, finished by another
+    assert len({w for r in started for w in workers_of(r.id)} - {victim}) == 2  # both others worked
 
 
 def test_a_spending_limit_holds_for_the_run_across_workers(project, worker_pool, standin):
